@@ -1,0 +1,179 @@
+"""Throughput of the crypto layer: raw Twofish-CTR, SHA-256, HMAC, and sealing.
+
+    python bench/seal.py [--mib 256] [--small 50000]
+
+Prints figures and ratios only; it asserts nothing. The python cipher backend
+is measured on a smaller slice (it runs at tens of MB/s at best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from fogsync import cipher, crypto
+
+MIB = 1 << 20
+CHUNK = MIB
+PYTHON_SLICE_MIB = 8
+SMALL_LEN = 2048
+
+
+def _mbps(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / 1e6
+
+
+def _timed(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def _chunks(data: bytes, size: int = CHUNK) -> list[memoryview]:
+    view = memoryview(data)
+    return [view[i:i + size] for i in range(0, len(data), size)]
+
+
+def raw_twofish(key: bytes, data: bytes) -> float:
+    """libgcrypt Twofish-CTR, one gcry_cipher_encrypt call per 1 MiB buffer, one thread."""
+    stream = cipher.twofish_ctr(key, 0, cipher.GCRYPT)
+    buf = bytearray(data[:CHUNK])
+    rounds = max(1, len(data) // CHUNK)
+
+    def run() -> None:
+        for _ in range(rounds):
+            stream.xor_into(buf)
+
+    seconds = _timed(run)
+    stream.close()
+    return _mbps(rounds * len(buf), seconds)
+
+
+def sha256(data: bytes) -> float:
+    def run() -> None:
+        digest = hashlib.sha256()
+        for chunk in _chunks(data):
+            digest.update(chunk)
+        digest.digest()
+
+    return _mbps(len(data), _timed(run))
+
+
+def hmac_sha256(key: bytes, data: bytes) -> float:
+    def run() -> None:
+        mac = hmac.new(key, digestmod="sha256")
+        for chunk in _chunks(data):
+            mac.update(chunk)
+        mac.digest()
+
+    return _mbps(len(data), _timed(run))
+
+
+def seal_stream(keys: crypto.ShareKeys, data: bytes) -> float:
+    def run() -> None:
+        for _ in crypto.seal_stream(keys, _chunks(data), compress=False):
+            pass
+
+    return _mbps(len(data), _timed(run))
+
+
+def seal_two_threads(keys: crypto.ShareKeys, data: bytes) -> float:
+    """Two threads, each sealing its own half of the data as an independent stream."""
+    half = len(data) // 2
+    parts = [data[:half], data[half:]]
+
+    def worker(part: bytes) -> None:
+        for _ in crypto.seal_stream(keys, _chunks(part), compress=False):
+            pass
+
+    threads = [threading.Thread(target=worker, args=(part,)) for part in parts]
+
+    def run() -> None:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return _mbps(len(data), _timed(run))
+
+
+def small_blobs(keys: crypto.ShareKeys, count: int) -> tuple[float, float]:
+    """Microseconds per seal() and per open_blob() of a 2 KiB blob (compress off)."""
+    payloads = [os.urandom(SMALL_LEN) for _ in range(64)]
+    blobs: list[bytes] = []
+
+    def seal_all() -> None:
+        for i in range(count):
+            blobs.append(crypto.seal(keys, payloads[i & 63], compress=False))
+
+    def open_all() -> None:
+        for blob in blobs:
+            crypto.open_blob(keys, blob)
+
+    return _timed(seal_all) / count * 1e6, _timed(open_all) / count * 1e6
+
+
+def _with_backend(name: str, func: Callable[[], float]) -> float:
+    saved = os.environ.get(cipher.ENV_BACKEND)
+    os.environ[cipher.ENV_BACKEND] = name
+    cipher.default_backend.cache_clear()
+    try:
+        return func()
+    finally:
+        if saved is None:
+            del os.environ[cipher.ENV_BACKEND]
+        else:
+            os.environ[cipher.ENV_BACKEND] = saved
+        cipher.default_backend.cache_clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=256, help="MiB of random data (default 256)")
+    parser.add_argument("--small", type=int, default=50_000, help="2 KiB blobs to seal (default 50000)")
+    args = parser.parse_args(argv)
+
+    data = os.urandom(args.mib * MIB)
+    keys = crypto.ShareKeys.derive(os.urandom(32))
+    backends = cipher.available_backends()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, backends {backends}, gzip {crypto.GZIP_BACKEND}")
+    print(f"data: {args.mib} MiB random, 1 MiB chunks; MB = 10^6 bytes")
+
+    raw = raw_twofish(keys.cipher, data) if cipher.GCRYPT in backends else None
+    if raw is not None:
+        print(f"raw libgcrypt Twofish-CTR (1 thread)     {raw:8.1f} MB/s")
+    print(f"hashlib SHA-256                          {sha256(data):8.1f} MB/s")
+    print(f"HMAC-SHA256                              {hmac_sha256(keys.mac, data):8.1f} MB/s")
+
+    seal_gcrypt = two = None
+    if cipher.GCRYPT in backends:
+        seal_gcrypt = _with_backend(cipher.GCRYPT, lambda: seal_stream(keys, data))
+        print(f"seal_stream, gcrypt, one stream          {seal_gcrypt:8.1f} MB/s")
+        two = _with_backend(cipher.GCRYPT, lambda: seal_two_threads(keys, data))
+        print(f"seal_stream, gcrypt, 2 threads x 1 stream{two:8.1f} MB/s (total)")
+    if cipher.PYTHON in backends:
+        piece = data[: min(len(data), PYTHON_SLICE_MIB * MIB)]
+        slow = _with_backend(cipher.PYTHON, lambda: seal_stream(keys, piece))
+        print(f"seal_stream, python, one stream          {slow:8.1f} MB/s (on {len(piece) // MIB} MiB only)")
+
+    if raw:
+        if seal_gcrypt:
+            print(f"ratio seal/raw Twofish, one stream       {seal_gcrypt / raw:8.2f}")
+        if two:
+            print(f"ratio seal/raw Twofish, 2 threads        {two / raw:8.2f}")
+
+    if args.small > 0:
+        per_seal, per_open = small_blobs(keys, args.small)
+        print(f"seal() of {args.small} x 2 KiB blobs     {per_seal:8.1f} us/blob")
+        print(f"open_blob() of the same                  {per_open:8.1f} us/blob")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

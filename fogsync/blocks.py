@@ -1,0 +1,237 @@
+"""Blocks and bptrs: how a sealed blob becomes 64 KiB objects (FORMAT.md 3-4).
+
+This layer adds:
+
+- ``Bptr``: the 48-byte block pointer (hash, [start, end), depth);
+- ``BlobWriter``: cuts sealed blobs into full pieces (one block each) and
+  packs their tails into shared partial blocks, then builds block lists of
+  any depth; the hash of a partial block is known only once it is closed, so
+  references come back as ``Pending`` and are resolved in ``resolve``;
+- ``read_pieces``/``iter_blob``: the way back, from a reference to the
+  sealed blob's bytes.
+
+It does no I/O itself: blocks leave through a ``put_block(hash, data)``
+callable and arrive through ``get_block(hash)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+from . import crypto
+from .errors import FormatError
+
+BLOCK_SIZE = 65536
+BPTR_LEN = 48
+_BPTR = struct.Struct(">32sIIII")
+
+PutBlock = Callable[[bytes, bytes], None]
+GetBlock = Callable[[bytes], bytes]
+
+
+@dataclass(frozen=True)
+class Bptr:
+    """A byte range [start, end) of the block named ``hash``, at indirection ``depth``."""
+
+    hash: bytes
+    start: int
+    end: int
+    depth: int = 0
+
+    def pack(self) -> bytes:
+        return _BPTR.pack(self.hash, self.start, self.end, self.depth, 0)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "Bptr":
+        if len(raw) != BPTR_LEN:
+            raise FormatError(f"bptr must be {BPTR_LEN} bytes, got {len(raw)}")
+        h, start, end, depth, _reserved = _BPTR.unpack(raw)
+        if not start < end <= BLOCK_SIZE:
+            raise FormatError(f"bptr range [{start}, {end}) is not inside a block")
+        return cls(h, start, end, depth)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def __str__(self) -> str:
+        return self.pack().hex()
+
+
+def pack_bptrs(bptrs: Iterable[Bptr]) -> bytes:
+    return b"".join(b.pack() for b in bptrs)
+
+
+def unpack_bptrs(data: bytes) -> list[Bptr]:
+    if len(data) % BPTR_LEN:
+        raise FormatError(f"block list of {len(data)} bytes is not a whole number of bptrs")
+    return [Bptr.unpack(data[i : i + BPTR_LEN]) for i in range(0, len(data), BPTR_LEN)]
+
+
+def block_hash(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# --- writing ------------------------------------------------------------------
+
+
+class _Partial:
+    """A partial block being filled with tails; immutable once ``hash`` is set."""
+
+    __slots__ = ("buf", "hash")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.hash: bytes | None = None
+
+    @property
+    def free(self) -> int:
+        return BLOCK_SIZE - len(self.buf)
+
+
+@dataclass
+class Pending:
+    """A blob's pieces as written; the tail's block hash may still be unknown."""
+
+    depth: int
+    full: list[Bptr]
+    tail: tuple[_Partial, int, int] | None
+    length: int
+
+    def pieces(self) -> list[Bptr]:
+        if self.tail is None:
+            return self.full
+        part, start, end = self.tail
+        if part.hash is None:
+            raise RuntimeError("tail block not flushed yet")
+        return self.full + [Bptr(part.hash, start, end, self.depth)]
+
+
+class BlobWriter:
+    """Writes sealed blobs as blocks for one commit.
+
+    Thread-safe: several workers may ``write`` at once. Tails go into shared
+    partial blocks (first fit among a few open ones); ``flush`` closes them.
+    ``resolve`` turns pendings into final references, writing block lists
+    (depth + 1 per level) for blobs of more than one piece.
+    """
+
+    def __init__(self, keys: crypto.ShareKeys, put_block: PutBlock, max_open: int = 8) -> None:
+        self.keys = keys
+        self._put = put_block
+        self._max_open = max_open
+        self._open: list[_Partial] = []
+        self._lock = threading.Lock()
+        self.blocks_written = 0
+        self.bytes_written = 0
+
+    def write(self, sealed: Iterable[bytes], depth: int = 0) -> Pending:
+        """Cut a sealed blob (given as chunks, in order) into pieces."""
+        full: list[Bptr] = []
+        buf = bytearray()
+        length = 0
+        for chunk in sealed:
+            length += len(chunk)
+            buf += chunk
+            while len(buf) >= BLOCK_SIZE:
+                full.append(self._put_full(bytes(buf[:BLOCK_SIZE]), depth))
+                del buf[:BLOCK_SIZE]
+        tail = self._add_tail(bytes(buf)) if buf else None
+        return Pending(depth, full, tail, length)
+
+    def write_bytes(self, sealed: bytes, depth: int = 0) -> Pending:
+        return self.write((sealed,), depth)
+
+    def flush(self) -> None:
+        """Close every open partial block, so each pending tail has a hash."""
+        with self._lock:
+            closing, self._open = self._open, []
+        for part in closing:
+            self._close(part)
+
+    def resolve(self, pendings: Sequence[Pending]) -> list[bytes]:
+        """The packed 48-byte reference of each pending blob, block lists written as needed."""
+        self.flush()
+        refs: list[bytes | None] = [None] * len(pendings)
+        todo = list(enumerate(pendings))
+        while todo:
+            deeper = []
+            for i, pending in todo:
+                pieces = pending.pieces()
+                if len(pieces) == 1:
+                    refs[i] = pieces[0].pack()
+                else:
+                    listing = crypto.seal(self.keys, pack_bptrs(pieces), compress=False)
+                    deeper.append((i, self.write_bytes(listing, pending.depth + 1)))
+            self.flush()
+            todo = deeper
+        return refs  # type: ignore[return-value]
+
+    def _put_full(self, piece: bytes, depth: int) -> Bptr:
+        h = block_hash(piece)
+        self._store(h, piece)
+        return Bptr(h, 0, BLOCK_SIZE, depth)
+
+    def _add_tail(self, tail: bytes) -> tuple[_Partial, int, int]:
+        with self._lock:
+            part = next((p for p in self._open if p.free >= len(tail)), None)
+            if part is None:
+                part = _Partial()
+                self._open.append(part)
+            start = len(part.buf)
+            part.buf += tail
+            to_close = self._pick_to_close(part)
+        for p in to_close:
+            self._close(p)
+        return part, start, start + len(tail)
+
+    def _pick_to_close(self, just_used: _Partial) -> list[_Partial]:
+        """Under the lock: retire blocks that are nearly full, and the fullest when too many are open."""
+        done = [p for p in self._open if p.free < 256]
+        if len(self._open) - len(done) > self._max_open:
+            rest = sorted((p for p in self._open if p not in done), key=lambda p: p.free)
+            done.append(rest[0])
+        for p in done:
+            self._open.remove(p)
+        return done
+
+    def _close(self, part: _Partial) -> None:
+        data = bytes(part.buf)
+        part.hash = block_hash(data)
+        self._store(part.hash, data)
+
+    def _store(self, h: bytes, data: bytes) -> None:
+        self._put(h, data)
+        with self._lock:
+            self.blocks_written += 1
+            self.bytes_written += len(data)
+
+
+# --- reading ------------------------------------------------------------------
+
+
+def read_pieces(keys: crypto.ShareKeys, ref: Bptr, get_block: GetBlock) -> list[Bptr]:
+    """The depth-0 pieces of the blob ``ref`` points to, opening block lists on the way."""
+    pieces = [ref]
+    while pieces[0].depth > 0:
+        depth = pieces[0].depth
+        if any(p.depth != depth for p in pieces):
+            raise FormatError("block list mixes indirection depths")
+        listing = crypto.open_blob(keys, b"".join(iter_blob(pieces, get_block)))
+        pieces = unpack_bptrs(listing)
+        if not pieces or any(p.depth != depth - 1 for p in pieces):
+            raise FormatError(f"block list at depth {depth} has pieces of the wrong depth")
+    return pieces
+
+
+def iter_blob(pieces: Iterable[Bptr], get_block: GetBlock) -> Iterator[bytes]:
+    """The sealed blob's bytes, piece by piece."""
+    for p in pieces:
+        block = get_block(p.hash)
+        if len(block) < p.end:
+            raise FormatError(f"block {p.hash.hex()} is {len(block)} bytes, shorter than its bptr says")
+        yield block if (p.start == 0 and p.end == len(block)) else block[p.start : p.end]

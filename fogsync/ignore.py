@@ -1,0 +1,110 @@
+"""What is never synced: our own temp files, editors' scratch files, and
+the share's exclude patterns (``.fogsyncignore`` in gitignore syntax at the
+share's top, plus ``exclude`` in the config).
+
+Supported gitignore syntax: ``#`` comments, blank lines, ``!`` to re-include,
+a trailing ``/`` for directories only, a leading or inner ``/`` to anchor the
+pattern at the top, ``*``, ``?``, ``[...]`` and ``**``. The last matching
+pattern wins, as in git.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable
+
+IGNORE_FILE = ".fogsyncignore"
+TEMP_PREFIX = ".fogsync-"
+
+# Scratch files of editors and downloaders: never a user's finished work.
+BUILTIN = (
+    f"{TEMP_PREFIX}*",
+    "*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#",
+    "*.part", "*.crdownload", "*.partial", ".~lock.*#",
+)
+
+
+def _translate(glob: str) -> str:
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = glob.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = glob[i + 1 : j].replace("\\", "\\\\")
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+class _Rule:
+    __slots__ = ("regex", "negate", "dir_only")
+
+    def __init__(self, line: str) -> None:
+        self.negate = line.startswith("!")
+        if self.negate:
+            line = line[1:]
+        self.dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        anchored = "/" in line
+        line = line.lstrip("/")
+        prefix = "" if anchored else "(?:.*/)?"
+        self.regex = re.compile(prefix + _translate(line) + "(?P<below>/.*)?$")
+
+    def matches(self, path: str, is_dir: bool) -> bool:
+        m = self.regex.match(path)
+        if not m:
+            return False
+        # "dir/" matches the directory itself, and anything below it.
+        return not self.dir_only or is_dir or m.group("below") is not None
+
+
+class Ignore:
+    """Decides, by relative POSIX path, whether something is left out of sync."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self._rules = [_Rule(p) for p in _clean(list(BUILTIN) + list(patterns))]
+
+    @classmethod
+    def for_folder(cls, folder: str, extra: Iterable[str] = ()) -> "Ignore":
+        patterns = list(extra)
+        try:
+            with open(os.path.join(folder, IGNORE_FILE), encoding="utf-8") as f:
+                patterns += f.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            pass
+        return cls(patterns)
+
+    def ignored(self, path: str, is_dir: bool = False) -> bool:
+        verdict = False
+        for rule in self._rules:
+            if rule.negate == verdict and rule.matches(path, is_dir):
+                verdict = not rule.negate
+        return verdict
+
+
+def _clean(lines: Iterable[str]) -> list[str]:
+    out = []
+    for line in lines:
+        line = line.rstrip("\n").rstrip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out

@@ -1,0 +1,267 @@
+"""Pull: a tree from the store becomes files in a folder.
+
+Every file is written under a temporary name (``.fogsync-tmp-*``) beside
+its place, from a blob whose tag has verified, checked against the listing's
+sha256, given its mtime and exec bit, and only then renamed into place.
+Content already present in the folder (a rename, a conflict copy) is copied
+locally instead of fetched.
+
+``apply`` turns the share folder from the tree it was scanned as into a
+target tree. Right before it replaces or deletes a path it checks the path
+still has the stat it was scanned with: a local edit the merge has not seen
+is never overwritten; such paths are reported back and the pass is retried.
+``restore`` writes a tree into an empty directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+from .errors import IntegrityError, LocalError
+from .ignore import TEMP_PREFIX
+from .repo import Repo
+from .scan import Local, Snapshot
+from .state import Stat
+from .tree import DIR, FILE, SYMLINK, Entry, parent_of
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class Applied:
+    stats: dict[str, Stat] = field(default_factory=dict)  # what was written, as it is now
+    skipped: list[str] = field(default_factory=list)  # changed under us: retry the pass
+    written: int = 0
+    removed: int = 0
+
+
+# --- writing one entry ------------------------------------------------------------
+
+
+def _temp_name(dest: str) -> str:
+    return os.path.join(os.path.dirname(dest), f"{TEMP_PREFIX}tmp-{secrets.token_hex(8)}")
+
+
+def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, durable: bool = False) -> str:
+    """Write ``entry`` to a temporary file beside ``dest``; returns its name, ready to rename."""
+    tmp = _temp_name(dest)
+    try:
+        if entry.type == SYMLINK:
+            os.symlink(entry.target, tmp)
+        else:
+            _write_content(repo, tmp, entry, source, durable)
+            os.chmod(tmp, 0o777 & ~_umask() if entry.exec else 0o666 & ~_umask())
+        os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
+        return tmp
+    except BaseException as e:
+        _remove_quietly(tmp)
+        if isinstance(e, OSError):
+            raise LocalError(f"cannot write {dest}: {e.strerror or e}") from None
+        raise
+
+
+def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durable: bool) -> None:
+    if source is not None:
+        try:
+            _write_checked(tmp, _local_chunks(source), entry, durable)
+            return
+        except (OSError, IntegrityError):
+            pass  # the local copy changed or vanished: fetch from the store instead
+    if entry.size == 0:
+        _write_checked(tmp, iter(()), entry, durable)
+        return
+    with repo.verified(entry.bptr, f"content of {entry.sha256[:12]}") as chunks:
+        _write_checked(tmp, chunks, entry, durable)
+
+
+def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:
+    h = hashlib.sha256()
+    n = 0
+    with open(tmp, "wb") as f:
+        for chunk in chunks:
+            h.update(chunk)
+            n += len(chunk)
+            f.write(chunk)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    if n != entry.size or (n and h.hexdigest() != entry.sha256):
+        raise IntegrityError(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
+
+
+def _local_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        yield from iter(lambda: f.read(CHUNK), b"")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def set_dir_mtimes(folder: str, tree: Mapping[str, Entry], paths) -> None:
+    """Directories' mtimes, deepest first (writing inside a directory moves its mtime)."""
+    for path in sorted(paths, key=lambda p: -p.count("/")):
+        e = tree.get(path)
+        if e is not None and e.type == DIR:
+            try:
+                os.utime(os.path.join(folder, path), ns=(e.mtime, e.mtime), follow_symlinks=False)
+            except OSError:
+                pass
+
+
+# --- restore into an empty directory --------------------------------------------------
+
+
+def restore(repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = 4) -> int:
+    """Write ``tree`` into ``dest`` (empty or absent). Returns the number of entries written."""
+    os.makedirs(dest, exist_ok=True)
+    if os.listdir(dest):
+        raise LocalError(f"restore target {dest} is not empty")
+    dirs = sorted(p for p, e in tree.items() if e.type == DIR)
+    for d in dirs:
+        os.makedirs(os.path.join(dest, d), exist_ok=True)
+
+    def one(path: str) -> None:
+        target = os.path.join(dest, path)
+        os.replace(prepare(repo, target, tree[path]), target)
+
+    others = [p for p, e in tree.items() if e.type != DIR]
+    _run_all(one, others, workers)
+    set_dir_mtimes(dest, tree, dirs)
+    return len(tree)
+
+
+def _run_all(fn, items, workers: int) -> None:
+    if workers <= 1 or len(items) < 2:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-write") as pool:
+        for _ in pool.map(fn, items):
+            pass
+
+
+# --- applying a merged tree to the share folder ---------------------------------------
+
+
+def apply(
+    repo: Repo, folder: str, snap: Snapshot, local: Mapping[str, Entry], target: Mapping[str, Entry],
+    workers: int = 4,
+) -> Applied:
+    """Make the folder hold ``target`` where it now holds ``local`` (as scanned in ``snap``)."""
+    out = Applied()
+    sources = _local_sources(folder, snap, local)
+    removals = [p for p, item in snap.items.items() if p not in target or target[p].type != item.type]
+    writes = [p for p, e in target.items() if not e.same_content(local.get(p)) or p not in snap.items]
+    blocked = _blocked(writes, snap)
+    first = [p for p in writes if p not in blocked and p not in snap.items]
+    later = [p for p in writes if p in blocked or p in snap.items]
+    _write_all(repo, folder, snap, target, first, sources, out, workers)
+    _remove_all(folder, snap, removals, out)
+    _write_all(repo, folder, snap, target, later, sources, out, workers)
+    set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
+        p for p in writes if target[p].type == DIR})
+    return out
+
+
+def _local_sources(folder: str, snap: Snapshot, local: Mapping[str, Entry]) -> dict[str, str]:
+    """sha256 -> a file in the folder that holds that content now."""
+    out = {}
+    for path, e in local.items():
+        if e.type == FILE and e.size and path in snap.items:
+            out.setdefault(e.sha256, os.path.join(folder, path))
+    return out
+
+
+def _blocked(writes: list[str], snap: Snapshot) -> set[str]:
+    """New paths that cannot be made before removals: some ancestor is, locally, not a directory."""
+    out = set()
+    for p in writes:
+        parent = parent_of(p)
+        while parent:
+            item = snap.items.get(parent)
+            if item is not None and item.type != DIR:
+                out.add(p)
+                break
+            parent = parent_of(parent)
+    return out
+
+
+def _unchanged(full: str, item: Local | None) -> bool:
+    """Whether the path still is what the scan saw (absent if it saw nothing)."""
+    try:
+        s = os.lstat(full)
+    except FileNotFoundError:
+        return item is None
+    if item is None:
+        return False
+    if item.type == DIR:
+        return os.path.isdir(full) and not os.path.islink(full)
+    return Stat(s.st_size, s.st_mtime_ns, s.st_ino) == item.stat
+
+
+def _write_all(repo, folder, snap, target, paths, sources, out: Applied, workers: int) -> None:
+    dirs = sorted(p for p in paths if target[p].type == DIR)
+    for d in dirs:
+        full = os.path.join(folder, d)
+        if not os.path.isdir(full):
+            try:
+                os.makedirs(full)
+                out.written += 1
+            except FileExistsError:
+                out.skipped.append(d)
+            except OSError as e:
+                raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
+
+    def one(path: str) -> None:
+        entry = target[path]
+        full = os.path.join(folder, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        source = sources.get(entry.sha256) if entry.type == FILE else None
+        tmp = prepare(repo, full, entry, source, durable=True)
+        if not _unchanged(full, snap.items.get(path)):
+            _remove_quietly(tmp)
+            out.skipped.append(path)
+            return
+        os.replace(tmp, full)
+        s = os.lstat(full)
+        out.stats[path] = Stat(s.st_size, s.st_mtime_ns, s.st_ino)
+        out.written += 1
+
+    _run_all(one, [p for p in paths if target[p].type != DIR], workers)
+
+
+def _remove_all(folder: str, snap: Snapshot, paths: list[str], out: Applied) -> None:
+    for path in sorted(paths, key=lambda p: (-p.count("/"), p)):
+        full = os.path.join(folder, path)
+        item = snap.items[path]
+        if not _unchanged(full, item):
+            out.skipped.append(path)
+            continue
+        try:
+            if item.type == DIR:
+                os.rmdir(full)
+            else:
+                os.unlink(full)
+            out.removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY:
+                raise LocalError(f"cannot remove {full}: {e.strerror or e}") from None
+            # Still holds ignored files or something new: it stays; a later scan sees what.

@@ -1,0 +1,261 @@
+"""Push: changed files become sealed blobs; a tree becomes listings and a root.
+
+``seal_files`` reads each changed file once, hashing, compressing (when it
+pays) and sealing it in one pass, on a pool of workers; content that the
+store already holds (a move, a copy, a file changed back) reuses its bptr
+instead of being uploaded again. A file that changes while it is read is
+read again, never stored torn. ``write_listings`` writes a listing for each
+directory that differs from the tree being built upon — unchanged subtrees
+keep their bptrs — and ``write_root`` seals the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as st
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterator, Mapping
+
+from . import crypto
+from .blocks import BlobWriter, Pending
+from .roots import Root, format_date
+from .state import Stat
+from .tree import DIR, FILE, Entry, children_by_dir, encode_listing, name_of, parent_of
+
+CHUNK = 1 << 20
+PROBE = 1 << 16
+READ_ATTEMPTS = 3
+# Formats that are compressed already: gzip would only spend time.
+COMPRESSED_EXT = frozenset(
+    "jpg jpeg png gif webp heic avif mp3 mp4 m4a m4v mov mkv avi webm ogg opus flac "
+    "zip gz tgz bz2 xz zst 7z rar jar apk docx xlsx pptx odt ods odp epub pdf woff woff2".split()
+)
+
+
+@dataclass
+class ContentIndex:
+    """sha256 -> bptr of content the store already holds, with a quick size filter."""
+
+    lookup_db: Callable[[str], bytes | None]
+    sizes: set[int]
+    known: dict[str, bytes] = field(default_factory=dict)
+
+    def add_tree(self, tree: Mapping[str, Entry]) -> None:
+        for e in tree.values():
+            if e.type == FILE and e.bptr is not None:
+                self.known[e.sha256] = e.bptr
+                self.sizes.add(e.size)
+
+    def get(self, sha: str) -> bytes | None:
+        return self.known.get(sha) or self.lookup_db(sha)
+
+
+@dataclass
+class Sealed:
+    """Files read in this pass: their entries (bptrs filled once resolved) and stats."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    stats: dict[str, Stat] = field(default_factory=dict)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+class _Changing(Exception):
+    """The file changed while it was read."""
+
+
+def seal_files(
+    folder: str, paths: list[str], writer: BlobWriter, keys: crypto.ShareKeys,
+    index: ContentIndex, host: str, workers: int = 3,
+) -> Sealed:
+    """Read and seal ``paths``; call ``resolve_sealed`` once every tail may be flushed."""
+    out = Sealed()
+
+    def one(path: str) -> None:
+        result = _read_one(folder, path, writer, keys, index, host)
+        if isinstance(result, str):
+            out.problems.append(result)
+            return
+        entry, stat, pending = result
+        out.entries[path] = entry
+        out.stats[path] = stat
+        out.bytes_read += entry.size
+        if pending is not None:
+            out.pending[path] = pending
+
+    if workers <= 1 or len(paths) < 2:
+        for p in paths:
+            one(p)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-seal") as pool:
+            for _ in pool.map(one, paths):
+                pass
+    return out
+
+
+def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[tuple[str, int, bytes]]:
+    """Fill in the bptrs of newly written files; returns their (sha256, size, bptr) for the index."""
+    paths = list(sealed.pending)
+    refs = writer.resolve([sealed.pending[p] for p in paths])
+    new = []
+    for path, ref in zip(paths, refs):
+        e = sealed.entries[path].with_(bptr=ref)
+        sealed.entries[path] = e
+        new.append((e.sha256, e.size, ref))
+    sealed.pending.clear()
+    return new
+
+
+def _read_one(folder, path, writer, keys, index, host):
+    full = os.path.join(folder, path)
+    for _ in range(READ_ATTEMPTS):
+        try:
+            return _read_stable(full, writer, keys, index, host)
+        except _Changing:
+            continue
+        except OSError as e:
+            return f"cannot read {path!r}: {e.strerror or e}"
+    return f"skipped {path!r} for now: it kept changing while it was read"
+
+
+def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host: str):
+    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        before = os.fstat(fd)
+        if not st.S_ISREG(before.st_mode):
+            raise _Changing()
+        sha, ref, pending, length = _content(f, full, before.st_size, writer, keys, index)
+        after = os.fstat(fd)
+        now = os.lstat(full)
+    if (
+        length != before.st_size
+        or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
+        or now.st_ino != before.st_ino
+    ):
+        raise _Changing()
+    entry = Entry(
+        FILE, before.st_mtime_ns, host, length, ref, sha if length else None,
+        exec=bool(before.st_mode & st.S_IXUSR),
+    )
+    return entry, Stat(before.st_size, before.st_mtime_ns, before.st_ino), pending
+
+
+def _content(f, full, size, writer, keys, index):
+    """(sha256, known bptr or None, Pending or None, bytes read) for an open file."""
+    if size == 0:
+        return None, None, None, len(f.read(1))
+    if size in index.sizes:
+        sha, length = _hash(f)
+        ref = index.get(sha)
+        if ref is not None:
+            return sha, ref, None, length
+        f.seek(0)
+    first = f.read(PROBE)
+    compress = _worth_compressing(full, first)
+    h = hashlib.sha256()
+    counter = [0]
+    chunks = _tapped(_chunks(f, first), h, counter)
+    pending = writer.write(crypto.seal_stream(keys, chunks, compress=compress))
+    return h.hexdigest(), None, pending, counter[0]
+
+
+def _hash(f) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    for chunk in iter(lambda: f.read(CHUNK), b""):
+        h.update(chunk)
+        n += len(chunk)
+    return h.hexdigest(), n
+
+
+def _chunks(f, first: bytes) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from iter(lambda: f.read(CHUNK), b"")
+
+
+def _tapped(chunks: Iterator[bytes], h, counter: list[int]) -> Iterator[bytes]:
+    for chunk in chunks:
+        h.update(chunk)
+        counter[0] += len(chunk)
+        yield chunk
+
+
+def _worth_compressing(path: str, sample: bytes) -> bool:
+    ext = path.rsplit(".", 1)[-1].lower() if "." in name_of(path) else ""
+    return ext not in COMPRESSED_EXT and crypto.probe_compressible(sample)
+
+
+# --- listings and roots ---------------------------------------------------------
+
+
+def dirty_dirs(tree: Mapping[str, Entry], previous: Mapping[str, Entry]) -> set[str]:
+    """Directories whose listing must be written: they, or something below them, changed."""
+    dirty: set[str] = set()
+
+    def mark(path: str) -> None:
+        while path not in dirty:
+            dirty.add(path)
+            if not path:
+                return
+            path = parent_of(path)
+
+    for path, e in tree.items():
+        if previous.get(path) != e:
+            mark(path if e.type == DIR else parent_of(path))
+    for path in previous:
+        if path not in tree:
+            mark(parent_of(path))
+    return dirty
+
+
+def write_listings(
+    writer: BlobWriter, tree: Mapping[str, Entry], previous: Mapping[str, Entry], host: str,
+    mtimes: Mapping[str, int] | None = None,
+) -> tuple[bytes, dict[str, Entry]]:
+    """Write the listings that changed, deepest first; returns the top listing's ref and the finished tree.
+
+    A rewritten directory takes its mtime from ``mtimes`` (the folder as scanned) where known.
+    """
+    mtimes = mtimes or {}
+    out = dict(tree)
+    dirty = dirty_dirs(tree, previous) | {""}
+    kids = children_by_dir(tree)
+    by_depth: dict[int, list[str]] = {}
+    for d in dirty:
+        by_depth.setdefault(d.count("/") + 1 if d else 0, []).append(d)
+    top_ref = b""
+    for depth in sorted(by_depth, reverse=True):
+        level = sorted(by_depth[depth])
+        blobs = [encode_listing((name_of(c), out[c]) for c in kids.get(d, ())) for d in level]
+        pendings = [writer.write_bytes(crypto.seal(writer.keys, b, compress=True)) for b in blobs]
+        for d, blob, ref in zip(level, blobs, writer.resolve(pendings)):
+            if not d:
+                top_ref = ref
+                continue
+            mtime = mtimes.get(d, out[d].mtime)
+            out[d] = Entry(DIR, mtime, host, len(blob), ref, hashlib.sha256(blob).hexdigest())
+    return top_ref, out
+
+
+def write_root(
+    writer: BlobWriter, top: bytes, prev: tuple[bytes, Root] | None, host: str, now: datetime,
+    merged: tuple[bytes, ...] = (), extra: tuple = (),
+) -> tuple[bytes, Root]:
+    """Seal a root naming ``top`` on top of ``prev``; returns its ref and the Root."""
+    root = Root(
+        version=prev[1].version + 1 if prev else 1,
+        prev=prev[0] if prev else None,
+        date=format_date(now),
+        host=host,
+        root=top,
+        merged=merged,
+        extra=extra,
+    )
+    sealed = crypto.seal(writer.keys, root.encode(), compress=False)
+    (ref,) = writer.resolve([writer.write_bytes(sealed)])
+    return ref, root

@@ -1,0 +1,292 @@
+"""Repository: one share inside a store.
+
+This layer binds a bytes-only ``Store`` to a share's keys and adds the
+object layout (``<share_id>/blocks/xx/<hash>``, ``<share_id>/head``), a
+bounded pool of concurrent block uploads, a small cache of recently read
+blocks (tails of many files share one partial block), and typed reads:
+listings, roots, the head, the root chain, whole trees, and file contents
+verified before a single byte of plaintext is handed out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator, Mapping
+
+from . import crypto
+from .blocks import BLOCK_SIZE, BlobWriter, Bptr, iter_blob, read_pieces
+from .errors import FogsyncError, FormatError, IntegrityError, ObjectNotFound
+from .roots import Root, decode_head
+from .store.base import Store
+from .tree import DIR, Entry, decode_listing, join
+
+IN_MEMORY_LIMIT = 8 * 1024 * 1024  # blobs up to this size are verified in memory, larger ones spooled
+
+
+@dataclass(frozen=True)
+class Head:
+    """The share's newest root (None for a new share) and the head object's version tag."""
+
+    root: bytes | None
+    tag: str | None
+
+
+class Uploads:
+    """A bounded pool of concurrent ``store.put`` calls; the first error is raised by ``wait``."""
+
+    def __init__(self, store: Store, workers: int = 16, depth: int = 64) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fogsync-put")
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._depth = depth
+        self._error: BaseException | None = None
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._cond:
+            while self._in_flight >= self._depth and self._error is None:
+                self._cond.wait()
+            self._raise_error()
+            self._in_flight += 1
+        self._pool.submit(self._run, key, data)
+
+    def wait(self) -> None:
+        with self._cond:
+            while self._in_flight:
+                self._cond.wait()
+            self._raise_error()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _run(self, key: str, data: bytes) -> None:
+        try:
+            self._store.put(key, data)
+        except BaseException as e:  # handed to the committing thread by wait()
+            with self._cond:
+                self._error = self._error or e
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+class BlockCache:
+    """The last few blocks read, by hash: partial blocks are read once per file they hold."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, h: bytes) -> bytes | None:
+        with self._lock:
+            data = self._items.get(h)
+            if data is not None:
+                self._items.move_to_end(h)
+            return data
+
+    def add(self, h: bytes, data: bytes) -> None:
+        with self._lock:
+            self._items[h] = data
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+
+
+class Repo:
+    """A share's objects in a store, opened with the share's key."""
+
+    def __init__(
+        self, store: Store, keys: crypto.ShareKeys, name: str, spool_dir: str | None = None,
+        verify_hashes: bool = False,
+    ) -> None:
+        self.store = store
+        self.verify_hashes = verify_hashes  # check each block against its name (``check`` does)
+        self.keys = keys
+        self.name = name
+        self.share_id = keys.share_id(name)
+        self.spool_dir = spool_dir
+        self._cache = BlockCache()
+        self._uploads: Uploads | None = None
+
+    # --- object names -------------------------------------------------------
+
+    def block_key(self, h: bytes) -> str:
+        x = h.hex()
+        return f"{self.share_id}/blocks/{x[:2]}/{x}"
+
+    @property
+    def head_key(self) -> str:
+        return f"{self.share_id}/head"
+
+    def where(self) -> str:
+        return f"share {self.name!r} in {self.store.url}"
+
+    # --- writing ------------------------------------------------------------
+
+    def writer(self) -> BlobWriter:
+        """A BlobWriter whose blocks go to the store through the upload pool."""
+        if self._uploads is None:
+            self._uploads = Uploads(self.store)
+        uploads = self._uploads
+        return BlobWriter(self.keys, lambda h, data: uploads.put(self.block_key(h), data))
+
+    def wait_uploads(self) -> None:
+        """Every block handed to a writer is in the store, durably (before a head swap)."""
+        if self._uploads is not None:
+            self._uploads.wait()
+        self.store.flush()
+
+    def swap_head(self, root: bytes, expected_tag: str | None) -> str:
+        """Point the head at ``root`` if nobody moved it since ``expected_tag``; SwapConflict otherwise."""
+        sealed = crypto.seal(self.keys, root, compress=False)
+        return self.store.put_if(self.head_key, sealed, expected_tag)
+
+    def close(self) -> None:
+        if self._uploads is not None:
+            self._uploads.close()
+            self._uploads = None
+
+    # --- reading ------------------------------------------------------------
+
+    def get_block(self, h: bytes) -> bytes:
+        data = self._cache.get(h)
+        if data is None:
+            try:
+                data = self.store.get(self.block_key(h))
+            except ObjectNotFound:
+                raise ObjectNotFound(f"block {h.hex()} of {self.where()} is missing") from None
+            if self.verify_hashes and hashlib.sha256(data).digest() != h:
+                raise IntegrityError(f"block {h.hex()} of {self.where()} is corrupt (its hash does not match its name)")
+            if len(data) < BLOCK_SIZE:
+                self._cache.add(h, data)
+        return data
+
+    def pieces(self, ref: bytes) -> list[Bptr]:
+        return read_pieces(self.keys, Bptr.unpack(ref), self.get_block)
+
+    def read_small(self, ref: bytes, what: str) -> bytes:
+        """Open a small blob (listing, root, block list) in memory."""
+        try:
+            return crypto.open_blob(self.keys, b"".join(iter_blob(self.pieces(ref), self.get_block)))
+        except IntegrityError as e:
+            raise type(e)(f"{what} of {self.where()}: {e}") from None
+
+    def read_head(self, unless_tag: str | None = None) -> Head | None:
+        """The head; None if ``unless_tag`` still names it."""
+        try:
+            v = self.store.get_versioned(self.head_key, unless_tag)
+        except ObjectNotFound:
+            return Head(None, None)
+        if v is None:
+            return None
+        try:
+            plain = crypto.open_blob(self.keys, v.data)
+        except IntegrityError as e:
+            raise IntegrityError(
+                f"head of {self.where()} failed verification ({e}): wrong key, or the store was tampered with"
+            ) from None
+        return Head(decode_head(plain), v.tag)
+
+    def read_root(self, ref: bytes) -> Root:
+        return Root.decode(self.read_small(ref, f"root {ref.hex()[:16]}"))
+
+    def read_listing(self, ref: bytes) -> list[tuple[str, Entry]]:
+        return decode_listing(self.read_small(ref, f"listing {ref.hex()[:16]}"))
+
+    def history(self, start: bytes | None) -> Iterator[tuple[bytes, Root]]:
+        """Roots from ``start`` back to the first, newest first."""
+        ref = start
+        while ref is not None:
+            root = self.read_root(ref)
+            yield ref, root
+            ref = root.prev
+
+    def find_root(self, head: bytes | None, prefix: str | None = None, at: datetime | None = None) -> bytes:
+        """The root named by a unique id prefix, or the newest one at or before ``at``."""
+        if head is None:
+            raise FogsyncError(f"{self.where()} has no commits yet")
+        if prefix is None and at is None:
+            return head
+        if at is not None:
+            for ref, root in self.history(head):
+                if root.datetime <= at:
+                    return ref
+            raise FogsyncError(f"{self.where()} has no root at or before {at.isoformat()}")
+        prefix = prefix.lower()
+        hits = [ref for ref, _ in self.history(head) if ref.hex().startswith(prefix)]
+        if len(hits) != 1:
+            why = "no root" if not hits else f"{len(hits)} roots"
+            raise FogsyncError(f"{why} of {self.where()} match id {prefix!r}")
+        return hits[0]
+
+    def load_tree(self, listing: bytes, known: Mapping[str, Entry] | None = None) -> dict[str, Entry]:
+        """The flat tree under a top listing.
+
+        A directory whose bptr equals the one at the same path in ``known``
+        is not fetched: its entries are copied from ``known``.
+        """
+        known = known or {}
+        tree: dict[str, Entry] = {}
+        stack = [("", listing)]
+        while stack:
+            path, ref = stack.pop()
+            for name, entry in self.read_listing(ref):
+                child = join(path, name)
+                tree[child] = entry
+                if entry.type == DIR and entry.bptr is not None:
+                    old = known.get(child)
+                    if old is not None and old.type == DIR and old.bptr == entry.bptr:
+                        prefix = child + "/"
+                        tree.update((p, e) for p, e in known.items() if p.startswith(prefix))
+                    else:
+                        stack.append((child, entry.bptr))
+        return tree
+
+    @contextmanager
+    def verified(self, ref: bytes, what: str) -> Iterator[Iterator[bytes]]:
+        """The plaintext of a content blob, available only once its tag has verified.
+
+        Small blobs are held in memory; larger ones are spooled, still sealed,
+        to a temporary file in ``spool_dir`` so memory stays flat.
+        """
+        pieces = self.pieces(ref)
+        total = sum(p.length for p in pieces)
+        try:
+            if total <= IN_MEMORY_LIMIT:
+                chunks = list(iter_blob(pieces, self.get_block))
+                crypto.verify_blob(self.keys, chunks)
+                yield crypto.decrypt_blob(self.keys, chunks)
+                return
+            with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fogsync-spool-") as spool:
+                crypto.verify_blob(self.keys, _tee(iter_blob(pieces, self.get_block), spool))
+                spool.seek(0)
+                yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(1 << 20), b""))
+        except IntegrityError as e:
+            raise type(e)(f"{what}: {e}") from None
+        except FormatError as e:
+            raise FormatError(f"{what}: {e}") from None
+
+
+def _tee(chunks: Iterator[bytes], spool) -> Iterator[bytes]:
+    for chunk in chunks:
+        spool.write(chunk)
+        yield chunk
+
+
+def spool_dir_for(state_dir: str) -> str:
+    path = os.path.join(state_dir, "spool")
+    os.makedirs(path, exist_ok=True)
+    return path

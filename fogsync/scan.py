@@ -1,0 +1,153 @@
+"""Scan: what the share folder holds now, and what changed since the base.
+
+``scan`` walks the folder with ``os.scandir`` and records each path's type
+and stat without reading any content. ``compare`` sets that snapshot
+against the base tree and its recorded stats: a file whose size, mtime and
+inode are as recorded keeps its base entry unread; the rest must be read.
+Paths that could not be read are reported and keep their base entries, so an
+unreadable directory never looks like a deletion.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as st
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from .errors import LocalError
+from .ignore import Ignore
+from .state import Stat
+from .tree import DIR, FILE, SYMLINK, Entry, join
+
+# A file modified this close to the scan may change again within the same
+# mtime tick; its stat is not trusted next time (git's "racily clean" rule).
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Local:
+    """A path as found in the folder."""
+
+    type: str
+    size: int
+    mtime_ns: int
+    ino: int
+    exec: bool = False
+    target: str | None = None
+
+    @property
+    def stat(self) -> Stat:
+        return Stat(self.size, self.mtime_ns, self.ino)
+
+
+@dataclass
+class Snapshot:
+    items: dict[str, Local] = field(default_factory=dict)
+    unreadable: set[str] = field(default_factory=set)  # keep base entries at and below these
+    problems: list[str] = field(default_factory=list)
+    taken_ns: int = 0
+
+    def trusted_stat(self, path: str) -> Stat | None:
+        """The stat to remember for a path, or None if it is too fresh to trust."""
+        item = self.items.get(path)
+        if item is None or item.mtime_ns >= self.taken_ns - RACY_NS:
+            return None
+        return item.stat
+
+
+def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -> Snapshot:
+    """Every syncable path under ``folder`` (relative POSIX paths)."""
+    if not os.path.isdir(folder):
+        raise LocalError(f"share folder {folder} does not exist or is not a directory")
+    snap = Snapshot(taken_ns=clock())
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(folder, rel) if rel else folder) as it:
+                entries = list(it)
+        except OSError as e:
+            _unreadable(snap, rel, e)
+            continue
+        for de in entries:
+            path = join(rel, de.name)
+            item = _inspect(de, path, snap, ignore)
+            if item is not None:
+                snap.items[path] = item
+                if item.type == DIR:
+                    stack.append(path)
+    return snap
+
+
+def _inspect(de: os.DirEntry, path: str, snap: Snapshot, ignore: Ignore) -> Local | None:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        snap.problems.append(f"skipped {path!r}: its name is not valid UTF-8")
+        return None
+    try:
+        s = de.stat(follow_symlinks=False)
+        is_dir = st.S_ISDIR(s.st_mode)
+        if ignore.ignored(path, is_dir):
+            return None
+        if is_dir:
+            return Local(DIR, 0, s.st_mtime_ns, s.st_ino)
+        if st.S_ISREG(s.st_mode):
+            return Local(FILE, s.st_size, s.st_mtime_ns, s.st_ino, bool(s.st_mode & st.S_IXUSR))
+        if st.S_ISLNK(s.st_mode):
+            target = os.readlink(de.path)
+            return Local(SYMLINK, len(target.encode("utf-8")), s.st_mtime_ns, s.st_ino, target=target)
+    except UnicodeEncodeError:
+        snap.problems.append(f"skipped symlink {path!r}: its target is not valid UTF-8")
+        return None
+    except OSError as e:
+        _unreadable(snap, path, e)
+        return None
+    snap.problems.append(f"skipped {path!r}: not a regular file, directory or symlink")
+    return None
+
+
+def _unreadable(snap: Snapshot, path: str, e: OSError) -> None:
+    snap.unreadable.add(path)
+    snap.problems.append(f"cannot read {path or '.'!r}: {e.strerror or e}")
+
+
+@dataclass
+class Changes:
+    """The local tree as far as stats tell, and the files whose content must be read."""
+
+    tree: dict[str, Entry]
+    to_read: list[str]
+
+
+def compare(snap: Snapshot, base: Mapping[str, Entry], stats: Mapping[str, Stat], host: str) -> Changes:
+    """Set a snapshot against the base: unchanged paths keep their base entries."""
+    tree: dict[str, Entry] = {}
+    to_read: list[str] = []
+    for path, item in snap.items.items():
+        old = base.get(path)
+        if item.type == FILE:
+            if old is not None and old.type == FILE and old.exec == item.exec and stats.get(path) == item.stat:
+                tree[path] = old
+            else:
+                to_read.append(path)
+        elif item.type == SYMLINK:
+            same = old is not None and old.type == SYMLINK and old.target == item.target
+            tree[path] = old if same else Entry(SYMLINK, item.mtime_ns, host, item.size, target=item.target)
+        else:
+            same = old is not None and old.type == DIR
+            tree[path] = old if same else Entry(DIR, item.mtime_ns, host)
+    for top in snap.unreadable:
+        for p in at_or_below(base, top):
+            tree.setdefault(p, base[p])
+    return Changes(tree, to_read)
+
+
+def at_or_below(tree: Mapping[str, Entry], top: str) -> list[str]:
+    """``top`` and every path under it ('' is the whole tree)."""
+    if not top:
+        return list(tree)
+    prefix = top + "/"
+    return [p for p in tree if p == top or p.startswith(prefix)]

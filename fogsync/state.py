@@ -1,0 +1,201 @@
+"""Local state: what each share's folder was last in step with (SQLite).
+
+Per share this remembers the base — the root the folder last agreed with,
+and that root's whole tree as flat rows, one per path — together with the
+local ``stat`` (size, mtime_ns, inode) each file had then. The engine uses
+the base as the common ancestor of a three-way merge, and the stats to skip
+unchanged files without opening them. A content index (sha256 -> bptr)
+lets moved or copied files reuse what the store already holds.
+
+All writes of one sync pass happen in one transaction, so a crash leaves
+the previous base intact; the next pass rescans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Mapping, NamedTuple
+
+from .errors import LocalError
+from .tree import Entry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS share (
+    name TEXT PRIMARY KEY,
+    share_id TEXT NOT NULL,
+    base BLOB,
+    head_tag TEXT,
+    synced_at TEXT
+);
+CREATE TABLE IF NOT EXISTS entry (
+    share TEXT NOT NULL, path TEXT NOT NULL,
+    type TEXT NOT NULL, mtime INTEGER NOT NULL, host TEXT NOT NULL, size INTEGER NOT NULL,
+    bptr BLOB, sha256 TEXT, exec INTEGER NOT NULL, target TEXT, extra TEXT,
+    st_size INTEGER, st_mtime INTEGER, st_ino INTEGER,
+    PRIMARY KEY (share, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS content (
+    share TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, bptr BLOB NOT NULL,
+    PRIMARY KEY (share, sha256)
+) WITHOUT ROWID;
+"""
+
+
+class Stat(NamedTuple):
+    """What a file's stat said when it was last in step; a change means it must be read again."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+
+
+@dataclass(frozen=True)
+class ShareState:
+    share_id: str
+    base: bytes | None  # packed bptr of the root the folder last agreed with
+    head_tag: str | None
+
+
+class State:
+    """The state database of one host (one ``state_dir``). Safe to share between threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise LocalError(f"cannot open state database {path}: {e}") from None
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- reading ------------------------------------------------------------
+
+    def share(self, name: str) -> ShareState | None:
+        row = self._query_one("SELECT share_id, base, head_tag FROM share WHERE name=?", (name,))
+        return ShareState(row[0], row[1], row[2]) if row else None
+
+    def load(self, name: str) -> tuple[dict[str, Entry], dict[str, Stat]]:
+        """The base tree and the local stats recorded with it."""
+        tree: dict[str, Entry] = {}
+        stats: dict[str, Stat] = {}
+        rows = self._query(
+            "SELECT path, type, mtime, host, size, bptr, sha256, exec, target, extra,"
+            " st_size, st_mtime, st_ino FROM entry WHERE share=?",
+            (name,),
+        )
+        for path, kind, mtime, host, size, bptr, sha, ex, target, extra, s_size, s_mtime, s_ino in rows:
+            tree[path] = Entry(kind, mtime, host, size, bptr, sha, bool(ex), target, _thaw(extra))
+            if s_size is not None:
+                stats[path] = Stat(s_size, s_mtime, s_ino)
+        return tree, stats
+
+    def content(self, name: str, sha256: str) -> bytes | None:
+        row = self._query_one("SELECT bptr FROM content WHERE share=? AND sha256=?", (name, sha256))
+        return row[0] if row else None
+
+    def content_sizes(self, name: str) -> set[int]:
+        return {r[0] for r in self._query("SELECT DISTINCT size FROM content WHERE share=?", (name,))}
+
+    # --- writing ------------------------------------------------------------
+
+    def ensure_share(self, name: str, share_id: str) -> None:
+        with self._lock:
+            row = self._query_one("SELECT share_id FROM share WHERE name=?", (name,))
+            if row and row[0] != share_id:
+                # Same name, different key or store identity: the old base means nothing now.
+                self.forget(name)
+                row = None
+            if not row:
+                self._db.execute("INSERT INTO share(name, share_id) VALUES (?, ?)", (name, share_id))
+
+    def save(
+        self,
+        name: str,
+        base: bytes | None,
+        head_tag: str | None,
+        changed: Mapping[str, tuple[Entry, Stat | None]],
+        removed: Iterable[str],
+        contents: Iterable[tuple[str, int, bytes]] = (),
+    ) -> None:
+        """Record a finished pass: the new base and the rows that changed, atomically."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?",
+                (base, head_tag, name),
+            )
+            self._db.executemany("DELETE FROM entry WHERE share=? AND path=?", ((name, p) for p in removed))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (_row(name, p, e, s) for p, (e, s) in changed.items()),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO content VALUES (?,?,?,?)",
+                ((name, sha, size, bptr) for sha, size, bptr in contents),
+            )
+
+    def set_head_tag(self, name: str, head_tag: str | None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE share SET head_tag=? WHERE name=?", (head_tag, name))
+
+    def forget(self, name: str) -> None:
+        with self._lock, self._transaction():
+            for table, col in (("share", "name"), ("entry", "share"), ("content", "share")):
+                self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise LocalError(f"state database {self.path}: {e}") from None
+
+    def _query_one(self, sql: str, args: tuple) -> tuple | None:
+        rows = self._query(sql, args)
+        return rows[0] if rows else None
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._db.execute("ROLLBACK")
+                raise LocalError(f"cannot save sync state: {e}") from None
+        else:
+            self._db.execute("ROLLBACK")
+
+
+def _row(name: str, path: str, e: Entry, s: Stat | None) -> tuple:
+    return (
+        name, path, e.type, e.mtime, e.host, e.size, e.bptr, e.sha256, int(e.exec), e.target,
+        json.dumps(e.extra) if e.extra else None,
+        s.size if s else None, s.mtime_ns if s else None, s.ino if s else None,
+    )
+
+
+def _thaw(extra: str | None) -> tuple:
+    if not extra:
+        return ()
+    return tuple((k, v) for k, v in json.loads(extra))

@@ -1,0 +1,262 @@
+"""Local-directory store: one file per object under a root directory.
+
+Adds to the contract, for a USB disk, NAS mount or plain folder:
+
+- ``put`` writes ``.tmp-<random>`` in the target directory and renames it
+  over the key (atomic, never a torn object). It does not fsync: ``flush``
+  makes every put so far durable with one ``syncfs(2)`` of the store's file
+  system, which the engine calls before swapping the head. Parent
+  directories are created lazily and remembered, to avoid a makedirs per
+  block.
+- ``put_if`` serialises writers (threads and processes, also on other hosts
+  where the file system supports it) with an exclusive ``flock`` on
+  ``<key>.lock``, compares tags, then writes, fsyncs, renames and fsyncs the
+  directory. Tags are the hex SHA-256 of the object's bytes.
+- Names starting with ``.tmp-`` or ending in ``.lock`` are reserved: they are
+  never listed and cannot be used as keys.
+- OSErrors become StoreError naming the path ("store is full: <path>",
+  "permission denied: <path>", ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import functools
+import hashlib
+import os
+import secrets
+import stat
+from typing import Callable, Iterator
+from urllib.parse import unquote, urlparse
+
+from ..errors import ConfigError
+from .base import ObjectNotFound, Store, StoreError, SwapConflict, Versioned
+
+__all__ = ["LocalStore"]
+
+TEMP_PREFIX = ".tmp-"
+LOCK_SUFFIX = ".lock"
+_ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class LocalStore(Store):
+    """Objects as files under ``root``; key ``a/b/c`` is the file ``root/a/b/c``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.root = _root_of(url)
+        self._dirs: set[str] = set()
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        data = _read_or_none(path)
+        if data is None:
+            raise ObjectNotFound(f"{key}: not found in {self.root}")
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            self._replace(path, data, durable=False)
+        except OSError as exc:
+            raise _store_error(exc, path, "write") from exc
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            return stat.S_ISREG(os.stat(path).st_mode)
+        except _ABSENT:
+            return False
+        except OSError as exc:
+            raise _store_error(exc, path, "read") from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = prefix.rpartition("/")[0]
+        start = self._path(base) if base else self.root
+        return self._walk(start, base + "/" if base else "", prefix)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _store_error(exc, path, "delete") from exc
+
+    def get_versioned(self, key: str, unless_tag: str | None = None) -> Versioned | None:
+        data = self.get(key)
+        tag = _tag(data)
+        if unless_tag is not None and unless_tag == tag:
+            return None
+        return Versioned(data, tag)
+
+    def put_if(self, key: str, data: bytes, expected_tag: str | None) -> str:
+        path = self._path(key)
+        try:
+            with self._locked(path + LOCK_SUFFIX):
+                current = _read_or_none(path)
+                if (None if current is None else _tag(current)) != expected_tag:
+                    raise SwapConflict(f"{key} changed in {self.root} since it was read")
+                self._replace(path, data, durable=True)
+        except OSError as exc:
+            raise _store_error(exc, path, "write") from exc
+        return _tag(data)
+
+    def flush(self) -> None:
+        """Make every put so far durable: one syncfs(2) of the root's file system."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _store_error(exc, self.root, "flush") from exc
+        try:
+            _syncfs(fd)
+        except OSError as exc:
+            raise _store_error(exc, self.root, "flush") from exc
+        finally:
+            os.close(fd)
+
+    def _path(self, key: str) -> str:
+        parts = key.split("/")
+        if any(p in ("", ".", "..") or "\0" in p for p in parts) or _reserved(parts[-1]):
+            raise StoreError(f"invalid object key {key!r} for {self.root}")
+        return os.path.join(self.root, *parts)
+
+    def _ensure_dir(self, directory: str) -> None:
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+
+    def _open_temp(self, directory: str) -> tuple[int, str]:
+        self._ensure_dir(directory)
+        temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            return os.open(temp, flags, 0o666), temp
+        except FileNotFoundError:
+            self._dirs.discard(directory)
+            self._ensure_dir(directory)
+            return os.open(temp, flags, 0o666), temp
+
+    def _replace(self, path: str, data: bytes, durable: bool) -> None:
+        directory = os.path.dirname(path)
+        fd, temp = self._open_temp(directory)
+        try:
+            try:
+                _write_all(fd, data)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        if durable:
+            _fsync_dir(directory)
+
+    @contextlib.contextmanager
+    def _locked(self, lock_path: str) -> Iterator[None]:
+        self._ensure_dir(os.path.dirname(lock_path))
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _walk(self, directory: str, rel: str, prefix: str) -> Iterator[str]:
+        try:
+            with os.scandir(directory) as entries:
+                found = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        except _ABSENT:
+            return
+        except OSError as exc:
+            raise _store_error(exc, directory, "list") from exc
+        for name, is_dir in found:
+            key = rel + name
+            if is_dir:
+                sub = key + "/"
+                if sub.startswith(prefix) or prefix.startswith(sub):
+                    yield from self._walk(os.path.join(directory, name), sub, prefix)
+            elif key.startswith(prefix) and not _reserved(name):
+                yield key
+
+
+def _root_of(url: str) -> str:
+    if url.startswith("file:"):
+        parsed = urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"file URL must name a local path (file:///abs/path): {url}")
+        path = unquote(parsed.path)
+    else:
+        path = url
+    if not path:
+        raise ConfigError(f"empty store path: {url!r}")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _reserved(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) or name.endswith(LOCK_SUFFIX)
+
+
+def _tag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_or_none(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except _ABSENT:
+        return None
+    except OSError as exc:
+        raise _store_error(exc, path, "read") from exc
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc_syncfs() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):
+        return None
+
+
+def _syncfs(fd: int) -> None:
+    syncfs = _libc_syncfs()
+    if syncfs is None:
+        os.sync()
+        return
+    if syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _store_error(exc: OSError, path: str, op: str) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"store is full: {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StoreError(f"permission denied: {path}")
+    if exc.errno == errno.EROFS:
+        return StoreError(f"store is read-only: {path}")
+    return StoreError(f"cannot {op} {path}: {exc.strerror or exc}")

@@ -1,0 +1,233 @@
+"""Sync: one full pass for one share, on one host.
+
+A pass scans the folder, seals what changed, reads the head, and when
+another host has committed since this folder's base, merges base -> local
+with base -> remote (``merge``). It then makes the folder hold the merged
+tree (``pull.apply``), and if that tree differs from the head's, commits it
+as a new root on top of the head and swaps the head. A lost swap, or a file
+that changed under the pass, starts the pass again; the state database
+advances only when a pass completes, so a crash at any point is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Mapping
+
+from .errors import FogsyncError, SwapConflict
+from .ignore import Ignore
+from .merge import Conflict, merge
+from .pull import Applied, apply
+from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
+from .repo import Head, Repo
+from .roots import Root
+from .scan import RACY_NS, Snapshot, compare, scan
+from .state import Stat, State
+from .tree import DIR, FILE, Entry
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class Share:
+    """What a pass needs to know about one share."""
+
+    name: str
+    folder: str
+    repo: Repo
+    state: State
+    host: str
+    exclude: tuple[str, ...] = ()
+    workers: int = 3
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock_ns: Callable[[], int] = time.time_ns
+
+
+@dataclass
+class Report:
+    """What one pass did."""
+
+    name: str
+    root: bytes | None = None  # the head after the pass
+    committed: Root | None = None  # the root this pass added, if any
+    pushed: int = 0
+    pushed_bytes: int = 0
+    written: int = 0
+    removed: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    attempts: int = 0
+
+    def summary(self) -> str:
+        parts = [f"{self.name}:"]
+        if self.committed:
+            parts.append(f"committed v{self.committed.version}")
+        parts.append(f"pushed {self.pushed} file(s) ({_human(self.pushed_bytes)})")
+        parts.append(f"pulled {self.written}, removed {self.removed}")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} conflict(s)")
+        if not self.committed and not self.written and not self.removed:
+            parts.append("in step")
+        return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
+
+
+def sync_share(share: Share) -> Report:
+    """One full pass: returns when the folder and the store agree."""
+    share.state.ensure_share(share.name, share.repo.share_id)
+    report = Report(share.name)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        report.attempts = attempt
+        if _attempt(share, report):
+            return report
+        log.info("%s: pass %d raced with a change; starting again", share.name, attempt)
+    raise FogsyncError(
+        f"share {share.name!r}: gave up after {MAX_ATTEMPTS} attempts: files keep changing or other hosts keep committing"
+    )
+
+
+def _attempt(share: Share, report: Report) -> bool:
+    repo, state, name = share.repo, share.state, share.name
+    info = state.share(name)
+    base_tree, stats = state.load(name)
+    head = repo.read_head()
+    _refuse_vanished_head(share, info.base, head)
+    snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
+    report.problems = list(snap.problems)
+    changes = compare(snap, base_tree, stats, share.host)
+
+    remote_root, remote_tree = None, base_tree
+    if head.root != info.base:
+        remote_root = repo.read_root(head.root)
+        remote_tree = repo.load_tree(remote_root.root, known=base_tree)
+
+    index = ContentIndex(lambda sha: state.content(name, sha), state.content_sizes(name))
+    index.add_tree(base_tree)
+    index.add_tree(remote_tree)
+    writer = repo.writer()
+    sealed = seal_files(share.folder, changes.to_read, writer, repo.keys, index, share.host, share.workers)
+    new_contents = resolve_sealed(sealed, writer)
+    report.problems += sealed.problems
+    local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
+    pushed = [p for p, e in sealed.entries.items() if not e.same_content(base_tree.get(p))]
+
+    if head.root == info.base:
+        target, conflicts = local, []
+    else:
+        result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
+        target, conflicts = result.tree, list(result.conflicts)
+    applied = apply(repo, share.folder, snap, local, target, share.workers)
+    if applied.skipped:
+        return False
+
+    final_tree, new_root, committed, tag = remote_tree, head.root, None, head.tag
+    if not _same_tree(target, remote_tree):
+        dir_mtimes = {p: i.mtime_ns for p, i in snap.items.items() if i.type == DIR}
+        top, final_tree = write_listings(writer, target, remote_tree, share.host, dir_mtimes)
+        prev = (head.root, remote_root or repo.read_root(head.root)) if head.root else None
+        new_root, committed = write_root(writer, top, prev, share.host, share.now())
+        repo.wait_uploads()
+        try:
+            tag = repo.swap_head(new_root, head.tag)
+        except SwapConflict:
+            return False
+
+    rows, removed = _state_rows(final_tree, base_tree, stats, snap, sealed.stats, applied)
+    state.save(name, new_root, tag, rows, removed, new_contents)
+    report.root, report.committed, report.conflicts = new_root, committed, conflicts
+    report.pushed = len(pushed) if committed else 0
+    report.pushed_bytes = sum(sealed.entries[p].size for p in pushed) if committed else 0
+    report.written, report.removed = applied.written, applied.removed
+    return True
+
+
+def _refuse_vanished_head(share: Share, base: bytes | None, head: Head) -> None:
+    """A store that lost a share this host synced must not make the folder look deleted."""
+    if base is not None and head.root is None:
+        raise FogsyncError(
+            f"{share.repo.where()} has no head, but this host synced it before: wrong store, or the "
+            f"store lost the share; refusing to touch {share.folder} (remove-share and add-share to start over)"
+        )
+
+
+def _local_tree(
+    tree: dict[str, Entry], to_read: list[str], read: Mapping[str, Entry], base: Mapping[str, Entry]
+) -> dict[str, Entry]:
+    """The folder as entries: unread files keep their base entry; content equal to base keeps base's."""
+    out = dict(tree)
+    for path in to_read:
+        entry = read.get(path)
+        old = base.get(path)
+        if entry is None:
+            if old is not None:
+                out[path] = old  # could not be read: not a deletion
+        elif old is not None and old.same_content(entry):
+            out[path] = old  # only the stat moved (touch, or our own write)
+        else:
+            out[path] = entry
+    return out
+
+
+def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(e == b[p] if e.type != DIR else b[p].type == DIR for p, e in a.items())
+
+
+def _state_rows(
+    final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
+    snap: Snapshot, read_stats: Mapping[str, Stat], applied: Applied,
+) -> tuple[dict[str, tuple[Entry, Stat | None]], list[str]]:
+    """The state rows that differ from what the database holds."""
+    rows = {}
+    for path, entry in final.items():
+        stat = None
+        if entry.type == FILE:
+            stat = applied.stats.get(path) or read_stats.get(path) or (
+                snap.items[path].stat if path in snap.items else None)
+            if stat is not None and stat.mtime_ns >= snap.taken_ns - RACY_NS:
+                stat = None
+        if base.get(path) != entry or stats.get(path) != stat:
+            rows[path] = (entry, stat)
+    removed = [p for p in base if p not in final]
+    return rows, removed
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def restore_in_place(share: Share, prefix: str | None, at: datetime | None) -> Report:
+    """Make the share equal an older root, as a new commit; then bring the folder along.
+
+    Local changes are committed first, so nothing is lost: every newer root
+    stays in the history.
+    """
+    sync_share(share)
+    repo = share.repo
+    for _ in range(MAX_ATTEMPTS):
+        head = repo.read_head()
+        ref = repo.find_root(head.root, prefix, at)
+        wanted, current = repo.read_root(ref), repo.read_root(head.root)
+        if wanted.root == current.root:
+            break
+        writer = repo.writer()
+        new_ref, _ = write_root(writer, wanted.root, (head.root, current), share.host, share.now(),
+                                extra=(("restored", ref.hex()),))
+        repo.wait_uploads()
+        try:
+            repo.swap_head(new_ref, head.tag)
+            break
+        except SwapConflict:
+            continue
+    else:
+        raise FogsyncError(f"share {share.name!r}: other hosts kept committing; restore not done")
+    return sync_share(share)

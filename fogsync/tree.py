@@ -1,0 +1,174 @@
+"""Listings: a directory tree as sealed, gzipped JSON (FORMAT.md section 5).
+
+This layer adds the ``Entry`` model and the flat ``Tree`` (relative POSIX
+path -> Entry, directories included, the top directory itself excluded) that
+the engine works on, and converts between a directory's entries and its
+listing JSON. It does no I/O: storing and fetching listings is ``repo``'s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Iterator, Mapping
+
+from .errors import FormatError
+
+FILE, DIR, SYMLINK = "file", "dir", "symlink"
+TYPES = (FILE, DIR, SYMLINK)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listing entry, without its name (the path is the key in a Tree).
+
+    ``bptr`` is the raw 48-byte reference (None for an empty file);
+    ``sha256`` is hex. For a directory, ``size``/``bptr``/``sha256`` describe
+    its listing and are filled in when the listing is built.
+    """
+
+    type: str
+    mtime: int
+    host: str
+    size: int = 0
+    bptr: bytes | None = None
+    sha256: str | None = None
+    exec: bool = False
+    target: str | None = None
+    extra: tuple = field(default=(), compare=False)  # unknown keys, kept for round trips
+
+    def same_content(self, other: "Entry | None") -> bool:
+        """Whether two entries hold the same thing, ignoring time, host and where it is stored.
+
+        Directories compare equal by type alone: their contents are merged path by path.
+        """
+        if other is None or other.type != self.type:
+            return False
+        if self.type == FILE:
+            return self.sha256 == other.sha256 and self.exec == other.exec and self.size == other.size
+        if self.type == SYMLINK:
+            return self.target == other.target
+        return True
+
+    def with_(self, **changes) -> "Entry":
+        return replace(self, **changes)
+
+
+Tree = dict  # dict[str, Entry]: "a/b.txt" -> Entry; parents always present
+
+
+def parent_of(path: str) -> str:
+    """'a/b/c' -> 'a/b'; 'a' -> '' (the top directory)."""
+    i = path.rfind("/")
+    return path[:i] if i >= 0 else ""
+
+
+def name_of(path: str) -> str:
+    return path[path.rfind("/") + 1 :]
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def check_name(name: str) -> str:
+    """A listing name must be one safe path component (FORMAT.md 5)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise FormatError(f"listing holds an unsafe name {name!r}")
+    return name
+
+
+def children_by_dir(tree: Mapping[str, Entry]) -> dict[str, list[str]]:
+    """Directory path -> the paths directly inside it ('' is the top)."""
+    out: dict[str, list[str]] = {"": []}
+    for path, entry in tree.items():
+        out.setdefault(parent_of(path), []).append(path)
+        if entry.type == DIR:
+            out.setdefault(path, [])
+    return out
+
+
+def subtree(tree: Mapping[str, Entry], top: str) -> Iterator[str]:
+    """The paths strictly below directory ``top``."""
+    prefix = top + "/"
+    return (p for p in tree if p.startswith(prefix))
+
+
+# --- listing JSON -------------------------------------------------------------
+
+_KNOWN = {"name", "type", "mtime", "host", "size", "bptr", "sha256", "exec", "target"}
+
+
+def entry_to_json(name: str, e: Entry) -> dict:
+    d: dict = {"name": name, "type": e.type, "mtime": e.mtime, "host": e.host, "size": e.size}
+    if e.type in (FILE, DIR) and e.size > 0:
+        d["bptr"] = e.bptr.hex()
+        d["sha256"] = e.sha256
+    if e.type == FILE:
+        d["exec"] = e.exec
+    if e.type == SYMLINK:
+        d["target"] = e.target
+    for k, v in e.extra:
+        d.setdefault(k, v)
+    return d
+
+
+def encode_listing(entries: Iterable[tuple[str, Entry]]) -> bytes:
+    """A directory's listing JSON: entries sorted by name in code point order.
+
+    Keys are written in a fixed order with no spaces (docs/format.md), so
+    the same directory always gives the same bytes and the same sha256.
+    """
+    items = sorted(entries, key=lambda ne: ne[0])
+    return json.dumps(
+        [entry_to_json(n, e) for n, e in items], ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def entry_from_json(d: dict) -> tuple[str, Entry]:
+    try:
+        name = check_name(d["name"])
+        kind = d["type"]
+        if kind not in TYPES:
+            raise FormatError(f"listing entry {name!r} has unknown type {kind!r}")
+        size = int(d["size"])
+        bptr = sha = None
+        if kind in (FILE, DIR) and size > 0:
+            bptr = bytes.fromhex(d["bptr"])
+            sha = str(d["sha256"]).lower()
+            if len(bptr) != 48 or len(sha) != 64:
+                raise FormatError(f"listing entry {name!r} has a malformed bptr or sha256")
+        target = d.get("target") if kind == SYMLINK else None
+        if kind == SYMLINK and not isinstance(target, str):
+            raise FormatError(f"symlink {name!r} has no target")
+        extra = tuple(sorted((k, v) for k, v in d.items() if k not in _KNOWN))
+        return name, Entry(
+            type=kind,
+            mtime=int(d["mtime"]),
+            host=str(d.get("host", "")),
+            size=size,
+            bptr=bptr,
+            sha256=sha,
+            exec=bool(d.get("exec", False)),
+            target=target,
+            extra=extra,
+        )
+    except FormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise FormatError(f"listing entry is malformed ({e!r})") from None
+
+
+def decode_listing(data: bytes) -> list[tuple[str, Entry]]:
+    """Parse a listing's JSON; refuses bad names and duplicate names."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"listing is not UTF-8 JSON ({e})") from None
+    if not isinstance(raw, list):
+        raise FormatError("listing is not a JSON array")
+    out = [entry_from_json(d) for d in raw if isinstance(d, dict)]
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise FormatError("listing names an entry twice")
+    return out
