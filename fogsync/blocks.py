@@ -49,7 +49,9 @@ class Bptr:
     def unpack(cls, raw: bytes) -> "Bptr":
         if len(raw) != BPTR_LEN:
             raise FormatError(f"bptr must be {BPTR_LEN} bytes, got {len(raw)}")
-        h, start, end, depth, _reserved = _BPTR.unpack(raw)
+        h, start, end, depth, reserved = _BPTR.unpack(raw)
+        if reserved:
+            raise FormatError(f"bptr has reserved field {reserved}, must be 0")
         if not start < end <= BLOCK_SIZE:
             raise FormatError(f"bptr range [{start}, {end}) is not inside a block")
         return cls(h, start, end, depth)

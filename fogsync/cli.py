@@ -253,6 +253,7 @@ def cmd_status(args) -> int:
 def cmd_log(args) -> int:
     _, repo = _open(args, args.name)
     head = repo.read_head()
+    repo.find_root(head.root)  # says so when there is nothing to show
     for ref, root in repo.history(head.root):
         print(f"{ref.hex()} {root.version} {root.date} {root.host}")
     return 0

@@ -67,21 +67,21 @@ class _Rule:
         anchored = "/" in line
         line = line.lstrip("/")
         prefix = "" if anchored else "(?:.*/)?"
-        self.regex = re.compile(prefix + _translate(line) + "(?P<below>/.*)?$")
+        self.regex = re.compile(prefix + _translate(line) + "$")
 
     def matches(self, path: str, is_dir: bool) -> bool:
-        m = self.regex.match(path)
-        if not m:
-            return False
-        # "dir/" matches the directory itself, and anything below it.
-        return not self.dir_only or is_dir or m.group("below") is not None
+        return (is_dir or not self.dir_only) and self.regex.match(path) is not None
 
 
 class Ignore:
-    """Decides, by relative POSIX path, whether something is left out of sync."""
+    """Decides, by relative POSIX path, whether something is left out of sync.
+
+    As in git, a path inside an ignored directory is ignored, whatever a
+    later ``!`` pattern says about the path itself.
+    """
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
-        self._rules = [_Rule(p) for p in _clean(list(BUILTIN) + list(patterns))]
+        self._rules = [_Rule(p) for p in list(BUILTIN) + _clean(patterns)]
 
     @classmethod
     def for_folder(cls, folder: str, extra: Iterable[str] = ()) -> "Ignore":
@@ -94,6 +94,16 @@ class Ignore:
         return cls(patterns)
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:
+        """Whether ``path`` is left out, counting its parent directories."""
+        i = path.find("/")
+        while i > 0:
+            if self.ignored_here(path[:i], True):
+                return True
+            i = path.find("/", i + 1)
+        return self.ignored_here(path, is_dir)
+
+    def ignored_here(self, path: str, is_dir: bool = False) -> bool:
+        """Whether ``path`` is left out, its parents being known not to be (a scan's case)."""
         verdict = False
         for rule in self._rules:
             if rule.negate == verdict and rule.matches(path, is_dir):

@@ -23,6 +23,8 @@ from typing import Container, Mapping
 
 from .tree import DIR, Entry, join, name_of, parent_of, subtree
 
+Side = Mapping[str, Entry]  # a base, local or remote tree, read only
+
 BOTH_CHANGED = "both-changed"  # both sides changed a path from base, differently
 BOTH_ADDED = "both-added"  # both sides added a path absent from base, differently
 TYPE = "type"  # one side holds a directory, file or symlink where the other holds another type
@@ -50,19 +52,12 @@ def differs(old: Entry | None, new: Entry | None) -> bool:
     return not old.same_content(new)
 
 
-def changed_paths(base: Mapping[str, Entry], side: Mapping[str, Entry]) -> set[str]:
+def changed_paths(base: Side, side: Side) -> set[str]:
     """The paths ``side`` added, deleted or changed the content of, relative to ``base``."""
     return {p for p in base.keys() | side.keys() if differs(base.get(p), side.get(p))}
 
 
-def merge(
-    base: Mapping[str, Entry],
-    local: Mapping[str, Entry],
-    remote: Mapping[str, Entry],
-    *,
-    host: str,
-    now: datetime,
-) -> MergeResult:
+def merge(base: Side, local: Side, remote: Side, *, host: str, now: datetime) -> MergeResult:
     """Merge ``local`` and ``remote``, both descended from ``base``; ``host`` is the local host."""
     draft = _merge_each_path(base, local, remote)
     draft = _with_parents(draft, base, local, remote)
@@ -108,7 +103,7 @@ def _winner(b: Entry | None, l: Entry | None, r: Entry | None) -> Entry | None:
     return r if r is not None else l
 
 
-def _merge_each_path(base, local, remote) -> dict[str, Entry]:
+def _merge_each_path(base: Side, local: Side, remote: Side) -> dict[str, Entry]:
     draft = {}
     for path in sorted(base.keys() | local.keys() | remote.keys()):
         entry = _winner(base.get(path), local.get(path), remote.get(path))
@@ -117,7 +112,7 @@ def _merge_each_path(base, local, remote) -> dict[str, Entry]:
     return draft
 
 
-def _both_changed_differently(base, local, remote) -> set[str]:
+def _both_changed_differently(base: Side, local: Side, remote: Side) -> set[str]:
     return {
         p
         for p in local.keys() & remote.keys()
@@ -134,7 +129,7 @@ def _kind(b: Entry | None, l: Entry, r: Entry) -> str:
 # --- structure ----------------------------------------------------------------
 
 
-def _with_parents(draft: dict[str, Entry], base, local, remote) -> dict[str, Entry]:
+def _with_parents(draft: Side, base: Side, local: Side, remote: Side) -> dict[str, Entry]:
     """``draft`` plus every missing parent directory, taken from remote, else local, else base."""
     out = dict(draft)
     for path in sorted(draft):
@@ -145,12 +140,12 @@ def _with_parents(draft: dict[str, Entry], base, local, remote) -> dict[str, Ent
     return out
 
 
-def _directory_entry(path: str, *trees: Mapping[str, Entry]) -> Entry:
+def _directory_entry(path: str, *trees: Side) -> Entry:
     """The first directory entry at ``path``; a merged path's parents are directories on its side."""
     return next(t[path] for t in trees if path in t and t[path].type == DIR)
 
 
-def _files_over_directories(draft: Mapping[str, Entry]) -> set[str]:
+def _files_over_directories(draft: Side) -> set[str]:
     """Paths where one side's file or symlink won but the other side's changes survive below it."""
     parents = {parent_of(p) for p in draft}
     return {p for p, e in draft.items() if e.type != DIR and p in parents}

@@ -26,7 +26,7 @@ from typing import Iterator, Mapping
 from .errors import IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
 from .repo import Repo
-from .scan import Local, Snapshot
+from .scan import Local
 from .state import Stat
 from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
@@ -37,6 +37,7 @@ CHUNK = 1 << 20
 class Applied:
     stats: dict[str, Stat] = field(default_factory=dict)  # what was written, as it is now
     skipped: list[str] = field(default_factory=list)  # changed under us: retry the pass
+    left_alone: set[str] = field(default_factory=set)  # in the way, content unknown: not touched
     written: int = 0
     removed: int = 0
 
@@ -55,7 +56,7 @@ def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, dura
         if entry.type == SYMLINK:
             os.symlink(entry.target, tmp)
         else:
-            _write_content(repo, tmp, entry, source, durable)
+            _write_content(repo, tmp, entry, source, durable, dest)
             os.chmod(tmp, 0o777 & ~_umask() if entry.exec else 0o666 & ~_umask())
         os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
         return tmp
@@ -66,7 +67,7 @@ def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, dura
         raise
 
 
-def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durable: bool) -> None:
+def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durable: bool, dest: str) -> None:
     if source is not None:
         try:
             _write_checked(tmp, _local_chunks(source), entry, durable)
@@ -76,7 +77,7 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durab
     if entry.size == 0:
         _write_checked(tmp, iter(()), entry, durable)
         return
-    with repo.verified(entry.bptr, f"content of {entry.sha256[:12]}") as chunks:
+    with repo.verified(entry.bptr, dest) as chunks:
         _write_checked(tmp, chunks, entry, durable)
 
 
@@ -160,41 +161,50 @@ def _run_all(fn, items, workers: int) -> None:
 
 
 def apply(
-    repo: Repo, folder: str, snap: Snapshot, local: Mapping[str, Entry], target: Mapping[str, Entry],
-    workers: int = 4,
+    repo: Repo, folder: str, known: Mapping[str, Local], local: Mapping[str, Entry],
+    target: Mapping[str, Entry], workers: int = 4,
 ) -> Applied:
-    """Make the folder hold ``target`` where it now holds ``local`` (as scanned in ``snap``)."""
+    """Make the folder hold ``target`` where it now holds ``local``.
+
+    ``known`` maps each path whose content ``local`` describes to what it
+    looked like then (a file's stat when it was read or last synced); only
+    such paths are replaced or removed, and only while they still look so.
+    Anything else found in the way is left alone and reported in ``left_alone``.
+    """
     out = Applied()
-    sources = _local_sources(folder, snap, local)
-    removals = [p for p, item in snap.items.items() if p not in target or target[p].type != item.type]
-    writes = [p for p, e in target.items() if not e.same_content(local.get(p)) or p not in snap.items]
-    blocked = _blocked(writes, snap)
-    first = [p for p in writes if p not in blocked and p not in snap.items]
-    later = [p for p in writes if p in blocked or p in snap.items]
-    _write_all(repo, folder, snap, target, first, sources, out, workers)
-    _remove_all(folder, snap, removals, out)
-    _write_all(repo, folder, snap, target, later, sources, out, workers)
+    sources = _local_sources(folder, known, local)
+    removals = [p for p, item in known.items() if p not in target or target[p].type != item.type]
+    writes = [p for p, e in target.items() if p not in known or not e.same_content(local.get(p))]
+    present = [p for p in writes if p not in known and os.path.lexists(os.path.join(folder, p))]
+    out.left_alone.update(p for p in present if target[p].type != DIR or not os.path.isdir(os.path.join(folder, p)))
+    writes = [p for p in writes if p not in out.left_alone]
+    blocked = _blocked(writes, known)
+    first = [p for p in writes if p not in blocked and p not in known]
+    later = [p for p in writes if p in blocked or p in known]
+    _write_all(repo, folder, known, target, first, sources, out, workers)
+    _remove_all(folder, known, removals, out)
+    _write_all(repo, folder, known, target, later, sources, out, workers)
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
 
 
-def _local_sources(folder: str, snap: Snapshot, local: Mapping[str, Entry]) -> dict[str, str]:
+def _local_sources(folder: str, known: Mapping[str, Local], local: Mapping[str, Entry]) -> dict[str, str]:
     """sha256 -> a file in the folder that holds that content now."""
     out = {}
     for path, e in local.items():
-        if e.type == FILE and e.size and path in snap.items:
+        if e.type == FILE and e.size and path in known:
             out.setdefault(e.sha256, os.path.join(folder, path))
     return out
 
 
-def _blocked(writes: list[str], snap: Snapshot) -> set[str]:
+def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
     """New paths that cannot be made before removals: some ancestor is, locally, not a directory."""
     out = set()
     for p in writes:
         parent = parent_of(p)
         while parent:
-            item = snap.items.get(parent)
+            item = known.get(parent)
             if item is not None and item.type != DIR:
                 out.add(p)
                 break
@@ -215,7 +225,7 @@ def _unchanged(full: str, item: Local | None) -> bool:
     return Stat(s.st_size, s.st_mtime_ns, s.st_ino) == item.stat
 
 
-def _write_all(repo, folder, snap, target, paths, sources, out: Applied, workers: int) -> None:
+def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int) -> None:
     dirs = sorted(p for p in paths if target[p].type == DIR)
     for d in dirs:
         full = os.path.join(folder, d)
@@ -234,7 +244,7 @@ def _write_all(repo, folder, snap, target, paths, sources, out: Applied, workers
         os.makedirs(os.path.dirname(full), exist_ok=True)
         source = sources.get(entry.sha256) if entry.type == FILE else None
         tmp = prepare(repo, full, entry, source, durable=True)
-        if not _unchanged(full, snap.items.get(path)):
+        if not _unchanged(full, known.get(path)):
             _remove_quietly(tmp)
             out.skipped.append(path)
             return
@@ -246,10 +256,10 @@ def _write_all(repo, folder, snap, target, paths, sources, out: Applied, workers
     _run_all(one, [p for p in paths if target[p].type != DIR], workers)
 
 
-def _remove_all(folder: str, snap: Snapshot, paths: list[str], out: Applied) -> None:
+def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> None:
     for path in sorted(paths, key=lambda p: (-p.count("/"), p)):
         full = os.path.join(folder, path)
-        item = snap.items[path]
+        item = known[path]
         if not _unchanged(full, item):
             out.skipped.append(path)
             continue

@@ -209,7 +209,10 @@ def dirty_dirs(tree: Mapping[str, Entry], previous: Mapping[str, Entry]) -> set[
             mark(path if e.type == DIR else parent_of(path))
     for path in previous:
         if path not in tree:
-            mark(parent_of(path))
+            parent = parent_of(path)
+            while parent and (parent not in tree or tree[parent].type != DIR):
+                parent = parent_of(parent)  # gone with it, or no longer a directory
+            mark(parent)
     return dirty
 
 

@@ -217,7 +217,7 @@ class Repo:
     def find_root(self, head: bytes | None, prefix: str | None = None, at: datetime | None = None) -> bytes:
         """The root named by a unique id prefix, or the newest one at or before ``at``."""
         if head is None:
-            raise FogsyncError(f"{self.where()} has no commits yet")
+            raise FogsyncError(f"{self.where()} has no commits yet (or the key is wrong)")
         if prefix is None and at is None:
             return head
         if at is not None:

@@ -45,8 +45,12 @@ class Root:
         try:
             d = json.loads(data.decode("utf-8"))
             known = {"version", "prev", "date", "host", "root", "merged"}
+            version = d["version"]
+            if type(version) is not int or version < 1:
+                raise FormatError(f"root has version {version!r}, not a positive integer")
+            parse_date(str(d["date"]))
             return cls(
-                version=int(d["version"]),
+                version=version,
                 prev=_bptr_field(d.get("prev")),
                 date=str(d["date"]),
                 host=str(d["host"]),

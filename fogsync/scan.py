@@ -90,7 +90,7 @@ def _inspect(de: os.DirEntry, path: str, snap: Snapshot, ignore: Ignore) -> Loca
     try:
         s = de.stat(follow_symlinks=False)
         is_dir = st.S_ISDIR(s.st_mode)
-        if ignore.ignored(path, is_dir):
+        if ignore.ignored_here(path, is_dir):
             return None
         if is_dir:
             return Local(DIR, 0, s.st_mtime_ns, s.st_ino)

@@ -5,7 +5,9 @@ and that root's whole tree as flat rows, one per path — together with the
 local ``stat`` (size, mtime_ns, inode) each file had then. The engine uses
 the base as the common ancestor of a three-way merge, and the stats to skip
 unchanged files without opening them. A content index (sha256 -> bptr)
-lets moved or copied files reuse what the store already holds.
+lets moved or copied files reuse what the store already holds. The roots
+this host committed are remembered too, so a root under this host's name
+that it did not make reveals a second host using the same name.
 
 All writes of one sync pass happen in one transaction, so a crash leaves
 the previous base intact; the next pass rescans.
@@ -42,7 +44,15 @@ CREATE TABLE IF NOT EXISTS content (
     share TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, bptr BLOB NOT NULL,
     PRIMARY KEY (share, sha256)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS own_root (
+    share TEXT NOT NULL, root BLOB NOT NULL,
+    UNIQUE (share, root)
+);
 """
+
+# Roots this host committed, newest kept: a pass only asks about roots newer
+# than its base, and the base catches up with every completed pass.
+OWN_ROOTS_KEPT = 1000
 
 
 class Stat(NamedTuple):
@@ -106,6 +116,11 @@ class State:
     def content_sizes(self, name: str) -> set[int]:
         return {r[0] for r in self._query("SELECT DISTINCT size FROM content WHERE share=?", (name,))}
 
+    def own_roots(self, name: str, refs: Iterable[bytes]) -> set[bytes]:
+        """Those of ``refs`` that this host committed (``add_own_root``)."""
+        return {ref for ref in refs if self._query_one(
+            "SELECT 1 FROM own_root WHERE share=? AND root=?", (name, ref))}
+
     # --- writing ------------------------------------------------------------
 
     def ensure_share(self, name: str, share_id: str) -> None:
@@ -143,13 +158,23 @@ class State:
                 ((name, sha, size, bptr) for sha, size, bptr in contents),
             )
 
+    def add_own_root(self, name: str, ref: bytes) -> None:
+        """Remember a root this host is about to commit (before its head swap, so a crash cannot lose it)."""
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO own_root(share, root) VALUES (?, ?)", (name, ref))
+            self._db.execute(
+                "DELETE FROM own_root WHERE share=? AND rowid NOT IN"
+                " (SELECT rowid FROM own_root WHERE share=? ORDER BY rowid DESC LIMIT ?)",
+                (name, name, OWN_ROOTS_KEPT),
+            )
+
     def set_head_tag(self, name: str, head_tag: str | None) -> None:
         with self._lock:
             self._db.execute("UPDATE share SET head_tag=? WHERE name=?", (head_tag, name))
 
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
-            for table, col in (("share", "name"), ("entry", "share"), ("content", "share")):
+            for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     # --- plumbing -----------------------------------------------------------

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from .errors import FogsyncError, SwapConflict
+from .errors import ConfigError, FogsyncError, SwapConflict
 from .ignore import Ignore
 from .merge import Conflict, merge
 from .pull import Applied, apply
 from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
 from .repo import Head, Repo
 from .roots import Root
-from .scan import RACY_NS, Snapshot, compare, scan
+from .scan import RACY_NS, Local, Snapshot, compare, scan
 from .state import Stat, State
-from .tree import DIR, FILE, Entry
+from .tree import DIR, FILE, Entry, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Share:
     host: str
     exclude: tuple[str, ...] = ()
     workers: int = 3
+    settle_ns: int = 0  # files modified more recently than this wait for a later pass
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     clock_ns: Callable[[], int] = time.time_ns
 
@@ -61,6 +62,7 @@ class Report:
     removed: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # still being written: a later pass takes them
     attempts: int = 0
 
     def summary(self) -> str:
@@ -96,9 +98,12 @@ def _attempt(share: Share, report: Report) -> bool:
     base_tree, stats = state.load(name)
     head = repo.read_head()
     _refuse_vanished_head(share, info.base, head)
+    _refuse_namesake(share, info.base, head.root)
     snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
     report.problems = list(snap.problems)
     changes = compare(snap, base_tree, stats, share.host)
+    report.deferred = _settling(snap, changes.to_read, share.settle_ns)
+    to_read = [p for p in changes.to_read if p not in report.deferred]
 
     remote_root, remote_tree = None, base_tree
     if head.root != info.base:
@@ -109,7 +114,7 @@ def _attempt(share: Share, report: Report) -> bool:
     index.add_tree(base_tree)
     index.add_tree(remote_tree)
     writer = repo.writer()
-    sealed = seal_files(share.folder, changes.to_read, writer, repo.keys, index, share.host, share.workers)
+    sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers)
     new_contents = resolve_sealed(sealed, writer)
     report.problems += sealed.problems
     local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
@@ -120,7 +125,8 @@ def _attempt(share: Share, report: Report) -> bool:
     else:
         result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
         target, conflicts = result.tree, list(result.conflicts)
-    applied = apply(repo, share.folder, snap, local, target, share.workers)
+    known = _known(snap, changes.to_read, sealed.stats)
+    applied = apply(repo, share.folder, known, local, target, share.workers)
     if applied.skipped:
         return False
 
@@ -129,14 +135,17 @@ def _attempt(share: Share, report: Report) -> bool:
         dir_mtimes = {p: i.mtime_ns for p, i in snap.items.items() if i.type == DIR}
         top, final_tree = write_listings(writer, target, remote_tree, share.host, dir_mtimes)
         prev = (head.root, remote_root or repo.read_root(head.root)) if head.root else None
-        new_root, committed = write_root(writer, top, prev, share.host, share.now())
+        merged = (info.base,) if info.base is not None and head.root != info.base else ()
+        new_root, committed = write_root(writer, top, prev, share.host, share.now(), merged=merged)
         repo.wait_uploads()
+        state.add_own_root(name, new_root)
         try:
             tag = repo.swap_head(new_root, head.tag)
         except SwapConflict:
             return False
 
     rows, removed = _state_rows(final_tree, base_tree, stats, snap, sealed.stats, applied)
+    _keep_base_for(applied.left_alone, rows, removed, base_tree, final_tree)
     state.save(name, new_root, tag, rows, removed, new_contents)
     report.root, report.committed, report.conflicts = new_root, committed, conflicts
     report.pushed = len(pushed) if committed else 0
@@ -152,6 +161,28 @@ def _refuse_vanished_head(share: Share, base: bytes | None, head: Head) -> None:
             f"{share.repo.where()} has no head, but this host synced it before: wrong store, or the "
             f"store lost the share; refusing to touch {share.folder} (remove-share and add-share to start over)"
         )
+
+
+def _refuse_namesake(share: Share, base: bytes | None, head: bytes | None) -> None:
+    """A root since the base made under this host's name, but not by this host: two hosts share a name.
+
+    Only the roots between the base and the head are read; the store learns nothing.
+    """
+    if base is None or head is None or head == base:
+        return
+    mine = {}
+    for ref, root in share.repo.history(head):
+        if ref == base:
+            break
+        if root.host == share.host:
+            mine[ref] = root
+    own = share.state.own_roots(share.name, mine)
+    for ref, root in mine.items():
+        if ref not in own:
+            raise ConfigError(
+                f"another host also calls itself {share.host!r} in share {share.name!r} (root v{root.version}): "
+                "give each host its own name with --host or 'host' in the config"
+            )
 
 
 def _local_tree(
@@ -170,6 +201,44 @@ def _local_tree(
         else:
             out[path] = entry
     return out
+
+
+def _settling(snap: Snapshot, paths: list[str], settle_ns: int) -> list[str]:
+    if not settle_ns:
+        return []
+    fresh = snap.taken_ns - settle_ns
+    return [p for p in paths if snap.items[p].mtime_ns > fresh]
+
+
+def _known(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> dict[str, Local]:
+    """Paths whose content the local tree describes, as they looked when it was learnt."""
+    pending = set(to_read)
+    out = {}
+    for path, item in snap.items.items():
+        if path not in pending:
+            out[path] = item
+        elif path in read:
+            s = read[path]
+            out[path] = Local(FILE, s.size, s.mtime_ns, s.ino, item.exec)
+    return out
+
+
+def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Entry], final) -> None:
+    """Paths the pass could not settle keep their old base rows, so the next pass merges them properly.
+
+    Their directories lose their bptr in the state, so the next remote tree
+    is fetched there rather than assumed from these rows.
+    """
+    for path in paths:
+        rows.pop(path, None)
+        if path in removed:
+            removed.remove(path)
+        parent = parent_of(path)
+        while parent:
+            entry = rows[parent][0] if parent in rows else final.get(parent) or base.get(parent)
+            if entry is not None:
+                rows[parent] = (entry.with_(bptr=None), None)
+            parent = parent_of(parent)
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
@@ -223,6 +292,7 @@ def restore_in_place(share: Share, prefix: str | None, at: datetime | None) -> R
         new_ref, _ = write_root(writer, wanted.root, (head.root, current), share.host, share.now(),
                                 extra=(("restored", ref.hex()),))
         repo.wait_uploads()
+        share.state.add_own_root(share.name, new_ref)
         try:
             repo.swap_head(new_ref, head.tag)
             break

@@ -131,7 +131,7 @@ def entry_from_json(d: dict) -> tuple[str, Entry]:
         kind = d["type"]
         if kind not in TYPES:
             raise FormatError(f"listing entry {name!r} has unknown type {kind!r}")
-        size = int(d["size"])
+        size = _count(d["size"], "size")
         bptr = sha = None
         if kind in (FILE, DIR) and size > 0:
             bptr = bytes.fromhex(d["bptr"])
@@ -144,7 +144,7 @@ def entry_from_json(d: dict) -> tuple[str, Entry]:
         extra = tuple(sorted((k, v) for k, v in d.items() if k not in _KNOWN))
         return name, Entry(
             type=kind,
-            mtime=int(d["mtime"]),
+            mtime=_integer(d["mtime"], "mtime"),
             host=str(d.get("host", "")),
             size=size,
             bptr=bptr,
@@ -159,6 +159,19 @@ def entry_from_json(d: dict) -> tuple[str, Entry]:
         raise FormatError(f"listing entry is malformed ({e!r})") from None
 
 
+def _integer(value, what: str) -> int:
+    if type(value) is not int:
+        raise FormatError(f"listing entry has a {what} that is not an integer")
+    return value
+
+
+def _count(value, what: str) -> int:
+    n = _integer(value, what)
+    if n < 0:
+        raise FormatError(f"listing entry has a negative {what}")
+    return n
+
+
 def decode_listing(data: bytes) -> list[tuple[str, Entry]]:
     """Parse a listing's JSON; refuses bad names and duplicate names."""
     try:
@@ -167,7 +180,9 @@ def decode_listing(data: bytes) -> list[tuple[str, Entry]]:
         raise FormatError(f"listing is not UTF-8 JSON ({e})") from None
     if not isinstance(raw, list):
         raise FormatError("listing is not a JSON array")
-    out = [entry_from_json(d) for d in raw if isinstance(d, dict)]
+    if not all(isinstance(d, dict) for d in raw):
+        raise FormatError("listing holds an entry that is not a JSON object")
+    out = [entry_from_json(d) for d in raw]
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise FormatError("listing names an entry twice")

@@ -220,14 +220,13 @@ def test_directory_deleted_remotely_survives_with_what_local_changed_inside():
     assert result.tree["d/sub/x.txt"] is local["d/sub/x.txt"]
 
 
-def test_missing_parent_is_taken_from_remote_else_local():
+def test_missing_parent_is_taken_from_the_side_that_kept_the_directory():
     base = tree({"d/x.txt": file("x")})
-    remote = tree({"d/x.txt": file("x2", host="desk"), "e/y.txt": file("y", host="desk")}, host="desk")
-    local = tree({"e/y.txt": file("y", host="laptop")}, host="laptop")
-    result = run(base, {}, remote)
-    assert result.tree["d"] is remote["d"]
-    result = run(base, local, {**remote})
-    assert result.tree["e"] is remote["e"]
+    remote = tree({"d/x.txt": file("x2", host="desk")}, host="desk")
+    local = tree({"d/x.txt": file("x2", host="laptop")}, host="laptop")
+    assert run(base, {}, remote).tree["d"] is remote["d"]
+    assert run(base, local, {}).tree["d"] is local["d"]
+    assert run(base, local, remote).tree["d"] is remote["d"]
 
 
 # --- type conflicts -------------------------------------------------------------------

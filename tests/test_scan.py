@@ -1,0 +1,223 @@
+"""fogsync.scan: walking a real folder, and comparing it with the base."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fogsync import scan as scanmod
+from fogsync.errors import LocalError
+from fogsync.ignore import Ignore
+from fogsync.scan import RACY_NS, Local, Snapshot, at_or_below, compare, scan
+from fogsync.state import Stat
+from fogsync.tree import DIR, FILE, SYMLINK, Entry
+
+T = 1_700_000_000_123_456_789
+NOW = T + 100 * 10**9  # the scan's clock: well after every mtime below
+SHA = "ab" * 32
+
+
+def make(folder) -> None:
+    (folder / "sub" / "deep").mkdir(parents=True)
+    (folder / "empty-dir").mkdir()
+    (folder / "a.txt").write_bytes(b"hello")
+    (folder / "sub" / "deep" / "ü.txt").write_bytes(b"x" * 1000)
+    (folder / "run.sh").write_bytes(b"#!/bin/sh\n")
+    os.chmod(folder / "run.sh", 0o755)
+    os.chmod(folder / "a.txt", 0o644)
+    os.symlink("sub/deep/ü.txt", folder / "link")
+    os.symlink("/nowhere", folder / "sub" / "dangling")
+    for i, p in enumerate(sorted(folder.rglob("*"), key=lambda p: -len(p.parts))):
+        os.utime(p, ns=(T + i, T + i), follow_symlinks=False)
+
+
+def test_scan_types_sizes_mtimes_exec_and_symlinks(tmp_path):
+    make(tmp_path)
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert snap.taken_ns == NOW and snap.problems == [] and snap.unreadable == set()
+    assert set(snap.items) == {
+        "sub", "sub/deep", "empty-dir", "a.txt", "sub/deep/ü.txt", "run.sh", "link", "sub/dangling"}
+    for path, item in snap.items.items():
+        s = os.lstat(tmp_path / path)
+        assert item.mtime_ns == s.st_mtime_ns and item.ino == s.st_ino
+    a = snap.items["a.txt"]
+    assert (a.type, a.size, a.exec) == (FILE, 5, False)
+    assert snap.items["run.sh"].exec is True
+    assert snap.items["sub"].type == DIR and snap.items["empty-dir"].type == DIR
+    link = snap.items["link"]
+    assert (link.type, link.target, link.size) == (SYMLINK, "sub/deep/ü.txt", len("sub/deep/ü.txt".encode()))
+    assert snap.items["sub/dangling"].target == "/nowhere"
+
+
+def test_scan_leaves_out_ignored_paths_and_does_not_descend(tmp_path):
+    make(tmp_path)
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "keep.txt").write_text("k")
+    (tmp_path / "notes.txt~").write_text("scratch")
+    (tmp_path / "sub" / ".fogsync-tmp-123").write_text("ours")
+    snap = scan(str(tmp_path), Ignore(["build/", "!build/keep.txt", "*.sh"]), clock=lambda: NOW)
+    assert not any(p.startswith("build") for p in snap.items)  # as in git: no re-include below an excluded dir
+    assert "notes.txt~" not in snap.items and "sub/.fogsync-tmp-123" not in snap.items
+    assert "run.sh" not in snap.items and "a.txt" in snap.items
+
+
+def test_non_utf8_name_is_skipped_with_a_problem(tmp_path):
+    make(tmp_path)
+    fd = os.open(os.fsencode(str(tmp_path / "sub")) + b"/bad\xff.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.close(fd)
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert not any("bad" in p for p in snap.items)
+    assert len(snap.problems) == 1 and "UTF-8" in snap.problems[0]
+    assert "sub/deep/ü.txt" in snap.items and snap.unreadable == set()
+
+
+def test_symlink_with_non_utf8_target_is_skipped_with_a_problem(tmp_path):
+    os.symlink(b"target\xfe", os.fsencode(str(tmp_path / "weird")))
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert "weird" not in snap.items
+    assert len(snap.problems) == 1 and "weird" in snap.problems[0]
+
+
+def test_fifo_is_skipped_with_a_problem(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert snap.items == {} and "pipe" in snap.problems[0]
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(LocalError):
+        scan(str(tmp_path / "absent"), Ignore())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LocalError):
+        scan(str(tmp_path / "file"), Ignore())
+
+
+def _deny(monkeypatch, denied: str) -> None:
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.normpath(os.fspath(path)) == os.path.normpath(denied):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(scanmod.os, "scandir", scandir)
+
+
+def test_unreadable_dir_keeps_its_base_entries(tmp_path, monkeypatch):
+    make(tmp_path)
+    _deny(monkeypatch, str(tmp_path / "sub"))
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert snap.unreadable == {"sub"}
+    assert "sub" in snap.items and not any(p.startswith("sub/") for p in snap.items)
+    assert len(snap.problems) == 1 and "sub" in snap.problems[0] and "Permission denied" in snap.problems[0]
+
+    f = Entry(FILE, 1, "h", 1000, bytes(48), SHA)
+    base = {
+        "sub": Entry(DIR, 1, "h"), "sub/deep": Entry(DIR, 1, "h"), "sub/deep/ü.txt": f,
+        "sub/gone-or-not": f, "vanished.txt": f,
+    }
+    changes = compare(snap, base, {}, "me")
+    # Below the unreadable dir nothing looks deleted; elsewhere a missing path is a deletion.
+    for p in ("sub", "sub/deep", "sub/deep/ü.txt", "sub/gone-or-not"):
+        assert changes.tree[p] == base[p]
+    assert "vanished.txt" not in changes.tree
+    assert not any(p.startswith("sub/") for p in changes.to_read)
+
+
+def test_unreadable_top_keeps_the_whole_base(tmp_path, monkeypatch):
+    make(tmp_path)
+    _deny(monkeypatch, str(tmp_path))
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert snap.unreadable == {""} and snap.items == {}
+    base = {"a.txt": Entry(FILE, 1, "h", 5, bytes(48), SHA), "d": Entry(DIR, 1, "h")}
+    assert compare(snap, base, {}, "me").tree == base
+
+
+def test_racy_stat_rule():
+    snap = Snapshot(taken_ns=NOW)
+    snap.items = {
+        "old": Local(FILE, 1, NOW - RACY_NS - 1, 7),
+        "edge": Local(FILE, 1, NOW - RACY_NS, 8),
+        "fresh": Local(FILE, 1, NOW - 5, 9),
+        "future": Local(FILE, 1, NOW + 10**9, 10),
+    }
+    assert snap.trusted_stat("old") == Stat(1, NOW - RACY_NS - 1, 7)
+    assert snap.trusted_stat("edge") is None
+    assert snap.trusted_stat("fresh") is None
+    assert snap.trusted_stat("future") is None
+    assert snap.trusted_stat("absent") is None
+
+
+def test_racy_rule_on_a_real_scan(tmp_path):
+    (tmp_path / "old").write_text("o")
+    os.utime(tmp_path / "old", ns=(T, T))
+    (tmp_path / "new").write_text("n")  # mtime: now
+    snap = scan(str(tmp_path), Ignore())
+    assert snap.trusted_stat("old") == snap.items["old"].stat
+    assert snap.trusted_stat("new") is None
+
+
+# --- compare --------------------------------------------------------------------------------
+
+
+def _snap(**items: Local) -> Snapshot:
+    s = Snapshot(taken_ns=NOW)
+    s.items = dict(items)
+    return s
+
+
+def test_compare_unchanged_file_keeps_its_base_entry_unread():
+    old = Entry(FILE, T, "other", 5, bytes(48), SHA)
+    snap = _snap(f=Local(FILE, 5, T, 3))
+    ch = compare(snap, {"f": old}, {"f": Stat(5, T, 3)}, "me")
+    assert ch.tree == {"f": old} and ch.to_read == []
+
+
+@pytest.mark.parametrize(
+    "local,stat",
+    [
+        (Local(FILE, 6, T, 3), Stat(5, T, 3)),  # size
+        (Local(FILE, 5, T + 1, 3), Stat(5, T, 3)),  # mtime
+        (Local(FILE, 5, T, 4), Stat(5, T, 3)),  # inode (replaced by rename)
+        (Local(FILE, 5, T, 3, exec=True), Stat(5, T, 3)),  # exec bit
+        (Local(FILE, 5, T, 3), None),  # no trusted stat recorded
+    ],
+)
+def test_compare_changed_file_must_be_read(local, stat):
+    old = Entry(FILE, T, "other", 5, bytes(48), SHA)
+    stats = {"f": stat} if stat else {}
+    ch = compare(_snap(f=local), {"f": old}, stats, "me")
+    assert ch.to_read == ["f"] and "f" not in ch.tree
+
+
+def test_compare_new_file_and_type_change():
+    ch = compare(_snap(f=Local(FILE, 1, T, 1), d=Local(FILE, 1, T, 2)), {"d": Entry(DIR, 1, "h")},
+                 {"d": Stat(1, T, 2)}, "me")
+    assert sorted(ch.to_read) == ["d", "f"]
+
+
+def test_compare_symlinks():
+    old = Entry(SYMLINK, 1, "other", 1, target="a")
+    same = compare(_snap(l=Local(SYMLINK, 1, T, 5, target="a")), {"l": old}, {}, "me")
+    assert same.tree["l"] is old
+    moved = compare(_snap(l=Local(SYMLINK, 1, T, 5, target="b")), {"l": old}, {}, "me")
+    assert moved.tree["l"] == Entry(SYMLINK, T, "me", 1, target="b")
+    new = compare(_snap(l=Local(SYMLINK, 2, T, 5, target="ü")), {}, {}, "me")
+    assert new.tree["l"] == Entry(SYMLINK, T, "me", 2, target="ü")
+
+
+def test_compare_dirs():
+    old = Entry(DIR, 1, "other", 40, bytes(48), SHA)
+    ch = compare(_snap(d=Local(DIR, 0, T, 1), n=Local(DIR, 0, T + 1, 2)), {"d": old}, {}, "me")
+    assert ch.tree["d"] is old
+    assert ch.tree["n"] == Entry(DIR, T + 1, "me")
+    replaced = compare(_snap(d=Local(DIR, 0, T, 1)), {"d": Entry(FILE, 1, "h", 1, bytes(48), SHA)}, {}, "me")
+    assert replaced.tree["d"] == Entry(DIR, T, "me")
+
+
+def test_at_or_below():
+    tree = {"a": 1, "a/b": 2, "ab": 3, "a/b/c": 4, "x": 5}
+    assert sorted(at_or_below(tree, "a")) == ["a", "a/b", "a/b/c"]
+    assert sorted(at_or_below(tree, "a/b")) == ["a/b", "a/b/c"]
+    assert sorted(at_or_below(tree, "")) == sorted(tree)

@@ -1,0 +1,181 @@
+"""fogsync.state: the SQLite base per share, on a real file."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Mapping
+
+import pytest
+
+from fogsync.state import ShareState, Stat, State
+from fogsync.tree import DIR, FILE, SYMLINK, Entry
+
+B1, B2 = bytes([1]) * 48, bytes([2]) * 48
+SHA = hashlib.sha256(b"x").hexdigest()
+
+
+@pytest.fixture
+def db(tmp_path):
+    s = State(str(tmp_path / "deep" / "state.sqlite"))
+    yield s
+    s.close()
+
+
+def sample() -> dict:
+    return {
+        "a": (Entry(DIR, 5, "h", 40, B2, SHA), None),
+        "a/f.txt": (Entry(FILE, 1_700_000_000_123_456_789, "hôst", 3, B1, SHA, True), Stat(3, 1_700_000_000_123_456_789, 42)),
+        "a/empty": (Entry(FILE, 7, "h", 0, None, None, False), Stat(0, 7, 43)),
+        "ln": (Entry(SYMLINK, 8, "h", 4, target="a/ü"), None),
+        "x": (Entry(FILE, 9, "h", 3, B1, SHA, extra=(("colour", "blue"), ("n", [1, 2]))), None),
+    }
+
+
+def test_new_share_has_no_base(db):
+    assert db.share("s") is None
+    db.ensure_share("s", "id1")
+    assert db.share("s") == ShareState("id1", None, None)
+    assert db.load("s") == ({}, {})
+
+
+def test_save_load_round_trip(db, tmp_path):
+    db.ensure_share("s", "id1")
+    rows = sample()
+    db.save("s", B1, "tag1", rows, [], [(SHA, 3, B1)])
+    assert db.share("s") == ShareState("id1", B1, "tag1")
+    tree, stats = db.load("s")
+    assert tree == {p: e for p, (e, _) in rows.items()}
+    assert stats == {p: s for p, (_, s) in rows.items() if s is not None}
+    assert dict(tree["x"].extra) == {"colour": "blue", "n": [1, 2]}
+    assert tree["a/f.txt"].exec is True and tree["a/empty"].bptr is None
+    assert db.content("s", SHA) == B1 and db.content("s", "0" * 64) is None
+    assert db.content_sizes("s") == {3}
+    # survives reopening the file
+    db.close()
+    again = State(str(tmp_path / "deep" / "state.sqlite"))
+    try:
+        assert again.load("s")[0] == tree and again.share("s").base == B1
+    finally:
+        again.close()
+
+
+def test_incremental_save_replaces_and_removes(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t1", sample(), [])
+    newer = Entry(FILE, 10, "h2", 3, B2, SHA)
+    db.save("s", B2, "t2", {"x": (newer, Stat(3, 10, 1))}, ["ln", "a/empty"])
+    tree, stats = db.load("s")
+    assert tree["x"] == newer and stats["x"] == Stat(3, 10, 1)
+    assert "ln" not in tree and "a/empty" not in tree and "a/empty" not in stats
+    assert "a/f.txt" in tree
+    assert db.share("s").base == B2
+
+
+def test_shares_are_separate(db):
+    db.ensure_share("s", "id1")
+    db.ensure_share("t", "id2")
+    db.save("s", B1, "t", sample(), [], [(SHA, 3, B1)])
+    assert db.load("t") == ({}, {})
+    assert db.content("t", SHA) is None
+
+
+class _Exploding(Mapping):
+    """Rows that fail half way through being written."""
+
+    def __init__(self, first: dict) -> None:
+        self._first = first
+
+    def __getitem__(self, key):
+        return self._first[key]
+
+    def __len__(self) -> int:
+        return len(self._first) + 1
+
+    def __iter__(self):
+        return iter(self._first)
+
+    def items(self):
+        yield from self._first.items()
+        raise RuntimeError("crash half way")
+
+
+def test_save_is_atomic(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t1", sample(), [], [(SHA, 3, B1)])
+    before = db.load("s")
+    new = {"new": (Entry(FILE, 1, "h", 3, B2, SHA), None)}
+    with pytest.raises(RuntimeError):
+        db.save("s", B2, "t2", _Exploding(new), ["x"], [("1" * 64, 9, B2)])
+    with pytest.raises(TypeError):  # an unserialisable extra, after the base and deletions
+        db.save("s", B2, "t2", {"bad": (Entry(FILE, 1, "h", 3, B2, SHA, extra=(("k", object()),)), None)}, ["x"])
+    assert db.share("s") == ShareState("id1", B1, "t1")
+    assert db.load("s") == before
+    assert db.content("s", "1" * 64) is None
+    # and the database is still usable afterwards
+    db.save("s", B2, "t2", new, ["x"])
+    tree, _ = db.load("s")
+    assert "new" in tree and "x" not in tree and db.share("s").base == B2
+
+
+def test_forget(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [], [(SHA, 3, B1)])
+    db.forget("s")
+    assert db.share("s") is None
+    assert db.load("s") == ({}, {})
+    assert db.content("s", SHA) is None
+
+
+def test_ensure_share_same_id_keeps_the_base(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [])
+    db.ensure_share("s", "id1")
+    assert db.share("s").base == B1 and db.load("s")[0]
+
+
+def test_ensure_share_with_another_id_starts_over(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [], [(SHA, 3, B1)])
+    db.ensure_share("s", "id2")
+    assert db.share("s") == ShareState("id2", None, None)
+    assert db.load("s") == ({}, {})
+    assert db.content("s", SHA) is None
+
+
+def test_set_head_tag(db):
+    db.ensure_share("s", "id1")
+    db.set_head_tag("s", "etag")
+    assert db.share("s").head_tag == "etag"
+
+
+def test_two_handles_on_one_file(tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    a, b = State(path), State(path)
+    try:
+        a.ensure_share("s", "id1")
+        a.save("s", B1, "t", sample(), [])
+        assert b.share("s").base == B1 and b.load("s")[0] == a.load("s")[0]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_own_roots(db, monkeypatch):
+    from fogsync import state as statemod
+
+    if not hasattr(State, "add_own_root"):
+        pytest.skip("no own-root tracking in this version")
+    db.ensure_share("s", "id1")
+    db.ensure_share("t", "id9")
+    refs = [bytes([i]) * 48 for i in range(1, 6)]
+    for r in refs[:2]:
+        db.add_own_root("s", r)
+    db.add_own_root("s", refs[0])  # twice is fine
+    assert db.own_roots("s", refs) == set(refs[:2])
+    assert db.own_roots("t", refs) == set()
+    monkeypatch.setattr(statemod, "OWN_ROOTS_KEPT", 3)
+    for r in refs[2:]:
+        db.add_own_root("s", r)
+    assert db.own_roots("s", refs) == set(refs[2:])  # only the newest are kept
+    db.ensure_share("s", "id2")  # another share id: starts over
+    assert db.own_roots("s", refs) == set()

@@ -1,0 +1,575 @@
+"""sync_share with several hosts in one process: real folders, real SQLite, one store (issue 5).
+
+Each host is a ``Host`` (tests/conftest.py) with its own config, state
+database and folder; the store is a memory store or a local directory.
+These tests pin the merge rules as the folders see them, the history they
+leave (one chain, ``merged`` on merge commits), reuse of stored content,
+and the refusal of two hosts with one name.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from fogsync import pull
+from fogsync.check import check_share
+from fogsync.errors import ConfigError, FogsyncError
+from fogsync.store import open_store
+from fogsync.sync import restore_in_place, sync_share
+
+NOW = datetime(2026, 11, 21, 23, 34, 58, tzinfo=timezone.utc)
+STAMP = "2026-11-21 2334"
+
+
+@pytest.fixture(params=["memory", "local"])
+def store(request, tmp_path) -> str:
+    if request.param == "memory":
+        return f"memory://sync-{uuid.uuid4().hex}"
+    return str(tmp_path / "store")
+
+
+@pytest.fixture
+def make(hosts, store):
+    """``make(name)``: a host of the test's share, in-process, with a fixed clock for conflict names."""
+
+    def one(name: str):
+        h = hosts(name, store)
+        h.share().now = lambda: NOW
+        return h
+
+    return one
+
+
+@pytest.fixture
+def two(make):
+    return make("laptop"), make("desktop")
+
+
+@pytest.fixture
+def three(make):
+    return make("laptop"), make("desktop"), make("server")
+
+
+def sync_all(*hs, rounds: int = 2) -> None:
+    for _ in range(rounds):
+        for h in hs:
+            h.sync_here()
+
+
+def assert_same(*hs) -> dict:
+    first = hs[0].tree()
+    for h in hs[1:]:
+        assert h.tree() == first, f"{h.name} differs from {hs[0].name}"
+    return first
+
+
+def head_tree(h) -> dict:
+    repo = h.share().repo
+    return repo.load_tree(repo.read_root(repo.read_head().root).root)
+
+
+def chain(h) -> list:
+    repo = h.share().repo
+    return list(repo.history(repo.read_head().root))
+
+
+def block_bytes(h) -> int:
+    """Bytes of every block object of the share in the store."""
+    repo = h.share().repo
+    store = open_store(h.store)
+    return sum(len(store.get(k)) for k in store.list(f"{repo.share_id}/blocks/"))
+
+
+# --- the rules -------------------------------------------------------------------------------
+
+
+def test_one_sided_changes_reach_every_host(three):
+    laptop, desktop, server = three
+    laptop.write("report.txt", "v1\n")
+    laptop.write("a/b/c.txt", "deep\n")
+    r = laptop.sync_here()
+    assert r.committed.version == 1 and r.pushed == 2
+    for h in (desktop, server):
+        r = h.sync_here()
+        assert r.committed is None and r.written >= 2  # pulling adds no root
+    assert_same(*three)
+    desktop.write("report.txt", "v2 from desktop\n")
+    server.remove("a/b/c.txt")
+    desktop.sync_here()
+    server.sync_here()
+    sync_all(*three)
+    tree = assert_same(*three)
+    assert tree["report.txt"][1] == b"v2 from desktop\n" and "a/b/c.txt" not in tree
+    assert head_tree(laptop)["report.txt"].host == "desktop"
+    assert [root.version for _, root in chain(laptop)] == [3, 2, 1]
+
+
+def test_identical_change_on_both_keeps_one_copy(two):
+    laptop, desktop = two
+    laptop.write("report.txt", "v1\n")
+    sync_all(laptop, desktop)
+    for h in two:
+        h.write("report.txt", "same edit\n")
+        h.write("new.txt", "added on both\n")
+    laptop.sync_here()
+    r = desktop.sync_here()
+    assert r.conflicts == []
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert set(tree) == {"report.txt", "new.txt"}
+    assert tree["report.txt"][1] == b"same edit\n"
+
+
+def test_both_changed_keeps_remote_under_the_name_and_local_as_a_copy(three):
+    laptop, desktop, server = three
+    laptop.write("docs/report.txt", "v1\n")
+    laptop.write("Makefile", "all:\n")
+    sync_all(*three)
+    desktop.write("docs/report.txt", "desktop's edit\n")
+    laptop.write("docs/report.txt", "laptop's edit\n")
+    desktop.write("Makefile", "all: desktop\n")
+    laptop.write("Makefile", "all: laptop\n")
+    laptop.write("added.txt", "laptop adds\n")
+    desktop.write("added.txt", "desktop adds\n")
+    desktop.sync_here()
+    r = laptop.sync_here()
+    assert sorted(c.copy_path for c in r.conflicts) == [
+        f"Makefile (conflict from laptop {STAMP})",
+        f"added (conflict from laptop {STAMP}).txt",
+        f"docs/report (conflict from laptop {STAMP}).txt",
+    ]
+    sync_all(*three)
+    tree = assert_same(*three)
+    assert tree["docs/report.txt"][1] == b"desktop's edit\n"
+    assert tree[f"docs/report (conflict from laptop {STAMP}).txt"][1] == b"laptop's edit\n"
+    assert tree["Makefile"][1] == b"all: desktop\n"
+    assert tree[f"Makefile (conflict from laptop {STAMP})"][1] == b"all: laptop\n"
+    assert tree["added.txt"][1] == b"desktop adds\n"
+    assert tree[f"added (conflict from laptop {STAMP}).txt"][1] == b"laptop adds\n"
+    # the conflict copy is an ordinary file: an edit to it syncs like any other
+    server.write(f"docs/report (conflict from laptop {STAMP}).txt", "resolved\n")
+    sync_all(*three)
+    assert assert_same(*three)[f"docs/report (conflict from laptop {STAMP}).txt"][1] == b"resolved\n"
+    listing = head_tree(desktop)
+    assert listing[f"docs/report (conflict from laptop {STAMP}).txt"].host == "server"
+    assert listing["docs/report.txt"].host == "desktop"
+
+
+@pytest.mark.parametrize("deleter_first", [True, False])
+def test_delete_against_change_the_change_wins(two, deleter_first):
+    laptop, desktop = two
+    laptop.write("d/report.txt", "v1\n")
+    laptop.write("gone-dir/keep.txt", "v1\n")
+    sync_all(*two)
+    laptop.remove("d/report.txt")
+    laptop.remove("gone-dir")
+    desktop.write("d/report.txt", "edited\n")
+    desktop.write("gone-dir/keep.txt", "edited too\n")
+    order = (laptop, desktop) if deleter_first else (desktop, laptop)
+    for h in order:
+        h.sync_here()
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert tree["d/report.txt"][1] == b"edited\n"
+    assert tree["gone-dir/keep.txt"][1] == b"edited too\n"
+
+
+def test_delete_on_both_stays_gone(three):
+    laptop, desktop, server = three
+    laptop.write("x/old.txt", "old\n")
+    laptop.write("keep.txt", "keep\n")
+    sync_all(*three)
+    laptop.remove("x")
+    desktop.remove("x/old.txt")
+    laptop.sync_here()
+    desktop.sync_here()
+    sync_all(*three)
+    tree = assert_same(*three)
+    assert "x/old.txt" not in tree and set(tree) <= {"keep.txt", "x"}
+
+
+@pytest.mark.parametrize("file_side", ["laptop", "desktop"])
+def test_file_against_directory_loses_neither(two, file_side):
+    laptop, desktop = two
+    laptop.write("seed.txt", "seed\n")
+    sync_all(*two)
+    filer, dirrer = (laptop, desktop) if file_side == "laptop" else (desktop, laptop)
+    filer.write("thing", "a file\n")
+    dirrer.write("thing/inside.txt", "in a directory\n")
+    dirrer.write("thing/deeper/more.txt", "more\n")
+    desktop.sync_here()
+    laptop.sync_here()
+    sync_all(*two)
+    tree = assert_same(*two)
+    files = {v[1] for v in tree.values() if v[0] == "file"}
+    assert {b"a file\n", b"in a directory\n", b"more\n", b"seed\n"} <= files
+    copies = [p for p in tree if p.startswith(f"thing (conflict from laptop {STAMP})")]
+    assert copies, sorted(tree)
+    # the remote (desktop, which committed first) keeps the name
+    assert tree["thing"][0] == ("file" if file_side == "desktop" else "dir")
+
+
+def test_whole_trees_deleted_or_replaced_by_a_file(two):
+    laptop, desktop = two
+    laptop.write("tree/a/b/c.txt", "c\n")
+    laptop.write("tree/d.txt", "d\n")
+    laptop.write("was-dir/x/y.txt", "y\n")
+    sync_all(*two)
+    laptop.remove("tree")
+    laptop.remove("was-dir")
+    laptop.write("was-dir", "now a file\n")
+    laptop.sync_here()
+    desktop.sync_here()
+    tree = assert_same(*two)
+    assert tree == {"was-dir": ("file", b"now a file\n", False)}
+    assert head_tree(desktop)["was-dir"].type == "file"
+
+
+def test_symlink_against_file_loses_neither(two):
+    laptop, desktop = two
+    laptop.write("seed.txt", "seed\n")
+    sync_all(*two)
+    os.symlink("seed.txt", desktop.path("link"))
+    laptop.write("link", "a file named link\n")
+    desktop.sync_here()
+    laptop.sync_here()
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert tree["link"] == ("symlink", "seed.txt")
+    assert tree[f"link (conflict from laptop {STAMP})"][1] == b"a file named link\n"
+
+
+def test_directories_merge_recursively(three):
+    laptop, desktop, server = three
+    laptop.write("projects/alpha/readme.md", "alpha\n")
+    laptop.write("projects/beta/readme.md", "beta\n")
+    sync_all(*three)
+    laptop.write("projects/alpha/src/main.py", "print('laptop')\n")
+    laptop.write("projects/beta/readme.md", "beta, edited on laptop\n")
+    desktop.write("projects/alpha/src/util.py", "# desktop\n")
+    desktop.write("projects/gamma/new.txt", "gamma\n")
+    server.remove("projects/alpha/readme.md")
+    server.write("projects/beta/notes.txt", "server notes\n")
+    for h in three:
+        h.sync_here()
+    sync_all(*three)
+    tree = assert_same(*three)
+    assert {p for p, v in tree.items() if v[0] == "file"} == {
+        "projects/alpha/src/main.py", "projects/alpha/src/util.py", "projects/beta/readme.md",
+        "projects/beta/notes.txt", "projects/gamma/new.txt",
+    }
+    assert tree["projects/beta/readme.md"][1] == b"beta, edited on laptop\n"
+    assert not any("conflict" in p for p in tree)
+
+
+def test_unchanged_subtrees_are_not_fetched(two):
+    laptop, desktop = two
+    for i in range(12):
+        for j in range(3):
+            laptop.write(f"dir{i}/sub{j}/file.txt", f"{i}/{j}\n")
+    sync_all(*two)
+    laptop.write("dir7/sub1/file.txt", "changed\n")
+    laptop.sync_here()
+    repo = desktop.share().repo
+    fetched = []
+    original = repo.read_listing
+    repo.read_listing = lambda ref: fetched.append(ref) or original(ref)
+    r = desktop.sync_here()
+    assert r.written == 1
+    assert len(fetched) == 3  # the top, dir7 and dir7/sub1: nothing else was read
+    assert desktop.read("dir7/sub1/file.txt") == b"changed\n"
+
+
+# --- content reuse ------------------------------------------------------------------------
+
+
+def test_moves_and_copies_cost_no_upload(two):
+    laptop, desktop = two
+    big = os.urandom(300_000)
+    laptop.write("inbox/big.bin", big)
+    laptop.write("inbox/small.txt", "small\n")
+    sync_all(*two)
+    before = block_bytes(laptop)
+    laptop.move("inbox/big.bin", "archive/2026/renamed.bin")
+    laptop.move("inbox", "old-inbox")
+    desktop.write("copy-of-big.bin", big)  # a copy on the other host
+    laptop.sync_here()
+    desktop.sync_here()
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert tree["archive/2026/renamed.bin"][1] == big and tree["copy-of-big.bin"][1] == big
+    assert "inbox/big.bin" not in tree and tree["old-inbox/small.txt"][1] == b"small\n"
+    grown = block_bytes(laptop) - before
+    assert grown < 20_000, grown  # listings and roots only, never the 300 kB again
+
+
+def test_content_already_in_the_remote_tree_is_not_uploaded(two):
+    laptop, desktop = two
+    laptop.write("seed.txt", "seed\n")
+    sync_all(*two)
+    big = os.urandom(200_000)
+    laptop.write("from-laptop.bin", big)
+    laptop.sync_here()
+    before = block_bytes(laptop)
+    desktop.write("same-on-desktop.bin", big)  # desktop has not pulled laptop's file yet
+    desktop.sync_here()
+    assert block_bytes(laptop) - before < 20_000
+    sync_all(*two)
+    assert assert_same(*two)["same-on-desktop.bin"][1] == big
+
+
+# --- history ------------------------------------------------------------------------------
+
+
+def test_merges_keep_one_chain_and_name_the_root_they_merged(three):
+    laptop, desktop, server = three
+    laptop.write("f.txt", "1\n")
+    sync_all(*three)
+    base = laptop.share().state.share("docs").base
+    laptop.write("a.txt", "laptop\n")
+    desktop.write("b.txt", "desktop\n")
+    server.write("c.txt", "server\n")
+    laptop.sync_here()
+    r_desktop = desktop.sync_here()
+    r_server = server.sync_here()
+    assert r_desktop.committed.merged == (base,)
+    assert r_server.committed.merged == (base,)
+    sync_all(*three)
+    roots = chain(laptop)
+    assert [root.version for _, root in roots] == list(range(len(roots), 0, -1))
+    for (ref, root), (older_ref, _) in zip(roots, roots[1:]):
+        assert root.prev == older_ref
+    assert [root.host for _, root in roots][:3] == ["server", "desktop", "laptop"]
+    plain_commit = roots[2][1]
+    assert plain_commit.merged == ()  # laptop's commit merged nothing
+    assert check_share(laptop.share().repo).problems == []
+
+
+def test_a_commit_landing_between_head_read_and_swap_is_merged(two, make):
+    laptop, desktop = two
+    server = make("server")
+    laptop.write("f.txt", "1\n")
+    sync_all(laptop, desktop, server)
+    laptop.write("laptop.txt", "from laptop\n")
+    laptop.write("f.txt", "laptop's f\n")
+    desktop.write("desktop.txt", "from desktop\n")
+    desktop.write("f.txt", "desktop's f\n")
+    repo = laptop.share().repo
+    inner = repo.store
+    swaps = []
+
+    class Racing:
+        """Lets desktop commit just before laptop's first head swap."""
+
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def put_if(self, key, data, expected_tag):
+            if not swaps:
+                swaps.append("raced")
+                desktop.sync_here()
+            swaps.append(key)
+            return inner.put_if(key, data, expected_tag)
+
+    repo.store = Racing()
+    r = laptop.sync_here()
+    repo.store = inner
+    assert r.attempts == 2 and len(swaps) == 3  # lost the first swap, merged, won the second
+    assert r.committed.merged
+    sync_all(laptop, desktop, server)
+    tree = assert_same(laptop, desktop, server)
+    assert tree["laptop.txt"][1] == b"from laptop\n" and tree["desktop.txt"][1] == b"from desktop\n"
+    assert tree["f.txt"][1] == b"desktop's f\n"
+    assert tree[f"f (conflict from laptop {STAMP}).txt"][1] == b"laptop's f\n"
+    versions = [root.version for _, root in chain(server)]
+    assert versions == list(range(len(versions), 0, -1))
+
+
+def test_hosts_syncing_at_once_in_threads_converge(three):
+    for h in three:
+        h.write(f"{h.name}.txt", "0")
+    sync_all(*three)
+    for rnd in range(1, 5):
+        for h in three:
+            h.write(f"{h.name}.txt", f"{rnd}")
+            h.write("shared.txt", f"{h.name} {rnd}")
+            h.write(f"dir{rnd}/{h.name}", "x")
+        errors = []
+        barrier = threading.Barrier(len(three))
+
+        def run(h):
+            try:
+                barrier.wait()
+                h.sync_here()
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(h,)) for h in three]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+    sync_all(*three)
+    tree = assert_same(*three)
+    for h in three:
+        assert tree[f"{h.name}.txt"][1] == b"4"
+        assert all(f"dir{rnd}/{h.name}" in tree for rnd in range(1, 5))
+    shared = {v[1] for p, v in tree.items() if p.startswith("shared")}
+    assert {f"{h.name} 4".encode() for h in three} <= shared
+    roots = chain(three[0])
+    assert [root.version for _, root in roots] == list(range(len(roots), 0, -1))
+
+
+# --- the folder is never overwritten blind ------------------------------------------------------
+
+
+def test_an_edit_made_while_the_merge_is_applied_is_kept(two, monkeypatch):
+    laptop, desktop = two
+    laptop.write("f.txt", "v1\n")
+    sync_all(*two)
+    laptop.write("f.txt", "v2 from laptop\n")
+    laptop.sync_here()
+    original = pull.prepare
+    edited = []
+
+    def prepare(repo, dest, entry, source=None, durable=False):
+        tmp = original(repo, dest, entry, source, durable)
+        if dest.endswith("f.txt") and not edited:
+            edited.append(dest)
+            with open(dest, "w") as f:  # the person saves, right before fogsync would replace the file
+                f.write("typed on desktop meanwhile\n")
+        return tmp
+
+    monkeypatch.setattr(pull, "prepare", prepare)
+    r = desktop.sync_here()
+    assert edited and r.attempts == 2
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert tree["f.txt"][1] == b"v2 from laptop\n"
+    assert tree[f"f (conflict from desktop {STAMP}).txt"][1] == b"typed on desktop meanwhile\n"
+
+
+# --- restore in place ---------------------------------------------------------------------------
+
+
+def test_restore_in_place_reaches_every_host(three):
+    laptop, desktop, server = three
+    laptop.write("f.txt", "one\n")
+    laptop.write("d/g.txt", "g\n")
+    sync_all(*three)
+    first = laptop.share().state.share("docs").base
+    desktop.write("f.txt", "two\n")
+    desktop.write("new.txt", "new\n")
+    desktop.remove("d")
+    sync_all(*three)
+    r = server.share()
+    report = restore_in_place(r, first.hex()[:20], None)
+    sync_all(*three)
+    tree = assert_same(*three)
+    assert {p: v[1] for p, v in tree.items() if v[0] == "file"} == {"f.txt": b"one\n", "d/g.txt": b"g\n"}
+    roots = chain(laptop)
+    assert roots[0][1].host == "server" and dict(roots[0][1].extra)["restored"] == first.hex()
+    assert [root.version for _, root in roots] == list(range(len(roots), 0, -1))
+    assert report.root == roots[0][0]
+
+
+# --- host names ----------------------------------------------------------------------------------
+
+
+def test_two_hosts_with_one_name_are_refused(hosts, store):
+    a, b = hosts("laptop", store), hosts("laptop", store)
+    a.write("f.txt", "1\n")
+    sync_all(a, b)
+    a.write("f.txt", "2 from a\n")
+    a.sync_here()
+    b.write("mine.txt", "b's\n")
+    with pytest.raises(ConfigError) as err:
+        b.sync_here()
+    assert str(err.value) == (
+        "another host also calls itself 'laptop' in share 'docs' (root v2): "
+        "give each host its own name with --host or 'host' in the config"
+    )
+    assert b.read("f.txt") == b"1\n"  # nothing was applied
+    assert len(chain(a)) == 2  # nor committed
+
+
+def test_own_commits_never_look_like_a_namesake(make):
+    laptop, desktop = make("laptop"), make("desktop")
+    for i in range(4):
+        laptop.write("f.txt", f"laptop {i}\n")
+        desktop.write(f"d{i}.txt", "d\n")
+        laptop.sync_here()
+        desktop.sync_here()
+    first = chain(laptop)[-1][0]
+    restore_in_place(laptop.share(), first.hex(), None)
+    laptop.write("after.txt", "after\n")
+    desktop.write("after-desktop.txt", "after\n")
+    desktop.sync_here()
+    sync_all(laptop, desktop)
+    assert_same(laptop, desktop)
+
+
+def test_a_state_database_from_before_the_own_root_table_still_works(hosts, store):
+    a = hosts("laptop", store)
+    a.write("f.txt", "1\n")
+    a.sync_here()
+    a.close()
+    db = sqlite3.connect(a.state_dir / "state.sqlite")
+    db.execute("DROP TABLE own_root")
+    db.commit()
+    db.close()
+    b = hosts("desktop", store)
+    b.sync_here()
+    b.write("g.txt", "from b\n")
+    b.sync_here()
+    a.write("f.txt", "2\n")
+    a.sync_here()
+    sync_all(a, b)
+    assert assert_same(a, b)["f.txt"][1] == b"2\n"
+
+
+def test_host_names_in_listings_and_log(two):
+    laptop, desktop = two
+    laptop.write("by-laptop.txt", "x\n")
+    desktop.write("by-desktop.txt", "y\n")
+    laptop.sync_here()
+    desktop.sync_here()
+    tree = head_tree(laptop)
+    assert tree["by-laptop.txt"].host == "laptop" and tree["by-desktop.txt"].host == "desktop"
+    assert [root.host for _, root in chain(laptop)] == ["desktop", "laptop"]
+
+
+def test_gives_up_cleanly_when_it_cannot_win(two, monkeypatch):
+    """A swap lost on every attempt is an error that says so, not a loop."""
+    laptop, desktop = two
+    laptop.write("f.txt", "1\n")
+    sync_all(*two)
+    repo = laptop.share().repo
+    inner = repo.store
+    n = [0]
+
+    class AlwaysRaced:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def put_if(self, key, data, expected_tag):
+            n[0] += 1
+            desktop.write("f.txt", f"desktop {n[0]}\n")
+            desktop.sync_here()
+            return inner.put_if(key, data, expected_tag)
+
+    repo.store = AlwaysRaced()
+    laptop.write("f.txt", "laptop\n")
+    with pytest.raises(FogsyncError, match="gave up"):
+        laptop.sync_here()
+    repo.store = inner
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert b"laptop\n" in {v[1] for v in tree.values() if v[0] == "file"}
