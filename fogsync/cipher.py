@@ -327,7 +327,7 @@ def _ref() -> _RefTwofish:
 class _PythonCTR:
     """CTR mode over the reference block function, one ctypes call per block."""
 
-    __slots__ = ("_encrypt", "_schedule", "_counter", "_spare", "_out")
+    __slots__ = ("_encrypt", "_schedule", "_counter", "_spare")
 
     def __init__(self, key: bytes, counter0: int) -> None:
         ref = _ref()
@@ -335,21 +335,23 @@ class _PythonCTR:
         self._schedule: ctypes.Array[ctypes.c_char] | None = ref.prepare(bytes(key))
         self._counter = counter0
         self._spare = b""
-        self._out = ctypes.create_string_buffer(BLOCK_LEN)
 
     def _keystream(self, n: int) -> bytes:
         if self._schedule is None:
             raise ValueError("Twofish-CTR stream is closed")
-        parts = [self._spare]
-        have = len(self._spare)
-        encrypt, schedule, out, counter = self._encrypt, self._schedule, self._out, self._counter
-        while have < n:
-            encrypt(schedule, counter.to_bytes(16, "big"), out)
-            parts.append(out.raw)
+        spare = self._spare
+        blocks = -(-(n - len(spare)) // BLOCK_LEN)
+        if blocks <= 0:
+            self._spare = spare[n:]
+            return spare[:n]
+        out = ctypes.create_string_buffer(blocks * BLOCK_LEN)
+        base = ctypes.addressof(out)
+        encrypt, schedule, counter = self._encrypt, self._schedule, self._counter
+        for offset in range(0, blocks * BLOCK_LEN, BLOCK_LEN):
+            encrypt(schedule, counter.to_bytes(16, "big"), base + offset)
             counter = (counter + 1) % COUNTER_MOD
-            have += BLOCK_LEN
         self._counter = counter
-        stream = b"".join(parts)
+        stream = spare + out.raw
         self._spare = stream[n:]
         return stream[:n]
 

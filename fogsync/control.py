@@ -96,6 +96,9 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux; elsewhere its timeout does
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._sock is not None:

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 FALLBACK_RESCAN = 30.0  # seconds between rescans of a folder that cannot be watched completely
 MIN_POLL = 0.2
+STOP_GRACE = 60.0  # seconds a stop waits for the passes in hand (a hung store must not hold it forever)
 LOG_BYTES, LOG_FILES = 1 << 20, 3
 
 
@@ -230,8 +231,11 @@ class ShareWorker(threading.Thread):
             self._watcher = ShareWatcher(self._share.folder, self._share.exclude, self.hint)
         elif self._watcher.healthy():
             return self._share
-        elif self._watch_trouble is None:
-            log.warning("%s: the watcher of %s stopped: restarting it", self.share_name, self._share.folder)
+        elif self._watch_trouble is None:  # it died, or the folder was replaced: events may be lost
+            log.warning("%s: the watcher of %s stopped: restarting it and rescanning", self.share_name,
+                        self._share.folder)
+            with self._cond:
+                self._debounce.schedule(0)
         self._watcher.start()
         if self._watcher.trouble != self._watch_trouble:
             if self._watcher.trouble:
@@ -256,11 +260,7 @@ class ShareWorker(threading.Thread):
         log.info("%s (%.2f s)", report.summary(), took)
         if report.deferred:
             log.info("%s: %d file(s) still being written: taking them shortly", name, len(report.deferred))
-        info = self._root_info
-        if report.committed is not None:
-            info = report.committed
-        elif report.root != self._root:
-            info = self._read_root(report.root)
+        info = report.committed or (self._root_info if report.root == self._root else self._read_root(report.root))
         with self._cond:
             self._error, self._backoff, self._retry_at = None, 0.0, None
             self._problems, self._deferred = set(report.problems), list(report.deferred)
@@ -270,10 +270,8 @@ class ShareWorker(threading.Thread):
         self._next_poll = self.clock() + self.poll
 
     def _read_root(self, ref: bytes | None) -> Root | None:
-        if ref is None or self._share is None:
-            return None
         try:
-            return self._share.repo.read_root(ref)
+            return self._share.repo.read_root(ref) if ref and self._share else None
         except FogsyncError:
             return None
 
@@ -299,13 +297,12 @@ def run_daemon(cfg: Config, verbose: bool = False) -> int:
         raise ConfigError(f"no shares in {cfg.path}: add one with 'fogsync add-share', then start the daemon")
     lock = _lock(cfg.state_dir)
     try:
-        handlers = _setup_logging(cfg.state_dir, verbose)
+        handler = _setup_logging(cfg.state_dir, verbose)
         try:
             return _serve(cfg)
         finally:
-            for handler in handlers:
-                logging.getLogger().removeHandler(handler)
-                handler.close()
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     finally:
         os.close(lock)
 
@@ -334,9 +331,12 @@ def _serve(cfg: Config) -> int:
     finally:
         for worker in workers.values():
             worker.stop()
+        deadline = time.monotonic() + STOP_GRACE
         for worker in workers.values():
+            worker.join(max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
-                worker.join()
+                log.warning("%s: its pass is still running after %.0f s; exiting anyway (the next start "
+                            "takes it up again: nothing is lost)", worker.share_name, STOP_GRACE)
         server.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -386,7 +386,7 @@ def _lock(state_dir: str) -> int:
     return fd
 
 
-def _setup_logging(state_dir: str, verbose: bool) -> list[logging.Handler]:
+def _setup_logging(state_dir: str, verbose: bool) -> logging.Handler:
     """INFO (DEBUG with --debug) to the rotating log file; stderr shows INFO only with --verbose."""
     root = logging.getLogger()
     level = logging.DEBUG if root.level == logging.DEBUG else logging.INFO
@@ -405,7 +405,7 @@ def _setup_logging(state_dir: str, verbose: bool) -> list[logging.Handler]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(lambda r: r.name.startswith("fogsync") or r.levelno >= logging.WARNING)
     root.addHandler(handler)
-    return [handler]
+    return handler
 
 
 def ask_daemon_to_sync(cfg: Config, names: list[str]) -> str | None:

@@ -182,8 +182,9 @@ def apply(
     first = [p for p in writes if p not in blocked and p not in known]
     later = [p for p in writes if p in blocked or p in known]
     _write_all(repo, folder, known, target, first, sources, out, workers)
-    _remove_all(folder, known, removals, out)
-    _write_all(repo, folder, known, target, later, sources, out, workers)
+    gone = _remove_all(folder, known, removals, out)
+    now = {p: item for p, item in known.items() if p not in gone}  # what was removed is expected absent
+    _write_all(repo, folder, now, target, later, sources, out, workers)
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
@@ -225,23 +226,40 @@ def _unchanged(full: str, item: Local | None) -> bool:
     return Stat(s.st_size, s.st_mtime_ns, s.st_ino) == item.stat
 
 
+def _real_parent(real_folder: str, full: str, path: str) -> bool:
+    """Whether ``path``'s parent is the directory it names in the folder, not reached through a symlink."""
+    return os.path.realpath(os.path.dirname(full)) == os.path.normpath(os.path.join(real_folder, parent_of(path)))
+
+
 def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int) -> None:
+    real_folder = os.path.realpath(folder)
     dirs = sorted(p for p in paths if target[p].type == DIR)
     for d in dirs:
         full = os.path.join(folder, d)
-        if not os.path.isdir(full):
+        if os.path.islink(full) or not os.path.isdir(full):
             try:
+                if not _real_parent(real_folder, full, d):
+                    raise FileExistsError  # a parent was replaced by a symlink: never write through it
                 os.makedirs(full)
                 out.written += 1
-            except FileExistsError:
-                out.skipped.append(d)
+            except (FileExistsError, NotADirectoryError):
+                out.skipped.append(d)  # something else is in the way now: the next attempt sees what
             except OSError as e:
                 raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
 
     def one(path: str) -> None:
         entry = target[path]
         full = os.path.join(folder, path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if path in out.left_alone:
+            return
+        try:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            out.skipped.append(path)  # a parent is no longer a directory
+            return
+        if not _real_parent(real_folder, full, path):
+            out.skipped.append(path)
+            return
         source = sources.get(entry.sha256) if entry.type == FILE else None
         tmp = prepare(repo, full, entry, source, durable=True)
         if not _unchanged(full, known.get(path)):
@@ -256,7 +274,9 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     _run_all(one, [p for p in paths if target[p].type != DIR], workers)
 
 
-def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> None:
+def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> set[str]:
+    """Remove what still looks as it was scanned; returns the paths now gone."""
+    gone = set()
     for path in sorted(paths, key=lambda p: (-p.count("/"), p)):
         full = os.path.join(folder, path)
         item = known[path]
@@ -269,9 +289,12 @@ def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: 
             else:
                 os.unlink(full)
             out.removed += 1
+            gone.add(path)
         except FileNotFoundError:
-            pass
+            gone.add(path)
         except OSError as e:
             if e.errno != errno.ENOTEMPTY:
                 raise LocalError(f"cannot remove {full}: {e.strerror or e}") from None
-            # Still holds ignored files or something new: it stays; a later scan sees what.
+            # Still holds ignored files or something new: it stays, and keeps its base until it can go.
+            out.left_alone.add(path)
+    return gone

@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 from .errors import ConfigError, FogsyncError, SwapConflict
 from .ignore import Ignore
-from .merge import Conflict, merge
+from .merge import Conflict, differs, merge
 from .pull import Applied, apply
 from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
 from .repo import Head, Repo
@@ -146,7 +146,10 @@ def _attempt(share: Share, report: Report) -> bool:
 
     rows, removed = _state_rows(final_tree, base_tree, stats, snap, sealed.stats, applied)
     _keep_base_for(applied.left_alone, rows, removed, base_tree, final_tree)
-    state.save(name, new_root, tag, rows, removed, new_contents)
+    # Where a path was left alone the folder is not in step with the new head: keeping the old
+    # base makes the next pass merge with the head again (head == base would skip the merge).
+    unsettled = any(differs(base_tree.get(p), final_tree.get(p)) for p in applied.left_alone)
+    state.save(name, info.base if unsettled else new_root, tag, rows, removed, new_contents)
     report.root, report.committed, report.conflicts = new_root, committed, conflicts
     report.pushed = len(pushed) if committed else 0
     report.pushed_bytes = sum(sealed.entries[p].size for p in pushed) if committed else 0

@@ -456,6 +456,120 @@ def test_an_edit_made_while_the_merge_is_applied_is_kept(two, monkeypatch):
     assert tree[f"f (conflict from desktop {STAMP}).txt"][1] == b"typed on desktop meanwhile\n"
 
 
+def test_pulling_a_type_change_takes_one_attempt(two):
+    laptop, desktop = two
+    laptop.write("x/y.txt", "y\n")
+    laptop.write("f", "a file\n")
+    sync_all(*two)
+    laptop.remove("x")
+    laptop.write("x", "x is a file now\n")
+    laptop.remove("f")
+    laptop.write("f/inside.txt", "f is a directory now\n")
+    laptop.sync_here()
+    r = desktop.sync_here()
+    assert (r.attempts, r.written, r.removed) == (1, 3, 3)  # x/y.txt, x, f out; x, f, f/inside.txt in
+    assert_same(*two)
+
+
+def test_a_directory_holding_ignored_files_is_not_replaced_nor_lost(two):
+    laptop, desktop = two
+    laptop.write("x/y.txt", "y\n")
+    sync_all(*two)
+    desktop.write("x/notes.swp", "editor scratch\n")  # ignored: never synced, never deleted by a pull
+    laptop.remove("x")
+    laptop.write("x", "x is a file now\n")
+    laptop.sync_here()
+    desktop.sync_here()  # cannot make x a file: x still holds notes.swp
+    assert desktop.read("x/notes.swp") == b"editor scratch\n"
+    desktop.sync_here()
+    laptop.sync_here()
+    assert laptop.read("x") == b"x is a file now\n"  # and desktop did not undo laptop's change
+    desktop.remove("x")
+    sync_all(*two)
+    assert assert_same(*two) == {"x": ("file", b"x is a file now\n", False)}
+
+
+def test_a_file_created_where_the_merge_adds_one_is_merged_next_pass(two, monkeypatch):
+    laptop, desktop = two
+    laptop.write("seed.txt", "seed\n")
+    sync_all(*two)
+    laptop.write("n.txt", "laptop's\n")
+    laptop.sync_here()
+    import fogsync.sync
+
+    original = fogsync.sync.apply
+
+    def apply(*args, **kwargs):
+        if not desktop.path("n.txt").exists():
+            desktop.write("n.txt", "desktop's, saved after the scan\n")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fogsync.sync, "apply", apply)
+    desktop.sync_here()  # n.txt is in the way: left alone
+    monkeypatch.undo()
+    assert desktop.read("n.txt") == b"desktop's, saved after the scan\n"
+    sync_all(*two)
+    content = {v[1] for v in assert_same(*two).values() if v[0] == "file"}
+    assert {b"laptop's\n", b"desktop's, saved after the scan\n"} <= content
+
+
+def test_a_symlink_repointed_during_the_pass_is_never_written_through(two, tmp_path, monkeypatch):
+    laptop, desktop = two
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    laptop.write("keep.txt", "k\n")
+    os.symlink("keep.txt", laptop.path("d"))
+    sync_all(*two)
+    laptop.remove("d")
+    laptop.write("d/new.txt", "d is a directory now\n")
+    laptop.sync_here()
+    original = pull._remove_all
+
+    def remove_all(folder, known, paths, out):
+        link = desktop.path("d")
+        os.unlink(link)
+        os.symlink(str(outside), link)  # the person re-points the link, right before fogsync removes it
+        return original(folder, known, paths, out)
+
+    monkeypatch.setattr(pull, "_remove_all", remove_all)
+    with pytest.raises(FogsyncError):
+        desktop.sync_here()  # the link changes under every attempt: the pass gives up...
+    assert list(outside.iterdir()) == []  # ...and never writes through it
+    monkeypatch.undo()
+    sync_all(*two)
+    tree = assert_same(*two)
+    assert tree["d"] == ("file", b"d is a directory now\n", False) or tree["d/new.txt"][1] == b"d is a directory now\n"
+
+
+def test_a_path_replaced_while_the_merge_is_applied_restarts_the_pass(two, monkeypatch):
+    laptop, desktop = two
+    os.makedirs(laptop.path("d/a"))
+    sync_all(*two)
+    os.rmdir(desktop.path("d/a"))
+    os.rmdir(desktop.path("d"))
+    os.symlink("somewhere", desktop.path("d"))
+    laptop.write("d/a/new.txt", "new\n")
+    laptop.sync_here()
+    original = pull.prepare
+    swapped = []
+
+    def prepare(repo, dest, entry, source=None, durable=False):
+        tmp = original(repo, dest, entry, source, durable)
+        if not swapped:
+            swapped.append(dest)
+            os.unlink(desktop.path("d"))
+            desktop.write("d", "d is a file now\n")  # the person replaces the link while fogsync works
+        return tmp
+
+    monkeypatch.setattr(pull, "prepare", prepare)
+    r = desktop.sync_here()
+    assert swapped and r.attempts >= 2
+    monkeypatch.undo()
+    sync_all(*two)
+    content = {v[1] for v in assert_same(*two).values() if v[0] == "file"}
+    assert {b"new\n", b"d is a file now\n"} <= content
+
+
 # --- restore in place ---------------------------------------------------------------------------
 
 
