@@ -20,7 +20,7 @@ through the same sequence, each run on a fresh repository/store:
 Each command runs as a child process, timed with a monotonic clock and
 reaped with ``os.wait4`` for its peak RSS (ru_maxrss). ``sync(2)`` runs
 before every timed command, and the corpus is read once (warm page cache)
-before each run. The table shows the median over ``--runs``, MB/s as
+before each tool's turn. The table shows the median over ``--runs``, MB/s as
 corpus bytes per wall second (initial and restore only), and each tool's
 wall time as a multiple of restic's in the same run ("x restic").
 
@@ -372,8 +372,8 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
 
     for run in range(runs):
         log(f"corpus {name}: run {run + 1}/{runs}")
-        warm(corpus)
         for tool in tools:
+            warm(corpus)  # just before: this machine pages out cold page cache (DAMON)
             work = tempfile.mkdtemp(prefix=f"{tool}-{name}-", dir=work_root)
             try:
                 t = TOOL_CLASSES[tool](corpus, name, work)

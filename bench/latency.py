@@ -8,9 +8,9 @@ share in a temporary directory and measures, over ``--saves`` saves:
 - save -> head: from a file's close in alpha's folder to the store's head
   naming it with that content;
 - commit -> folder: from another host's commit (host "beta", one
-  ``sync_share`` pass in this process) to the file, whole, in alpha's folder.
-  The daemon polls every ``--poll`` seconds, so expect about half of it on
-  average, plus the pass.
+  ``sync_share`` pass in this process, made while alpha is idle, at a random
+  moment of its poll cycle) to the file, whole, in alpha's folder. The daemon
+  polls every ``--poll`` seconds: expect about half of it, plus the pass.
 
 Prints median and 95th percentile; asserts nothing. ``--store`` takes an
 ``s3://bucket/prefix`` (endpoint from ``$AWS_ENDPOINT_URL_S3``) instead of a
@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import math
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -108,13 +109,23 @@ def save_to_head(cfg: configmod.Config, saves: int) -> list[float]:
     return out
 
 
-def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int) -> list[float]:
+def _idle(cfg: configmod.Config) -> bool:
+    reply = control.request(cfg.state_dir, {"op": "status", "names": [SHARE]})
+    return bool(reply and reply["shares"][0]["state"] == "in step")
+
+
+def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int, poll: float) -> list[float]:
     state = open_state(beta)
     share = open_share(beta, SHARE, state)
+    rng = random.Random(1)
     out = []
     try:
         sync_share(share)  # beta catches up with alpha's saves first
         for i in range(saves):
+            # Commit when alpha is idle, at a random moment of its poll cycle: not just
+            # after one of its passes, which reads the head too.
+            _wait(lambda: _idle(alpha), "alpha to be in step")
+            time.sleep(rng.uniform(0, poll))
             data = secrets.token_bytes(2048) + b"from beta %d\n" % i
             rel = f"beta-{i:03d}.txt"
             with open(os.path.join(share.folder, rel), "wb") as f:
@@ -157,7 +168,7 @@ def main() -> int:
     try:
         _wait(lambda: _started(alpha, daemon), "the daemon to start")
         saved = save_to_head(alpha, args.saves)
-        pulled = commit_to_folder(alpha, beta, args.saves)
+        pulled = commit_to_folder(alpha, beta, args.saves, args.poll)
     finally:
         daemon.send_signal(signal.SIGTERM)
         status = daemon.wait(timeout=TIMEOUT)

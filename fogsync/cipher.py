@@ -32,6 +32,9 @@ from typing import Protocol
 from fogsync.errors import FogsyncError
 
 BLOCK_LEN = 16
+# Twofish, 256-bit zero key, zero block (FORMAT.md section 2): each backend
+# checks it when it loads, so a broken or FIPS-restricted library is skipped.
+_KAT_256 = bytes.fromhex("57ff739d4dc92c1bd7fc01700cc8216f")
 KEY_LENS = (16, 24, 32)
 COUNTER_MOD = 1 << 128
 
@@ -102,6 +105,14 @@ class _Gcrypt:
         self.version = version.decode()
         self._declare(lib)
         self.lib = lib
+        handle = self.open(bytes(32), _GCRY_CIPHER_MODE_ECB)
+        block = bytearray(BLOCK_LEN)
+        try:
+            self.encrypt_inplace(handle, memoryview(block))
+        finally:
+            lib.gcry_cipher_close(handle)
+        if block != _KAT_256:
+            raise OSError("libgcrypt Twofish fails its known-answer test")
 
     @staticmethod
     def _declare(lib: ctypes.CDLL) -> None:
@@ -159,7 +170,7 @@ def _gcrypt() -> _Gcrypt:
             if not _gcrypt_state:
                 try:
                     _gcrypt_state.append(_Gcrypt())
-                except (OSError, AttributeError) as exc:
+                except (OSError, AttributeError, FogsyncError) as exc:
                     _gcrypt_state.append(exc)
     state = _gcrypt_state[0]
     if isinstance(state, BaseException):
@@ -298,6 +309,10 @@ class _RefTwofish:
         lib.exp_Twofish_encrypt.restype = None
         lib.exp_Twofish_initialise()
         self.lib = lib
+        out = ctypes.create_string_buffer(BLOCK_LEN)
+        lib.exp_Twofish_encrypt(self.prepare(bytes(32)), bytes(BLOCK_LEN), out)
+        if out.raw != _KAT_256:
+            raise OSError("the twofish package's library fails its known-answer test")
 
     def prepare(self, key: bytes) -> ctypes.Array[ctypes.c_char]:
         schedule = ctypes.create_string_buffer(_TWOFISH_KEY_STRUCT)

@@ -247,22 +247,16 @@ def seal(keys: ShareKeys, plaintext: bytes, *, compress: bool, nonce: bytes | No
     if len(plaintext) > 2 * PIPE_CHUNK:
         return b"".join(seal_stream(keys, (plaintext,), compress=compress, nonce=nonce))
     nonce = _fresh_nonce(nonce)
-    body = _gzip(plaintext) if compress else plaintext
-    end = PREFIX_LEN + len(body)
-    blob = bytearray(end + TAG_LEN)
-    blob[:NONCE_LEN] = nonce
-    blob[NONCE_LEN:PREFIX_LEN] = _header(COMP_GZIP if compress else COMP_NONE)
-    blob[PREFIX_LEN:end] = body
-    with memoryview(blob) as view:
-        stream = twofish_ctr(keys.cipher, _counter0(nonce))
-        try:
-            stream.xor_into(view[PREFIX_LEN:end])
-        finally:
-            stream.close()
-        mac = keys.new_mac()
-        mac.update(view[:end])
-        view[end:] = mac.digest()
-    return bytes(blob)
+    prefix = nonce + _header(COMP_GZIP if compress else COMP_NONE)
+    ciphertext = bytearray(_gzip(plaintext) if compress else plaintext)
+    stream = twofish_ctr(keys.cipher, _counter0(nonce))
+    try:
+        stream.xor_into(ciphertext)
+    finally:
+        stream.close()
+    mac = keys.new_mac(prefix)
+    mac.update(ciphertext)
+    return b"".join((prefix, ciphertext, mac.digest()))
 
 
 _executor_lock = threading.Lock()
@@ -296,9 +290,12 @@ class _MacPipe:
     def feed(self, data: bytes) -> None:
         self._wait()
         if len(data) >= _OVERLAP_MIN:
-            self._pending = _worker_pool().submit(self._mac.update, data)
-        else:
-            self._mac.update(data)
+            try:
+                self._pending = _worker_pool().submit(self._mac.update, data)
+                return
+            except RuntimeError:  # the pool is shut down: interpreter exit
+                pass
+        self._mac.update(data)
 
     def _wait(self) -> None:
         if self._pending is not None:

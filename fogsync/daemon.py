@@ -34,7 +34,6 @@ from . import control
 from .config import Config
 from .errors import ConfigError, FogsyncError, LocalError
 from .roots import Root
-from .scan import RACY_NS
 from .sync import Report, Share, sync_share
 from .watch import Debouncer, ShareWatcher
 
@@ -66,7 +65,7 @@ class ShareWorker(threading.Thread):
         super().__init__(name=f"fogsync-{name}", daemon=True)
         self.cfg, self.share_name, self.clock = cfg, name, clock
         self.poll = max(cfg.poll, MIN_POLL)
-        self.settle = min(cfg.debounce, RACY_NS / 1e9)  # a longer settle would let stale stats be saved
+        self.settle = cfg.debounce
         self._cond = threading.Condition()
         self._debounce = Debouncer(cfg.debounce, cfg.max_delay, clock)
         self._debounce.schedule(0)  # the start pass

@@ -144,7 +144,7 @@ def _attempt(share: Share, report: Report) -> bool:
         except SwapConflict:
             return False
 
-    rows, removed = _state_rows(final_tree, base_tree, stats, snap, sealed.stats, applied)
+    rows, removed = _state_rows(final_tree, base_tree, stats, known, snap.taken_ns, applied)
     _keep_base_for(applied.left_alone, rows, removed, base_tree, final_tree)
     # Where a path was left alone the folder is not in step with the new head: keeping the old
     # base makes the next pass merge with the head again (head == base would skip the merge).
@@ -173,9 +173,13 @@ def _refuse_namesake(share: Share, base: bytes | None, head: bytes | None) -> No
     """
     if base is None or head is None or head == base:
         return
+    try:
+        floor = share.repo.read_root(base).version  # a store rolled back below the base: stop there too
+    except FogsyncError:
+        return
     mine = {}
     for ref, root in share.repo.history(head):
-        if ref == base:
+        if ref == base or root.version <= floor:
             break
         if root.host == share.host:
             mine[ref] = root
@@ -252,16 +256,21 @@ def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
 
 def _state_rows(
     final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
-    snap: Snapshot, read_stats: Mapping[str, Stat], applied: Applied,
+    known: Mapping[str, Local], taken_ns: int, applied: Applied,
 ) -> tuple[dict[str, tuple[Entry, Stat | None]], list[str]]:
-    """The state rows that differ from what the database holds."""
+    """The state rows that differ from what the database holds.
+
+    A file's stat is remembered only when it belongs to content this pass
+    knows: written by it, or read (or found unchanged) by it. A file it did
+    not read keeps no stat, so the next pass reads it; a stat too fresh to
+    trust is not kept either.
+    """
     rows = {}
     for path, entry in final.items():
         stat = None
         if entry.type == FILE:
-            stat = applied.stats.get(path) or read_stats.get(path) or (
-                snap.items[path].stat if path in snap.items else None)
-            if stat is not None and stat.mtime_ns >= snap.taken_ns - RACY_NS:
+            stat = applied.stats.get(path) or (known[path].stat if path in known else None)
+            if stat is not None and stat.mtime_ns >= taken_ns - RACY_NS:
                 stat = None
         if base.get(path) != entry or stats.get(path) != stat:
             rows[path] = (entry, stat)

@@ -234,3 +234,13 @@ def test_bad_arguments(backend):
         cipher.encrypt_block(bytes(32), bytes(15), backend)
     with pytest.raises(ValueError):
         cipher.twofish_ctr(bytes(32), 0, "openssl")
+
+
+def test_missing_libgcrypt_falls_back_to_python(monkeypatch):
+    monkeypatch.setattr(cipher, "_gcrypt_state", [OSError("libgcrypt.so.20: cannot open shared object file")])
+    monkeypatch.delenv(cipher.ENV_BACKEND, raising=False)
+    assert cipher.available_backends() == [cipher.PYTHON]
+    assert cipher.default_backend() == cipher.PYTHON
+    with pytest.raises(FogsyncError, match="libgcrypt is not available"):
+        cipher.twofish_ctr(bytes(32), 0, cipher.GCRYPT)
+    assert cipher.encrypt_block(bytes(32), bytes(16)).hex() == "57ff739d4dc92c1bd7fc01700cc8216f"

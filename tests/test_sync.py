@@ -649,6 +649,36 @@ def test_a_state_database_from_before_the_own_root_table_still_works(hosts, stor
     assert assert_same(a, b)["f.txt"][1] == b"2\n"
 
 
+def test_a_store_rolled_back_below_the_base_is_no_namesake(make, monkeypatch):
+    from fogsync import state as statemod
+
+    monkeypatch.setattr(statemod, "OWN_ROOTS_KEPT", 1)  # only the newest own root is remembered
+    laptop = make("laptop")
+    for i in range(3):
+        laptop.write("f.txt", f"v{i + 1}\n")
+        laptop.sync_here()
+    repo = laptop.share().repo
+    (_, _), (v2, _), _ = chain(laptop)
+    repo.swap_head(v2, repo.read_head().tag)  # the store comes back from a backup, at v2
+    laptop.sync_here()  # walks no further than its base's version: v2 is not taken for a stranger's
+    assert laptop.read("f.txt") == b"v2\n"
+
+
+def test_the_own_root_table_keeps_only_the_newest(tmp_path, monkeypatch):
+    from fogsync import state as statemod
+
+    monkeypatch.setattr(statemod, "OWN_ROOTS_KEPT", 5)
+    st = statemod.State(str(tmp_path / "state.sqlite"))
+    refs = [bytes([i]) * 48 for i in range(12)]
+    for ref in refs:
+        st.add_own_root("docs", ref)
+        st.add_own_root("other", ref)
+    assert st.own_roots("docs", refs) == set(refs[-5:])
+    st.forget("docs")
+    assert st.own_roots("docs", refs) == set() and st.own_roots("other", refs) == set(refs[-5:])
+    st.close()
+
+
 def test_host_names_in_listings_and_log(two):
     laptop, desktop = two
     laptop.write("by-laptop.txt", "x\n")

@@ -17,7 +17,8 @@ host syncs twice, and then:
   holding every root any pass committed;
 - ``check_share`` finds no problems in the store.
 
-The default run is sized for CI; ``-m slow`` runs many more examples.
+The default run is sized for CI; ``-m slow`` runs many more examples and
+longer sequences, on a memory store and on a local-directory store.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ SEQUENCES = s.lists(OPS, min_size=6, max_size=40)
 class World:
     """Three hosts and the model: every content written, and the ones deliberately dropped."""
 
-    def __init__(self, make_host) -> None:
-        self.url = f"memory://property-{uuid.uuid4().hex}"
+    def __init__(self, make_host, url: str | None = None) -> None:
+        self.url = url or f"memory://property-{uuid.uuid4().hex}"
         self.hosts = [make_host(name, self.url) for name in NAMES]
         for h in self.hosts:
             h.share().now = lambda: NOW
@@ -282,8 +283,8 @@ class World:
             assert checked.problems == []
 
 
-def run_sequence(hosts, ops) -> None:
-    world = World(hosts)
+def run_sequence(hosts, ops, url: str | None = None) -> None:
+    world = World(hosts, url)
     try:
         for op in ops:
             world.run(op)
@@ -303,6 +304,13 @@ def test_three_hosts_converge_and_lose_nothing(hosts, ops):
 
 @pytest.mark.slow
 @settings(max_examples=2000, **COMMON)
-@given(ops=s.lists(OPS, min_size=1, max_size=80))
+@given(ops=s.lists(OPS, min_size=10, max_size=80))
 def test_three_hosts_converge_and_lose_nothing_long(hosts, ops):
     run_sequence(hosts, ops)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, **COMMON)
+@given(ops=s.lists(OPS, min_size=10, max_size=60))
+def test_three_hosts_converge_and_lose_nothing_local_store(hosts, tmp_path, ops):
+    run_sequence(hosts, ops, str(tmp_path / f"store-{uuid.uuid4().hex}"))

@@ -252,7 +252,6 @@ def test_other_hosts_commit_arrives_without_echo(hosts):
     wait_for(lambda: len(alpha.roots()) == 2, "alpha's edit committed", alpha)
     beta.cli("sync")
     assert (beta.folder / "sub" / "from-beta.txt").read_bytes() == b"edited on alpha\n"
-    assert alpha.cli("sync").stdout.strip().endswith("in step")
     assert [r.host for _, r in alpha.roots()] == ["alpha", "beta"]
 
 

@@ -39,6 +39,17 @@ def one_chain(h) -> list:
     return log
 
 
+def merges_name_older_roots(h) -> int:
+    """Every ``merged`` key names a root further down the one chain; returns how many roots have one."""
+    repo = h.share().repo
+    seen, merges = [], 0
+    for ref, root in reversed(list(repo.history(repo.read_head().root))):
+        assert all(m in seen for m in root.merged), f"v{root.version} names a root not below it"
+        merges += bool(root.merged)
+        seen.append(ref)
+    return merges
+
+
 def block_bytes(h) -> int:
     share_id = ShareKeys.derive(bytes.fromhex(h.key)).share_id(h.share_name)
     store = open_store(h.store)
@@ -116,6 +127,7 @@ def test_three_hosts_every_rule(hosts, share_store):
 
     log = one_chain(server)
     assert {host for _, _, _, host in log} == {"laptop", "desktop", "server"}
+    assert merges_name_older_roots(server) >= 2  # laptop and server merged desktop's commit in
     top = ls_hosts(server)
     assert top["report.txt"] == "desktop" and top[copies[0]] == "laptop" and top["to-delete.txt"] == "server"
     assert ls_hosts(server, "projects/x/src") == {"desktop.py": "desktop", "laptop.py": "laptop"}
@@ -171,6 +183,7 @@ def test_hosts_syncing_at_the_same_instant_converge(hosts, share_store):
     assert {f"{h.name} round {rounds}\n".encode() for h in trio} <= shared
     log = one_chain(trio[0])
     assert len(log) >= 1 + rounds
+    assert merges_name_older_roots(trio[0]) >= rounds
     assert "no problem" in trio[0].run("check", "docs").stdout
 
 
