@@ -25,7 +25,7 @@ corpus bytes per wall second (initial and restore only), and each tool's
 wall time as a multiple of restic's in the same run ("x restic").
 
 ``--smoke`` makes corpora of a few MB with the same recipe (``--scale``,
-default 0.004) and runs fogsync and whichever peers are installed: CI uses it
+default 0.002) and runs fogsync and whichever peers are installed: CI uses it
 so the script cannot rot. It asserts nothing about speed.
 """
 
@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CORPUS = os.path.join(HERE, "make_corpus.py")
 CORPORA = ("mixed", "small", "big")
 TOOLS = ("fogsync", "restic", "borg", "rclone")
-SMOKE_SCALE = 0.004
+SMOKE_SCALE = 0.002
 PASSWORD = "fogsync-bench-password"
 OPS = ("initial", "no-op", "change", "restore")
 

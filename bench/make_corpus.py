@@ -25,7 +25,7 @@ totals (also written to OUTDIR/MANIFEST.txt).
 
 --scale F (default 1) shrinks every corpus by the same recipe: file counts
 and byte sizes are multiplied by F (at least one file of each kind), so
-``--scale 0.004`` makes corpora of a few MB for smoke runs.  At the default
+``--scale 0.002`` makes corpora of a few MB for smoke runs.  At the default
 scale the output is byte-for-byte what the unscaled recipe makes.
 
 Random bytes come from SHAKE-256(seed || label || chunk#), so they are

@@ -10,7 +10,8 @@ config, dummy AWS_* credentials). For each corpus, in order:
 
     initial     first sync into an empty bucket
     no-op       the same again, nothing changed
-    change      (small only) one file appended to, then a sync; put back after
+    change      (small only) one file appended to, then a sync; then put back
+                and synced again ("changed back")
     restore     ``fogsync restore`` into an empty directory (checked)
     lost-state  the state database deleted, the share added again, then a sync
                 (the folder already matches the store: the goal is one LIST)
@@ -205,6 +206,7 @@ def bench_corpus(srv: Server, name: str, corpus: str, work: str, fogsync: list[s
     if name == "small":
         with OneFileChange(corpus, files):
             phase("change", ["sync", name])
+        phase("changed back", ["sync", name])  # so restore and lost-state see the corpus as it is
     dest = os.path.join(work, "restored")
     phase("restore", ["restore", name, "--to", dest])
     problem = verify_restore(corpus, files, dest)

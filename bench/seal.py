@@ -37,7 +37,7 @@ def _timed(func: Callable[[], object]) -> float:
 
 def _chunks(data: bytes, size: int = CHUNK) -> list[memoryview]:
     view = memoryview(data)
-    return [view[i:i + size] for i in range(0, len(data), size)]
+    return [view[i : i + size] for i in range(0, len(data), size)]
 
 
 def raw_twofish(key: bytes, data: bytes) -> float:

@@ -233,7 +233,7 @@ def clear_handle_pool() -> None:
 class _GcryptCTR:
     """libgcrypt CTR stream. libgcrypt itself keeps a partly used keystream block."""
 
-    __slots__ = ("_gc", "_key", "_handle")
+    __slots__ = ("_gc", "_handle", "_key")
 
     def __init__(self, key: bytes, counter0: int) -> None:
         self._gc = _gcrypt()
@@ -342,7 +342,7 @@ def _ref() -> _RefTwofish:
 class _PythonCTR:
     """CTR mode over the reference block function, one ctypes call per block."""
 
-    __slots__ = ("_encrypt", "_schedule", "_counter", "_spare")
+    __slots__ = ("_counter", "_encrypt", "_schedule", "_spare")
 
     def __init__(self, key: bytes, counter0: int) -> None:
         ref = _ref()
@@ -397,6 +397,7 @@ def _python_encrypt_block(key: bytes, block: bytes) -> bytes:
 
 # --------------------------------------------------------------------------
 # Backend selection and the public functions
+
 
 def _loads(backend: str) -> bool:
     try:

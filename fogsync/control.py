@@ -37,6 +37,7 @@ from .ignore import Ignore
 from .roots import Root
 from .scan import Local, compare, scan
 from .state import Stat, State
+from .sync import human_size
 from .tree import DIR, FILE, Entry
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def _offline(cfg: Config, name: str) -> dict:
 def _line(s: dict, pid: int | None) -> str:
     state = s.get("state")
     files = s.get("waiting_files")
-    to_go = f"{files} file(s) ({_human(s.get('waiting_bytes') or 0)})" if files else None
+    to_go = f"{files} file(s) ({human_size(s.get('waiting_bytes') or 0)})" if files else None
     if state == "error":
         text = f"error: {s.get('reason')}"
         if s.get("retry_in") is not None:
@@ -320,11 +321,3 @@ def iso(when: float | None) -> str | None:
     if when is None:
         return None
     return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

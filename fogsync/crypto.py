@@ -85,6 +85,7 @@ _KEY_TEXT = re.compile(r"[0-9A-Fa-f]{64}")
 # --------------------------------------------------------------------------
 # Keys
 
+
 def parse_key(text: str) -> bytes:
     """A share key written as 64 hex characters (surrounding whitespace ok) -> 32 bytes."""
     stripped = text.strip() if isinstance(text, str) else ""
@@ -142,13 +143,14 @@ class ShareKeys:
 # --------------------------------------------------------------------------
 # Header, nonce, gzip helpers
 
+
 def _header(compression: int) -> bytes:
     return bytes((0, 0, 0, compression, 0, 0, 0, 0))
 
 
 def _check_header(header: bytes | bytearray | memoryview) -> int:
     """The compression byte of a verified header; FormatError for anything unknown."""
-    for index, (name, accepted) in enumerate(zip(HEADER_FIELDS, _ACCEPTED)):
+    for index, (name, accepted) in enumerate(zip(HEADER_FIELDS, _ACCEPTED, strict=True)):
         if header[index] not in accepted:
             raise FormatError(f"unknown blob header value: {name} (header byte {index}) is {header[index]}")
     for index in range(len(HEADER_FIELDS), HEADER_LEN):
@@ -242,6 +244,7 @@ def _gunzip_all(data: bytes | bytearray | memoryview) -> bytes:
 # --------------------------------------------------------------------------
 # Sealing
 
+
 def seal(keys: ShareKeys, plaintext: bytes, *, compress: bool, nonce: bytes | None = None) -> bytes:
     """Seal ``plaintext`` into one blob (gzipped first when ``compress``)."""
     if len(plaintext) > 2 * PIPE_CHUNK:
@@ -287,7 +290,7 @@ class _MacPipe:
         self._mac = mac
         self._pending: Future[None] | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self._wait()
         if len(data) >= _OVERLAP_MIN:
             try:
@@ -312,7 +315,7 @@ def _pieces(chunks: Iterable[bytes]) -> Iterator[memoryview]:
     for chunk in chunks:
         view = memoryview(chunk).cast("B")
         for start in range(0, len(view), PIPE_CHUNK):
-            yield view[start:start + PIPE_CHUNK]
+            yield view[start : start + PIPE_CHUNK]
 
 
 def _compressed(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -349,28 +352,32 @@ def seal_stream(
 # --------------------------------------------------------------------------
 # Opening
 
+
 def _too_short(length: int) -> IntegrityError:
     return IntegrityError(f"sealed blob too short ({length} bytes): {_AUTH_FAILED}")
 
 
 def open_blob(keys: ShareKeys, blob: bytes) -> bytes:
-    """Verify and decrypt one whole sealed blob; returns the plaintext (gunzipped)."""
+    """Verify and decrypt one whole sealed blob; returns the plaintext (gunzipped).
+
+    A big blob is MACed on a worker while this thread decrypts a copy; the
+    plaintext is dropped unless the tag verifies.
+    """
     if len(blob) < MIN_BLOB_LEN:
         raise _too_short(len(blob))
-    with memoryview(blob) as whole:
-        view = whole.cast("B")
-        end = len(view) - TAG_LEN
-        mac = keys.new_mac()
-        mac.update(view[:end])
-        if not hmac.compare_digest(mac.digest(), view[end:]):
-            raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
-        compression = _check_header(view[NONCE_LEN:PREFIX_LEN])
-        body = bytearray(view[PREFIX_LEN:end])
-        stream = twofish_ctr(keys.cipher, _counter0(view))
+    view = memoryview(blob).cast("B")
+    end = len(view) - TAG_LEN
+    mac = _MacPipe(keys.new_mac())
+    mac.feed(view[:end])
+    body = bytearray(view[PREFIX_LEN:end])
+    stream = twofish_ctr(keys.cipher, _counter0(view))
     try:
         stream.xor_into(body)
     finally:
         stream.close()
+    if not hmac.compare_digest(mac.digest(), view[end:]):
+        raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
+    compression = _check_header(view[NONCE_LEN:PREFIX_LEN])
     return _gunzip_all(body) if compression == COMP_GZIP else bytes(body)
 
 
@@ -408,7 +415,7 @@ def verify_blob(keys: ShareKeys, chunks: Iterable[bytes]) -> int:
     head = bytearray()
     for piece in splitter.authenticated(chunks):
         if len(head) < PREFIX_LEN:
-            head += piece[:PREFIX_LEN - len(head)]
+            head += piece[: PREFIX_LEN - len(head)]
         mac.update(piece)
     if splitter.length < MIN_BLOB_LEN:
         raise _too_short(splitter.length)

@@ -82,6 +82,12 @@ class Ignore:
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
         self._rules = [_Rule(p) for p in list(BUILTIN) + _clean(patterns)]
+        # Without "!" rules the last-match-wins walk is just "does any rule match":
+        # one combined regex per kind answers that in a single pass.
+        self._any = None
+        if not any(r.negate for r in self._rules):
+            self._any = tuple(_combined(r for r in self._rules if not r.dir_only or for_dirs)
+                              for for_dirs in (False, True))
 
     @classmethod
     def for_folder(cls, folder: str, extra: Iterable[str] = ()) -> "Ignore":
@@ -104,11 +110,17 @@ class Ignore:
 
     def ignored_here(self, path: str, is_dir: bool = False) -> bool:
         """Whether ``path`` is left out, its parents being known not to be (a scan's case)."""
+        if self._any is not None:
+            return self._any[is_dir].match(path) is not None
         verdict = False
         for rule in self._rules:
             if rule.negate == verdict and rule.matches(path, is_dir):
                 verdict = not rule.negate
         return verdict
+
+
+def _combined(rules: Iterable[_Rule]) -> re.Pattern:
+    return re.compile("|".join(f"(?:{r.regex.pattern})" for r in rules) or "(?!)")
 
 
 def _clean(lines: Iterable[str]) -> list[str]:

@@ -69,7 +69,7 @@ class Report:
         parts = [f"{self.name}:"]
         if self.committed:
             parts.append(f"committed v{self.committed.version}")
-        parts.append(f"pushed {self.pushed} file(s) ({_human(self.pushed_bytes)})")
+        parts.append(f"pushed {self.pushed} file(s) ({human_size(self.pushed_bytes)})")
         parts.append(f"pulled {self.written}, removed {self.removed}")
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} conflict(s)")
@@ -126,6 +126,8 @@ def _attempt(share: Share, report: Report) -> bool:
         result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
         target, conflicts = result.tree, list(result.conflicts)
     known = _known(snap, changes.to_read, sealed.stats)
+    if new_contents and head.root != info.base:
+        repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
     applied = apply(repo, share.folder, known, local, target, share.workers)
     if applied.skipped:
         return False
@@ -278,7 +280,8 @@ def _state_rows(
     return rows, removed
 
 
-def _human(n: int) -> str:
+def human_size(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

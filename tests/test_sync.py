@@ -489,6 +489,50 @@ def test_a_directory_holding_ignored_files_is_not_replaced_nor_lost(two):
     assert assert_same(*two) == {"x": ("file", b"x is a file now\n", False)}
 
 
+def test_a_conflict_copy_whose_source_changed_is_fetched_once_uploaded(two, monkeypatch):
+    """The copy is written from the local file; if that changed, from the store, where the
+    content this very pass sealed must already be (uploads run in the background)."""
+    import time
+
+    laptop, desktop = two
+    laptop.write("f.txt", "v1\n")
+    sync_all(*two)
+    laptop.write("f.txt", "laptop's\n")
+    laptop.sync_here()
+    desktop.write("f.txt", "desktop's\n")
+    repo = desktop.share().repo
+    inner = repo.store
+
+    class SlowPuts:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def put(self, key, data):
+            time.sleep(0.3)
+            inner.put(key, data)
+
+    repo.close()  # the upload pool is made again, on the slow store
+    repo.store = SlowPuts()
+    original = pull._write_content
+    changed = []
+
+    def write_content(repo_, tmp, entry, source, *args):
+        if source is not None and not changed:
+            changed.append(source)
+            with open(source, "w") as f:
+                f.write("desktop's, saved again\n")  # the local source no longer holds that content
+        return original(repo_, tmp, entry, source, *args)
+
+    monkeypatch.setattr(pull, "_write_content", write_content)
+    desktop.sync_here()
+    monkeypatch.undo()
+    repo.store = inner
+    assert changed
+    sync_all(*two)
+    content = {v[1] for v in assert_same(*two).values() if v[0] == "file"}
+    assert {b"laptop's\n", b"desktop's\n", b"desktop's, saved again\n"} <= content
+
+
 def test_a_file_created_where_the_merge_adds_one_is_merged_next_pass(two, monkeypatch):
     laptop, desktop = two
     laptop.write("seed.txt", "seed\n")
@@ -538,7 +582,8 @@ def test_a_symlink_repointed_during_the_pass_is_never_written_through(two, tmp_p
     monkeypatch.undo()
     sync_all(*two)
     tree = assert_same(*two)
-    assert tree["d"] == ("file", b"d is a directory now\n", False) or tree["d/new.txt"][1] == b"d is a directory now\n"
+    assert tree["d/new.txt"][1] == b"d is a directory now\n"
+    assert tree[f"d (conflict from desktop {STAMP})"] == ("symlink", str(outside))  # the re-pointed link is kept
 
 
 def test_a_path_replaced_while_the_merge_is_applied_restarts_the_pass(two, monkeypatch):

@@ -228,7 +228,12 @@ class World:
             self.pass_(pending.pop())
 
     def edit_during_sync(self, h, where) -> None:
-        """``h``'s pass, with the person saving a file while the merge is being written to the folder."""
+        """``h``'s pass, with the person saving a file while the merge is being written to the folder.
+
+        The save lands after a file's content is fetched and before it is checked and renamed into
+        place. The pass runs one writer thread here: with several, the save could fall between
+        another thread's check and its rename, a window no rename on POSIX can close.
+        """
         original = pull.prepare
         pending = [where]
 
@@ -238,11 +243,14 @@ class World:
                 self.write(h, pending.pop())
             return tmp
 
+        share = h.share()
+        workers, share.workers = share.workers, 1
         pull.prepare = prepare
         try:
             self.pass_(h)
         finally:
             pull.prepare = original
+            share.workers = workers
         if pending:
             self.write(h, pending.pop())
 

@@ -80,7 +80,7 @@ def ctr_by_hand(key: bytes, counter0: int, data: bytes) -> bytes:
         cipher.encrypt_block(key, ((counter0 + i) % (1 << 128)).to_bytes(16, "big"), cipher.PYTHON)
         for i in range(blocks)
     )
-    return bytes(a ^ b for a, b in zip(data, stream))
+    return bytes(a ^ b for a, b in zip(data, stream, strict=False))
 
 
 def twofish_vectors() -> dict:
