@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -762,3 +763,51 @@ def test_gives_up_cleanly_when_it_cannot_win(two, monkeypatch):
     sync_all(*two)
     tree = assert_same(*two)
     assert b"laptop\n" in {v[1] for v in tree.values() if v[0] == "file"}
+
+
+def test_a_file_deferred_while_written_is_pushed_by_a_later_pass(two):
+    """A pass that defers a file still being written must not remember its new stat.
+
+    Otherwise the next pass would take the file as unchanged and its edit
+    would never reach the store.
+    """
+    laptop, desktop = two
+    laptop.write("doc.txt", "first")
+    old = 1_700_000_000_000_000_000
+    os.utime(laptop.path("doc.txt"), ns=(old, old))
+    laptop.sync_here()
+    laptop.write("doc.txt", "second, still being written")
+    ten_seconds_ago = time.time_ns() - 10_000_000_000  # older than the racy window, inside the settle one
+    os.utime(laptop.path("doc.txt"), ns=(ten_seconds_ago, ten_seconds_ago))
+    share = laptop.share()
+    share.settle_ns = 60 * 1_000_000_000
+    report = sync_share(share)
+    assert report.deferred == ["doc.txt"] and report.committed is None
+    share.settle_ns = 0
+    assert sync_share(share).committed is not None
+    desktop.sync_here()
+    assert desktop.read("doc.txt") == b"second, still being written"
+
+
+def test_a_file_that_cannot_be_read_is_retried_not_forgotten(two, monkeypatch):
+    laptop, desktop = two
+    laptop.write("doc.txt", "first")
+    old = 1_700_000_000_000_000_000
+    os.utime(laptop.path("doc.txt"), ns=(old, old))
+    laptop.sync_here()
+    laptop.write("doc.txt", "second")
+    os.utime(laptop.path("doc.txt"), ns=(old + 1_000_000_000, old + 1_000_000_000))
+    real_open = os.open
+
+    def refuse(path, *args, **kw):
+        if str(path).endswith("doc.txt"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", refuse)
+    report = laptop.sync_here()
+    assert any("doc.txt" in p for p in report.problems) and report.committed is None
+    monkeypatch.setattr(os, "open", real_open)
+    assert laptop.sync_here().committed is not None
+    desktop.sync_here()
+    assert desktop.read("doc.txt") == b"second"
