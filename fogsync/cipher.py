@@ -47,7 +47,10 @@ Buffer = bytes | bytearray | memoryview
 
 
 class TwofishCTR(Protocol):
-    """A Twofish-CTR keystream that continues across calls."""
+    """A Twofish-CTR keystream that continues across calls.
+
+    A stream belongs to one thread at a time; separate streams run in parallel.
+    """
 
     def xor(self, data: Buffer) -> bytes:
         """Return ``data`` XOR the next ``len(data)`` keystream bytes."""
@@ -223,6 +226,15 @@ class _HandlePool:
 
 
 _pool = _HandlePool()
+
+
+def _new_pool_after_fork() -> None:
+    """A forked child starts with an empty pool: its lock may have been held at fork time."""
+    global _pool
+    _pool = _HandlePool()
+
+
+os.register_at_fork(after_in_child=_new_pool_after_fork)
 
 
 def clear_handle_pool() -> None:

@@ -200,7 +200,7 @@ def cmd_remove_share(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from .daemon import ask_daemon_to_sync
+    from .control import ask_to_sync
     from .shares import open_share, open_state
     from .sync import sync_share
 
@@ -210,7 +210,7 @@ def cmd_sync(args) -> int:
         cfg.share(name)
     if not names:
         raise ConfigError(f"no shares in {cfg.path}: add one with 'fogsync add-share'")
-    answered = ask_daemon_to_sync(cfg, names)
+    answered = ask_to_sync(cfg, names)
     if answered is not None:
         print(answered)
         return 0
@@ -239,7 +239,7 @@ def cmd_daemon(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .daemon import status_lines
+    from .control import status_lines
 
     cfg = _config(args)
     names = [args.name] if args.name else list(cfg.shares)

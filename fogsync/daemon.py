@@ -405,13 +405,3 @@ def _setup_logging(state_dir: str, verbose: bool) -> logging.Handler:
     handler.addFilter(lambda r: r.name.startswith("fogsync") or r.levelno >= logging.WARNING)
     root.addHandler(handler)
     return handler
-
-
-def ask_daemon_to_sync(cfg: Config, names: list[str]) -> str | None:
-    """Have the running daemon do the passes; the text to print, or None when no daemon runs."""
-    return control.ask_to_sync(cfg, names)
-
-
-def status_lines(cfg: Config, names: list[str]) -> list[str]:
-    """One line per share: from the running daemon, else from the state database and the store."""
-    return control.status_lines(cfg, names)

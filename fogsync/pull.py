@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +46,13 @@ class Applied:
 # --- writing one entry ------------------------------------------------------------
 
 
+_TEMP_TAG = f"{TEMP_PREFIX}tmp-{os.getpid()}-{secrets.token_hex(4)}"
+_temp_serial = itertools.count()
+
+
 def _temp_name(dest: str) -> str:
-    return os.path.join(os.path.dirname(dest), f"{TEMP_PREFIX}tmp-{secrets.token_hex(8)}")
+    """A name beside ``dest`` that no other writer uses (process tag + serial)."""
+    return os.path.join(os.path.dirname(dest), f"{_TEMP_TAG}-{next(_temp_serial)}")
 
 
 def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, durable: bool = False) -> str:
@@ -57,7 +63,7 @@ def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, dura
             os.symlink(entry.target, tmp)
         else:
             _write_content(repo, tmp, entry, source, durable, dest)
-            os.chmod(tmp, 0o777 & ~_umask() if entry.exec else 0o666 & ~_umask())
+            os.chmod(tmp, (0o777 if entry.exec else 0o666) & ~_UMASK)
         os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
         return tmp
     except BaseException as e:
@@ -101,10 +107,13 @@ def _local_chunks(path: str) -> Iterator[bytes]:
         yield from iter(lambda: f.read(CHUNK), b"")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once: setting it is a process-wide race with other threads
 
 
 def _remove_quietly(path: str) -> None:

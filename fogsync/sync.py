@@ -104,6 +104,9 @@ def _attempt(share: Share, report: Report) -> bool:
     changes = compare(snap, base_tree, stats, share.host)
     report.deferred = _settling(snap, changes.to_read, share.settle_ns)
     to_read = [p for p in changes.to_read if p not in report.deferred]
+    if head.root == info.base and _untouched(changes, base_tree):
+        report.root = head.root
+        return True
 
     remote_root, remote_tree = None, base_tree
     if head.root != info.base:
@@ -210,6 +213,12 @@ def _local_tree(
         else:
             out[path] = entry
     return out
+
+
+def _untouched(changes, base: Mapping[str, Entry]) -> bool:
+    """The scan found every base path as it was, and nothing else: a no-op pass."""
+    return not changes.to_read and len(changes.tree) == len(base) and all(
+        base.get(p) is e for p, e in changes.tree.items())
 
 
 def _settling(snap: Snapshot, paths: list[str], settle_ns: int) -> list[str]:
