@@ -14,8 +14,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
+import tomllib
 
 from .crypto import parse_key
 from .errors import ConfigError
@@ -71,21 +70,33 @@ def config_path(arg: str | None = None) -> str:
     return os.path.join(platformdirs.user_config_dir(APP), "config.toml")
 
 
-def _read_doc(path: str) -> tomlkit.TOMLDocument:
+def _read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
-            return tomlkit.parse(f.read())
+            return f.read()
     except FileNotFoundError:
-        return tomlkit.document()
+        return ""
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}") from None
+
+
+def _read_doc(path: str):
+    """The config as a tomlkit document, for editing with comments kept."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    try:
+        return tomlkit.parse(_read_text(path))
     except TOMLKitError as e:
         raise ConfigError(f"config {path} is not valid TOML: {e}") from None
 
 
 def load(path: str, host: str | None = None) -> Config:
     """Read the config; a missing file is an empty config."""
-    doc = _read_doc(path).unwrap()
+    try:
+        doc = tomllib.loads(_read_text(path))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config {path} is not valid TOML: {e}") from None
     state_dir = doc.get("state_dir")
     if state_dir:
         state_dir = os.path.abspath(os.path.expanduser(str(state_dir)))
@@ -145,6 +156,8 @@ def _check_host(host: str) -> None:
 def add_share(path: str, name: str, key: bytes, folder: str, store: str | None) -> None:
     """Record a share, keeping the rest of the file as the person wrote it."""
     check_name(name)
+    import tomlkit
+
     doc = _read_doc(path)
     shares = doc.setdefault("shares", tomlkit.table(is_super_table=True))
     if name in shares:
@@ -167,14 +180,14 @@ def remove_share(path: str, name: str) -> None:
     _write_doc(path, doc)
 
 
-def _write_doc(path: str, doc: tomlkit.TOMLDocument) -> None:
+def _write_doc(path: str, doc) -> None:
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config-")
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(tomlkit.dumps(doc))
+            f.write(doc.as_string())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

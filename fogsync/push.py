@@ -27,6 +27,7 @@ from .tree import DIR, FILE, Entry, children_by_dir, encode_listing, name_of, pa
 
 CHUNK = 1 << 20
 PROBE = 1 << 16
+PARALLEL_MIN = 1 << 20  # smaller files are sealed in the calling thread
 READ_ATTEMPTS = 3
 # Formats that are compressed already: gzip would only spend time.
 COMPRESSED_EXT = frozenset(
@@ -70,9 +71,15 @@ class _Changing(Exception):
 
 def seal_files(
     folder: str, paths: list[str], writer: BlobWriter, keys: crypto.ShareKeys,
-    index: ContentIndex, host: str, workers: int = 3,
+    index: ContentIndex, host: str, workers: int = 3, sizes: Mapping[str, int] | None = None,
 ) -> Sealed:
-    """Read and seal ``paths``; call ``resolve_sealed`` once every tail may be flushed."""
+    """Read and seal ``paths``; call ``resolve_sealed`` once every tail may be flushed.
+
+    Files of at least ``PARALLEL_MIN`` bytes (by ``sizes``, as scanned) are
+    sealed on ``workers`` threads, which spend their time in C with the GIL
+    released; smaller ones are sealed in this thread, since for them the
+    Python overhead dominates and threads would only fight over the GIL.
+    """
     out = Sealed()
 
     def one(path: str) -> None:
@@ -87,13 +94,18 @@ def seal_files(
         if pending is not None:
             out.pending[path] = pending
 
-    if workers <= 1 or len(paths) < 2:
+    sizes = sizes or {}
+    big = [p for p in paths if sizes.get(p, PARALLEL_MIN) >= PARALLEL_MIN]
+    if workers <= 1 or len(big) < 2:
+        big = []
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="fogsync-seal") as pool:
+        done = [pool.submit(one, p) for p in big]
+        chosen = set(big)
         for p in paths:
-            one(p)
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-seal") as pool:
-            for _ in pool.map(one, paths):
-                pass
+            if p not in chosen:
+                one(p)
+        for f in done:
+            f.result()
     return out
 
 

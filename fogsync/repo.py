@@ -86,7 +86,7 @@ class Uploads:
 class BlockCache:
     """The last few blocks read, by hash: partial blocks are read once per file they hold."""
 
-    def __init__(self, limit: int = 256) -> None:
+    def __init__(self, limit: int = 1024) -> None:  # partial blocks only: at most 64 MiB
         self._items: OrderedDict[bytes, bytes] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()

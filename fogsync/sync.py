@@ -117,7 +117,8 @@ def _attempt(share: Share, report: Report) -> bool:
     index.add_tree(base_tree)
     index.add_tree(remote_tree)
     writer = repo.writer()
-    sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers)
+    sizes = {p: snap.items[p].size for p in to_read}
+    sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers, sizes)
     new_contents = resolve_sealed(sealed, writer)
     report.problems += sealed.problems
     local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
