@@ -249,9 +249,26 @@ def seal(keys: ShareKeys, plaintext: bytes, *, compress: bool, nonce: bytes | No
     """Seal ``plaintext`` into one blob (gzipped first when ``compress``)."""
     if len(plaintext) > 2 * PIPE_CHUNK:
         return b"".join(seal_stream(keys, (plaintext,), compress=compress, nonce=nonce))
+    body = _gzip(plaintext) if compress else plaintext
+    return _seal_body(keys, body, COMP_GZIP if compress else COMP_NONE, nonce)
+
+
+def seal_small(keys: ShareKeys, plaintext: bytes, *, try_gzip: bool, nonce: bytes | None = None) -> bytes:
+    """Seal a small plaintext gzipped if gzip shrinks it below ``PROBE_RATIO``, else as it is.
+
+    One gzip pass serves as both the probe and the compression.
+    """
+    if try_gzip and plaintext:
+        packed = _gzip(plaintext)
+        if len(packed) < PROBE_RATIO * len(plaintext):
+            return _seal_body(keys, packed, COMP_GZIP, nonce)
+    return _seal_body(keys, plaintext, COMP_NONE, nonce)
+
+
+def _seal_body(keys: ShareKeys, body: bytes, compression: int, nonce: bytes | None) -> bytes:
     nonce = _fresh_nonce(nonce)
-    prefix = nonce + _header(COMP_GZIP if compress else COMP_NONE)
-    ciphertext = bytearray(_gzip(plaintext) if compress else plaintext)
+    prefix = nonce + _header(compression)
+    ciphertext = bytearray(body)
     stream = twofish_ctr(keys.cipher, _counter0(nonce))
     try:
         stream.xor_into(ciphertext)
@@ -474,3 +491,50 @@ def decrypt_blob(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
     finally:
         if decoder is not None:
             decoder.close()
+
+
+def open_stream(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Decrypt a whole sealed blob while checking its tag, in one streaming pass.
+
+    Plaintext comes out before the tag is known, so the caller must keep it
+    where nobody sees it (a temporary file) and use it only if the generator
+    ends without raising: after the last piece it raises IntegrityError when
+    the tag does not verify. Garbled content that fails to decode first is
+    still reported as failed authentication when the tag is wrong.
+    """
+    splitter = _TagSplitter()
+    mac = keys.new_mac()
+    head = bytearray()
+    decoder: _Decoder | None = None
+    pieces = splitter.authenticated(chunks)
+    try:
+        for piece in pieces:
+            mac.update(piece)
+            if decoder is None:
+                need = PREFIX_LEN - len(head)
+                head += piece[:need]
+                piece = piece[need:]
+                if len(head) < PREFIX_LEN:
+                    continue
+                decoder = _Decoder(keys, head)
+            if len(piece):
+                yield from decoder.feed(piece)
+        _check_tag(splitter, mac)
+        if decoder is None:
+            raise _too_short(splitter.length)
+        yield from decoder.finish()
+    except FormatError:
+        for piece in pieces:
+            mac.update(piece)
+        _check_tag(splitter, mac)
+        raise
+    finally:
+        if decoder is not None:
+            decoder.close()
+
+
+def _check_tag(splitter: "_TagSplitter", mac: hmac.HMAC) -> None:
+    if splitter.length < MIN_BLOB_LEN:
+        raise _too_short(splitter.length)
+    if not hmac.compare_digest(mac.digest(), splitter.tag):
+        raise IntegrityError(f"sealed blob {_AUTH_FAILED}")

@@ -83,8 +83,7 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durab
     if entry.size == 0:
         _write_checked(tmp, iter(()), entry, durable)
         return
-    with repo.verified(entry.bptr, dest) as chunks:
-        _write_checked(tmp, chunks, entry, durable)
+    _write_checked(tmp, repo.streamed(entry.bptr, dest), entry, durable)
 
 
 def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:

@@ -141,19 +141,19 @@ def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host:
         if not st.S_ISREG(before.st_mode):
             raise _Changing()
         sha, ref, pending, length = _content(f, full, before.st_size, writer, keys, index)
-        after = os.fstat(fd)
-        now = os.lstat(full)
-    if (
-        length != before.st_size
-        or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
-        or now.st_ino != before.st_ino
-    ):
+    # Still the same inode at that path, with the size and mtime it had before the read.
+    now = os.lstat(full)
+    if length != before.st_size or _identity(now) != _identity(before):
         raise _Changing()
     entry = Entry(
         FILE, before.st_mtime_ns, host, length, ref, sha if length else None,
         exec=bool(before.st_mode & st.S_IXUSR),
     )
     return entry, Stat(before.st_size, before.st_mtime_ns, before.st_ino), pending
+
+
+def _identity(s: os.stat_result) -> tuple[int, int, int, int]:
+    return s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns
 
 
 def _content(f, full, size, writer, keys, index):
@@ -166,6 +166,8 @@ def _content(f, full, size, writer, keys, index):
         if ref is not None:
             return sha, ref, None, length
         f.seek(0)
+    if size <= PROBE:
+        return _small_content(f, full, writer, keys)
     first = f.read(PROBE)
     compress = _worth_compressing(full, first)
     h = hashlib.sha256()
@@ -173,6 +175,13 @@ def _content(f, full, size, writer, keys, index):
     chunks = _tapped(_chunks(f, first), h, counter)
     pending = writer.write(crypto.seal_stream(keys, chunks, compress=compress))
     return h.hexdigest(), None, pending, counter[0]
+
+
+def _small_content(f, full: str, writer: BlobWriter, keys):
+    """A file that fits the probe: read once, gzipped at most once, sealed in one piece."""
+    data = f.readall()
+    sealed = crypto.seal_small(keys, data, try_gzip=_extension_compresses(full))
+    return hashlib.sha256(data).hexdigest(), None, writer.write_bytes(sealed), len(data)
 
 
 def _hash(f) -> tuple[str, int]:
@@ -197,9 +206,13 @@ def _tapped(chunks: Iterator[bytes], h, counter: list[int]) -> Iterator[bytes]:
         yield chunk
 
 
+def _extension_compresses(path: str) -> bool:
+    name = name_of(path)
+    return "." not in name or name.rsplit(".", 1)[-1].lower() not in COMPRESSED_EXT
+
+
 def _worth_compressing(path: str, sample: bytes) -> bool:
-    ext = path.rsplit(".", 1)[-1].lower() if "." in name_of(path) else ""
-    return ext not in COMPRESSED_EXT and crypto.probe_compressible(sample)
+    return _extension_compresses(path) and crypto.probe_compressible(sample)
 
 
 # --- listings and roots ---------------------------------------------------------

@@ -255,6 +255,20 @@ class Repo:
                         stack.append((child, entry.bptr))
         return tree
 
+    def streamed(self, ref: bytes, what: str) -> Iterator[bytes]:
+        """The plaintext of a content blob in one pass, raising at the end if its tag fails.
+
+        For writing to a temporary file that is renamed into place only when
+        this iterator ends cleanly; use ``verified`` where output cannot be
+        taken back (standard output).
+        """
+        try:
+            yield from crypto.open_stream(self.keys, iter_blob(self.pieces(ref), self.get_block))
+        except IntegrityError as e:
+            raise type(e)(f"{what}: {e}") from None
+        except FormatError as e:
+            raise FormatError(f"{what}: {e}") from None
+
     @contextmanager
     def verified(self, ref: bytes, what: str) -> Iterator[Iterator[bytes]]:
         """The plaintext of a content blob, available only once its tag has verified.

@@ -400,3 +400,43 @@ def test_probe_compressible():
     assert not crypto.probe_compressible(os.urandom(65536))
     assert not crypto.probe_compressible(b"")
     assert crypto.probe_compressible(bytes(1 << 20))
+
+
+# --- open_stream: decrypt and authenticate in one pass ----------------------------
+
+
+def _pieces(blob: bytes, size: int) -> list[bytes]:
+    return [blob[i : i + size] for i in range(0, len(blob), size)]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("piece", [1, 7, 33, 65536])
+def test_open_stream_gives_the_plaintext(compress, piece):
+    plain = os.urandom(50_000) + b"text " * 20_000
+    blob = crypto.seal(KEYS, plain, compress=compress)
+    assert b"".join(crypto.open_stream(KEYS, _pieces(blob, piece))) == plain
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("where", [0, 24, 40, -40, -1])
+def test_open_stream_raises_at_the_end_for_any_flipped_byte(compress, where):
+    blob = bytearray(crypto.seal(KEYS, b"text " * 20_000, compress=compress))
+    blob[where] ^= 0x40
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        for _ in crypto.open_stream(KEYS, _pieces(bytes(blob), 4096)):
+            pass
+
+
+def test_open_stream_refuses_a_truncated_blob():
+    blob = crypto.seal(KEYS, b"x" * 1000, compress=False)
+    with pytest.raises(IntegrityError):
+        list(crypto.open_stream(KEYS, [blob[:50]]))
+
+
+def test_seal_small_gzips_only_what_shrinks():
+    text, noise = b"hello " * 500, os.urandom(3000)
+    assert crypto.open_blob(KEYS, crypto.seal_small(KEYS, text, try_gzip=True)) == text
+    assert crypto.seal_small(KEYS, text, try_gzip=True)[27] == crypto.COMP_GZIP
+    assert crypto.seal_small(KEYS, noise, try_gzip=True)[27] == crypto.COMP_NONE
+    assert crypto.seal_small(KEYS, text, try_gzip=False)[27] == crypto.COMP_NONE
+    assert crypto.open_blob(KEYS, crypto.seal_small(KEYS, b"", try_gzip=True)) == b""
