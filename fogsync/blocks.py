@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -97,20 +98,33 @@ class _Partial:
 
 @dataclass
 class Pending:
-    """A blob's pieces as written; the tail's block hash may still be unknown."""
+    """A blob's pieces as written; block hashes may still be computing, the tail's still unknown."""
 
     depth: int
-    full: list[Bptr]
+    full: list[Bptr | Future]
     tail: tuple[_Partial, int, int] | None
     length: int
 
     def pieces(self) -> list[Bptr]:
+        full = [p.result() if isinstance(p, Future) else p for p in self.full]
         if self.tail is None:
-            return self.full
+            return full
         part, start, end = self.tail
         if part.hash is None:
             raise RuntimeError("tail block not flushed yet")
-        return self.full + [Bptr(part.hash, start, end, self.depth)]
+        return full + [Bptr(part.hash, start, end, self.depth)]
+
+
+_HASHING_AHEAD = 32  # full pieces (2 MiB) hashed and stored behind the sealing thread at most
+_hash_pool_lock = threading.Lock()
+_hash_pool: list[ThreadPoolExecutor] = []
+
+
+def _hashing_pool() -> ThreadPoolExecutor:
+    with _hash_pool_lock:
+        if not _hash_pool:
+            _hash_pool.append(ThreadPoolExecutor(2, thread_name_prefix="fogsync-hash"))
+        return _hash_pool[0]
 
 
 class BlobWriter:
@@ -128,6 +142,7 @@ class BlobWriter:
         self._max_open = max_open
         self._open: list[_Partial] = []
         self._lock = threading.Lock()
+        self._ahead = threading.BoundedSemaphore(_HASHING_AHEAD)
         self.blocks_written = 0
         self.bytes_written = 0
 
@@ -173,10 +188,18 @@ class BlobWriter:
             todo = deeper
         return refs  # type: ignore[return-value]
 
-    def _put_full(self, piece: bytes, depth: int) -> Bptr:
-        h = block_hash(piece)
-        self._store(h, piece)
-        return Bptr(h, 0, BLOCK_SIZE, depth)
+    def _put_full(self, piece: bytes, depth: int) -> Future:
+        """Hash and store a full piece on the hashing pool, so sealing goes on meanwhile."""
+        self._ahead.acquire()
+        return _hashing_pool().submit(self._hash_and_store, piece, depth)
+
+    def _hash_and_store(self, piece: bytes, depth: int) -> Bptr:
+        try:
+            h = block_hash(piece)
+            self._store(h, piece)
+            return Bptr(h, 0, BLOCK_SIZE, depth)
+        finally:
+            self._ahead.release()
 
     def _add_tail(self, tail: bytes) -> tuple[_Partial, int, int]:
         with self._lock:
