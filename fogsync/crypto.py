@@ -472,25 +472,7 @@ def decrypt_blob(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
     the tag (it holds back and drops the last 32 bytes).
     """
     splitter = _TagSplitter()
-    head = bytearray()
-    decoder: _Decoder | None = None
-    try:
-        for piece in splitter.authenticated(chunks):
-            if decoder is None:
-                need = PREFIX_LEN - len(head)
-                head += piece[:need]
-                piece = piece[need:]
-                if len(head) < PREFIX_LEN:
-                    continue
-                decoder = _Decoder(keys, head)
-            if len(piece):
-                yield from decoder.feed(piece)
-        if decoder is None:
-            raise _too_short(splitter.length)
-        yield from decoder.finish()
-    finally:
-        if decoder is not None:
-            decoder.close()
+    return _decrypted(keys, splitter, splitter.authenticated(chunks))
 
 
 def open_stream(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -504,12 +486,26 @@ def open_stream(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
     """
     splitter = _TagSplitter()
     mac = keys.new_mac()
-    head = bytearray()
-    decoder: _Decoder | None = None
     pieces = splitter.authenticated(chunks)
     try:
+        yield from _decrypted(keys, splitter, pieces, mac)
+    except FormatError:
         for piece in pieces:
             mac.update(piece)
+        _check_tag(splitter, mac)
+        raise
+
+
+def _decrypted(
+    keys: ShareKeys, splitter: "_TagSplitter", pieces: Iterator[bytes], mac: hmac.HMAC | None = None
+) -> Iterator[bytes]:
+    """Plaintext of a blob's authenticated bytes (prefix first); with ``mac``, checks the tag before the end."""
+    head = bytearray()
+    decoder: _Decoder | None = None
+    try:
+        for piece in pieces:
+            if mac is not None:
+                mac.update(piece)
             if decoder is None:
                 need = PREFIX_LEN - len(head)
                 head += piece[:need]
@@ -519,15 +515,11 @@ def open_stream(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
                 decoder = _Decoder(keys, head)
             if len(piece):
                 yield from decoder.feed(piece)
-        _check_tag(splitter, mac)
+        if mac is not None:
+            _check_tag(splitter, mac)
         if decoder is None:
             raise _too_short(splitter.length)
         yield from decoder.finish()
-    except FormatError:
-        for piece in pieces:
-            mac.update(piece)
-        _check_tag(splitter, mac)
-        raise
     finally:
         if decoder is not None:
             decoder.close()

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import pytest
 
 from fogsync.store import Store
+from helpers import folder_tree
 
 # --- S3 (moto server) ---------------------------------------------------------
 
@@ -139,27 +140,6 @@ SHARE = "docs"
 SHARE_KEY = "5a" * 32
 
 
-def folder_tree(folder) -> dict[str, tuple]:
-    """What every host of a share must agree on: path -> ("dir",), ("file", bytes, exec) or ("symlink", target)."""
-    import stat as st
-    from pathlib import Path
-
-    folder = Path(folder)
-    out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(folder).as_posix()
-            s = p.lstat()
-            if st.S_ISLNK(s.st_mode):
-                out[rel] = ("symlink", os.readlink(p))
-            elif st.S_ISDIR(s.st_mode):
-                out[rel] = ("dir",)
-            else:
-                out[rel] = ("file", p.read_bytes(), bool(s.st_mode & st.S_IXUSR))
-    return out
-
-
 class Host:
     """One host of a share: its own config file, state dir and folder under ``home``; the store is shared.
 
@@ -169,7 +149,9 @@ class Host:
     runs one pass with it.
     """
 
-    def __init__(self, home, name: str, store: str, key: str = SHARE_KEY, share: str = SHARE) -> None:
+    def __init__(
+        self, home, name: str, store: str, key: str = SHARE_KEY, share: str = SHARE, with_share: bool = True,
+    ) -> None:
         from pathlib import Path
 
         self.home = Path(home)
@@ -178,10 +160,10 @@ class Host:
         self.state_dir = self.home / "state"
         self.config = self.home / "config.toml"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            f'host = "{name}"\nstate_dir = "{self.state_dir}"\n\n'
-            f'[shares.{share}]\nkey = "{key}"\npath = "{self.folder}"\nstore = "{store}"\n'
-        )
+        text = f'host = "{name}"\nstate_dir = "{self.state_dir}"\n'
+        if with_share:
+            text += f'\n[shares.{share}]\nkey = "{key}"\npath = "{self.folder}"\nstore = "{store}"\n'
+        self.config.write_text(text)
         self._share = None
         self._state = None
 
@@ -214,8 +196,8 @@ class Host:
         self.path(dst).parent.mkdir(parents=True, exist_ok=True)
         os.rename(self.path(src), self.path(dst))
 
-    def tree(self) -> dict[str, tuple]:
-        return folder_tree(self.folder)
+    def tree(self, mtimes: bool = False) -> dict[str, tuple]:
+        return folder_tree(self.folder, mtimes)
 
     # --- the CLI -------------------------------------------------------------------
 
@@ -234,10 +216,11 @@ class Host:
         env.pop("FOGSYNC_HOST", None)
         return env
 
-    def run(self, *args: str, check: bool = True, timeout: float = 120):
+    def run(self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None):
         import subprocess
 
-        p = subprocess.run(self.command(*args), capture_output=True, text=True, env=self.env(), timeout=timeout)
+        p = subprocess.run(self.command(*args), capture_output=True, text=True, env=self.env(), timeout=timeout,
+                           input=input)
         if check and p.returncode != 0:
             raise AssertionError(f"{self.name}: fogsync {' '.join(args)} exited {p.returncode}:\n{p.stdout}{p.stderr}")
         return p
@@ -257,6 +240,10 @@ class Host:
 
     def sync(self) -> str:
         return self.run("sync").stdout
+
+    def add(self) -> None:
+        """Record the share with ``add-share``, as a person would."""
+        self.run("add-share", self.share_name, self.key, "--path", str(self.folder), "--store", self.store)
 
     def log(self) -> list[tuple[str, int, str, str]]:
         """(id, version, date, host) per root, newest first."""

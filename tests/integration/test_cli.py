@@ -3,7 +3,6 @@ check, and every error path a user can meet (issue 2)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -11,25 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import folder_tree
+
 KEY = "11" * 32  # the cli_host fixture's default key
-
-
-def tree_of(folder: Path, with_dir_mtimes: bool = True) -> dict:
-    """Everything a sync must carry: type, content, mtime ns, exec bit, symlink target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(folder).as_posix()
-            s = p.lstat()
-            if stat.S_ISLNK(s.st_mode):
-                out[rel] = ("symlink", os.readlink(p), s.st_mtime_ns)
-            elif stat.S_ISDIR(s.st_mode):
-                out[rel] = ("dir", s.st_mtime_ns if with_dir_mtimes else None)
-            else:
-                digest = hashlib.sha256(p.read_bytes()).hexdigest()
-                out[rel] = ("file", digest, s.st_mtime_ns, bool(s.st_mode & stat.S_IXUSR))
-    return out
 
 
 def make_sample(folder: Path) -> None:
@@ -72,21 +55,21 @@ def test_add_share_writes_private_config_and_lists(cli_host, tmp_path):
     assert h.folder.is_dir()
 
 
-def test_second_host_gets_an_identical_tree(cli_host, store_url):
-    a = cli_host("alpha", store_url)
-    b = cli_host("beta", store_url)
+def test_second_host_gets_an_identical_tree(cli_host, share_store):
+    a = cli_host("alpha", share_store)
+    b = cli_host("beta", share_store)
     make_sample(a.folder)
-    assert "committed v1" in a.sync().stdout
+    assert "committed v1" in a.sync()
     b.sync()
-    assert tree_of(b.folder) == tree_of(a.folder)
+    assert folder_tree(b.folder, mtimes=True) == folder_tree(a.folder, mtimes=True)
     # nothing changed: no new root, on either host
-    assert "in step" in a.sync().stdout and "in step" in b.sync().stdout
+    assert "in step" in a.sync() and "in step" in b.sync()
     assert len(a.run("log", "docs").stdout.splitlines()) == 1
 
 
-def test_edits_deletes_flow_both_ways(cli_host, store_url):
-    a = cli_host("alpha", store_url)
-    b = cli_host("beta", store_url)
+def test_edits_deletes_flow_both_ways(cli_host, share_store):
+    a = cli_host("alpha", share_store)
+    b = cli_host("beta", share_store)
     make_sample(a.folder)
     a.sync()
     b.sync()
@@ -98,16 +81,16 @@ def test_edits_deletes_flow_both_ways(cli_host, store_url):
     a.sync()
     assert (a.folder / "notes.txt").read_text() == "edited on beta\n"
     assert not (a.folder / "sub" / "random.bin").exists()
-    assert tree_of(a.folder, with_dir_mtimes=False) == tree_of(b.folder, with_dir_mtimes=False)
+    assert folder_tree(a.folder) == folder_tree(b.folder)
     log = a.run("log", "docs").stdout.splitlines()
     assert [line.split()[1] for line in log] == ["2", "1"]
     assert [line.split()[3] for line in log] == ["beta", "alpha"]
 
 
-def test_log_ls_cat_and_restore_an_older_root(cli_host, store_url, tmp_path):
-    a = cli_host("alpha", store_url)
+def test_log_ls_cat_and_restore_an_older_root(cli_host, share_store, tmp_path):
+    a = cli_host("alpha", share_store)
     make_sample(a.folder)
-    before = tree_of(a.folder)
+    before = folder_tree(a.folder, mtimes=True)
     a.sync()
     (a.folder / "notes.txt").write_text("version two\n")
     (a.folder / "sub" / "random.bin").unlink()
@@ -121,7 +104,7 @@ def test_log_ls_cat_and_restore_an_older_root(cli_host, store_url, tmp_path):
     assert "random.bin" in listing and "deep/" in listing
     assert "random.bin" not in a.run("ls", "docs", "sub").stdout
     a.run("restore", "docs", "--to", str(tmp_path / "old"), "--root", first_id[:10])
-    assert tree_of(tmp_path / "old") == before
+    assert folder_tree(tmp_path / "old", mtimes=True) == before
     a.run("restore", "docs", "sub/deep", "--to", str(tmp_path / "part"), "--root", first_id)
     assert sorted(p.name for p in (tmp_path / "part" / "sub" / "deep").iterdir()) == ["ünïcödé — 日本.txt"]
     assert (a.folder / "notes.txt").read_text() == "version two\n"  # the share folder is untouched
