@@ -201,8 +201,7 @@ def cmd_remove_share(args) -> int:
 
 def cmd_sync(args) -> int:
     from .control import ask_to_sync
-    from .shares import open_share, open_state
-    from .sync import sync_share
+    from .shares import open_state
 
     cfg = _config(args)
     names = args.names or list(cfg.shares)
@@ -215,18 +214,33 @@ def cmd_sync(args) -> int:
         print(answered)
         return 0
     state = open_state(cfg)
-    failed = 0
+    failures = []
     for name in names:
-        share = open_share(cfg, name, state)
         try:
-            report = sync_share(share)
-        finally:
-            share.repo.close()
+            report = _sync_one(cfg, name, state)
+        except FogsyncError as e:
+            if args.debug or len(names) == 1:
+                raise
+            failures.append(f"{name}: {_one_line(str(e))}")
+            continue
         for problem in report.problems:
             print(f"fogsync: warning: {name}: {problem}", file=sys.stderr)
         print(report.summary())
     state.close()
-    return 1 if failed else 0
+    for failure in failures:  # one share's trouble does not keep the others from syncing
+        print(f"fogsync: error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _sync_one(cfg, name: str, state):
+    from .shares import open_share
+    from .sync import sync_share
+
+    share = open_share(cfg, name, state)
+    try:
+        return sync_share(share)
+    finally:
+        share.repo.close()
 
 
 def cmd_daemon(args) -> int:
@@ -330,7 +344,11 @@ def _restore_in_place(args) -> int:
     state = open_state(cfg)
     share = open_share(cfg, args.name, state)
     at = _parse_when(args.at) if args.at else None
-    report = restore_in_place(share, args.root, at)
+    try:
+        report = restore_in_place(share, args.root, at)
+    finally:
+        share.repo.close()
+        state.close()
     print(report.summary())
     return 0
 

@@ -279,3 +279,14 @@ def test_bad_usage_exits_2(cli_host, tmp_path):
     h = cli_host("a", str(tmp_path / "store"))
     assert h.run("frobnicate", check=False).returncode == 2
     assert h.run("restore", "docs", check=False).returncode == 2
+
+
+def test_one_broken_share_does_not_stop_the_others(cli_host, tmp_path):
+    h = cli_host("a", str(tmp_path / "store"))
+    (h.folder / "f").write_text("x")
+    h.run("add-share", "gone", "22" * 32, "--path", str(tmp_path / "gone"), "--store", str(tmp_path / "store"))
+    (tmp_path / "gone").rmdir()
+    p = h.run("sync", check=False)
+    assert p.returncode == 1
+    assert "docs: committed v1" in p.stdout
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "gone" in p.stderr and "does not exist" in p.stderr
