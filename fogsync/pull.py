@@ -32,6 +32,7 @@ from .state import Stat
 from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
 CHUNK = 1 << 20
+_BATCH = 256
 
 
 @dataclass
@@ -161,8 +162,9 @@ def _run_all(fn, items, workers: int) -> None:
             fn(item)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-write") as pool:
-        for _ in pool.map(fn, items):
-            pass
+        for start in range(0, len(items), _BATCH):  # not 50,000 futures alive at once
+            for _ in pool.map(fn, items[start : start + _BATCH]):
+                pass
 
 
 # --- applying a merged tree to the share folder ---------------------------------------
