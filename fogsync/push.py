@@ -62,7 +62,6 @@ class Sealed:
     stats: dict[str, Stat] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    bytes_read: int = 0
 
 
 class _Changing(Exception):
@@ -90,7 +89,6 @@ def seal_files(
         entry, stat, pending = result
         out.entries[path] = entry
         out.stats[path] = stat
-        out.bytes_read += entry.size
         if pending is not None:
             out.pending[path] = pending
 

@@ -168,10 +168,6 @@ class State:
                 (name, name, OWN_ROOTS_KEPT),
             )
 
-    def set_head_tag(self, name: str, head_tag: str | None) -> None:
-        with self._lock:
-            self._db.execute("UPDATE share SET head_tag=? WHERE name=?", (head_tag, name))
-
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
             for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share")):

@@ -142,12 +142,6 @@ def test_ensure_share_with_another_id_starts_over(db):
     assert db.content("s", SHA) is None
 
 
-def test_set_head_tag(db):
-    db.ensure_share("s", "id1")
-    db.set_head_tag("s", "etag")
-    assert db.share("s").head_tag == "etag"
-
-
 def test_two_handles_on_one_file(tmp_path):
     path = str(tmp_path / "s.sqlite")
     a, b = State(path), State(path)
