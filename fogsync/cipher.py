@@ -26,6 +26,7 @@ import importlib.util
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Protocol
 
@@ -242,14 +243,33 @@ def clear_handle_pool() -> None:
     _pool.clear()
 
 
-class _GcryptCTR:
-    """libgcrypt CTR stream. libgcrypt itself keeps a partly used keystream block."""
+SPLIT_MIN = 512 * 1024  # a whole-block buffer at least this big is encrypted on two threads
+_split_lock = threading.Lock()
+_split_pool: list[ThreadPoolExecutor] = []
 
-    __slots__ = ("_gc", "_handle", "_key")
+
+def _splitter() -> ThreadPoolExecutor:
+    with _split_lock:
+        if not _split_pool:
+            _split_pool.append(ThreadPoolExecutor(1, thread_name_prefix="fogsync-ctr"))
+        return _split_pool[0]
+
+
+class _GcryptCTR:
+    """libgcrypt CTR stream. libgcrypt itself keeps a partly used keystream block.
+
+    A big buffer that starts and ends on block boundaries is cut in two and
+    the second half encrypted on another thread with its own handle set to
+    the counter there (CTR blocks are independent; ctypes releases the GIL).
+    """
+
+    __slots__ = ("_gc", "_handle", "_key", "_counter0", "_done")
 
     def __init__(self, key: bytes, counter0: int) -> None:
         self._gc = _gcrypt()
         self._key = bytes(key)
+        self._counter0 = counter0
+        self._done = 0
         self._handle: ctypes.c_void_p | None = _pool.take(self._gc, self._key)
         rc = self._gc.lib.gcry_cipher_setctr(self._handle, counter0.to_bytes(16, "big"), 16)
         if rc:
@@ -264,7 +284,29 @@ class _GcryptCTR:
     def xor_into(self, buf: bytearray | memoryview) -> None:
         if self._handle is None:
             raise ValueError("Twofish-CTR stream is closed")
-        self._gc.encrypt_inplace(self._handle, _writable_view(buf))
+        view = _writable_view(buf)
+        if len(view) >= SPLIT_MIN and (self._done | len(view)) % 16 == 0:
+            self._xor_in_halves(view)
+        else:
+            self._gc.encrypt_inplace(self._handle, view)
+        self._done += len(view)
+
+    def _xor_in_halves(self, view: memoryview) -> None:
+        half = len(view) // 32 * 16
+        helper = _pool.take(self._gc, self._key)
+        try:
+            self._set_counter(helper, self._done + half)
+            second = _splitter().submit(self._gc.encrypt_inplace, helper, view[half:])
+            self._gc.encrypt_inplace(self._handle, view[:half])
+            second.result()
+        finally:
+            _pool.give(self._gc, self._key, helper)
+        self._set_counter(self._handle, self._done + len(view))
+
+    def _set_counter(self, handle: ctypes.c_void_p, offset: int) -> None:
+        """Point ``handle`` at the keystream block ``offset`` bytes (a whole number of blocks) in."""
+        counter = (self._counter0 + offset // 16) % (1 << 128)
+        self._gc.check(self._gc.lib.gcry_cipher_setctr(handle, counter.to_bytes(16, "big"), 16), "cipher_setctr")
 
     def close(self) -> None:
         handle, self._handle = self._handle, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 from pathlib import Path
@@ -248,3 +249,23 @@ def test_missing_libgcrypt_falls_back_to_python(monkeypatch):
     with pytest.raises(FogsyncError, match="libgcrypt is not available"):
         cipher.twofish_ctr(bytes(32), 0, cipher.GCRYPT)
     assert cipher.encrypt_block(bytes(32), bytes(16)).hex() == "57ff739d4dc92c1bd7fc01700cc8216f"
+
+
+# --- big buffers: split across two threads inside the gcrypt backend -------------
+
+
+@pytest.mark.skipif("gcrypt" not in cipher.available_backends(), reason="libgcrypt not installed")
+@pytest.mark.parametrize("first", [0, 16, 5])  # bytes taken before the big buffer: aligned, aligned, not
+@pytest.mark.parametrize("size", [512 * 1024, 1024 * 1024 + 32, 600_000 + 7])
+@pytest.mark.parametrize("counter0", [0, 2**128 - 20_000])  # the second half wraps the counter
+def test_big_buffers_match_the_portable_backend(first, size, counter0):
+    key = os.urandom(32)
+    data = os.urandom(first + size + 100)
+    fast = cipher.twofish_ctr(key, counter0, backend="gcrypt")
+    slow = cipher.twofish_ctr(key, counter0, backend="python")
+    try:
+        got = fast.xor(data[:first]) + fast.xor(data[first : first + size]) + fast.xor(data[first + size :])
+        assert got == slow.xor(data)
+    finally:
+        fast.close()
+        slow.close()
