@@ -260,8 +260,6 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     def one(path: str) -> None:
         entry = target[path]
         full = os.path.join(folder, path)
-        if path in out.left_alone:
-            return
         try:
             os.makedirs(os.path.dirname(full), exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -279,9 +277,10 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
         os.replace(tmp, full)
         s = os.lstat(full)
         out.stats[path] = Stat(s.st_size, s.st_mtime_ns, s.st_ino)
-        out.written += 1
 
+    before = len(out.stats)
     _run_all(one, [p for p in paths if target[p].type != DIR], workers)
+    out.written += len(out.stats) - before  # counted here: writer threads share ``out``
 
 
 def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> set[str]:
