@@ -260,6 +260,8 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     def one(path: str) -> None:
         entry = target[path]
         full = os.path.join(folder, path)
+        if path in out.left_alone:
+            return  # _remove_all found it holding what the merge has not seen (ignored files)
         try:
             os.makedirs(os.path.dirname(full), exist_ok=True)
         except (FileExistsError, NotADirectoryError):
