@@ -3,7 +3,10 @@
     python bench/seal.py [--mib 256] [--small 50000]
 
 Prints figures and ratios only; it asserts nothing. The python cipher backend
-is measured on a smaller slice (it runs at tens of MB/s at best).
+is measured on a smaller slice (it runs at tens of MB/s at best). Whether
+libgcrypt may use vpgather is process-wide, so raw Twofish-CTR with it on and
+off is measured in two child runs of this script (``--raw-only``) with
+``FOGSYNC_GCRYPT_VPGATHER`` set.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import argparse
 import hashlib
 import hmac
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 
-from fogsync import cipher, crypto
+from fogsync import cipher, crypto, gcrypt_hwf
 
 MIB = 1 << 20
 CHUNK = MIB
@@ -137,6 +141,17 @@ def _with_backend(name: str, func: Callable[[], float]) -> float:
         cipher.default_backend.cache_clear()
 
 
+def raw_twofish_child(vpgather: str, mib: int, repeat: int) -> float | None:
+    """``raw_twofish`` in a child process with ``FOGSYNC_GCRYPT_VPGATHER=vpgather``; None if it fails."""
+    env = dict(os.environ, **{gcrypt_hwf.ENV_VPGATHER: vpgather})
+    args = [sys.executable, os.path.abspath(__file__), "--raw-only", "--mib", str(mib), "--repeat", str(repeat)]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    if proc.returncode:
+        print(f"  (vpgather={vpgather} child failed: {proc.stderr.strip()[-300:]})")
+        return None
+    return float(proc.stdout.split()[-1])
+
+
 def _best(repeat: int, func: Callable[[], float]) -> float:
     """Best of ``repeat`` runs: other load on the host only ever slows a run down."""
     return max(func() for _ in range(repeat))
@@ -147,17 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=256, help="MiB of random data (default 256)")
     parser.add_argument("--small", type=int, default=50_000, help="2 KiB blobs to seal (default 50000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, best kept (default 3)")
+    parser.add_argument("--raw-only", action="store_true", help=argparse.SUPPRESS)  # the vpgather children
     args = parser.parse_args(argv)
     repeat = max(1, args.repeat)
 
     data = os.urandom(args.mib * MIB)
     keys = crypto.ShareKeys.derive(os.urandom(32))
+    if args.raw_only:
+        print(f"{_best(repeat, lambda: raw_twofish(keys.cipher, data)):.1f}")
+        return 0
     backends = cipher.available_backends()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, backends {backends}, gzip {crypto.GZIP_BACKEND}")
     print(f"data: {args.mib} MiB random, 1 MiB chunks; MB = 10^6 bytes; best of {repeat}; load {_load()}")
 
     raw = _best(repeat, lambda: raw_twofish(keys.cipher, data)) if cipher.GCRYPT in backends else None
     if raw is not None:
+        vpgather, source = cipher.gcrypt_vpgather()
+        print(f"libgcrypt vpgather (AVX2 Twofish): {'on' if vpgather else 'off'}, from {source}")
+        mib = min(args.mib, 64)
+        rates = {mode: raw_twofish_child(mode, mib, repeat) for mode in ("on", "off")}
+        for mode, rate in rates.items():
+            if rate is not None:
+                print(f"raw Twofish-CTR, vpgather {mode:3} (child, 1 thread) {rate:6.1f} MB/s")
+        if rates["on"] and rates["off"]:
+            print(f"ratio vpgather off/on                      {rates['off'] / rates['on']:8.2f}")
         print(f"raw libgcrypt Twofish-CTR (1 thread)       {raw:8.1f} MB/s")
         split = _best(repeat, lambda: raw_twofish(keys.cipher, data, CHUNK))
         print(f"Twofish-CTR stream, 1 MiB split on 2 threads {split:6.1f} MB/s")

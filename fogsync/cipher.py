@@ -15,6 +15,11 @@ nothing else (no MAC, no nonce handling, no format knowledge):
 Both give identical bytes. ``FOGSYNC_CIPHER=python|gcrypt`` forces a backend.
 libgcrypt's Twofish takes 16- or 32-byte keys only, so 24-byte keys always
 use the python backend unless a backend is named explicitly.
+
+``FOGSYNC_GCRYPT_VPGATHER=on|off`` lets libgcrypt use its AVX2 ``vpgather``
+Twofish or not (other values are ignored). Unset, the faster is measured once
+per machine and cached (see ``gcrypt_hwf``): vpgather is very slow on Intel
+server CPUs with the "Downfall" microcode mitigation.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Protocol
 
+from fogsync import gcrypt_hwf
 from fogsync.errors import FogsyncError
 
 BLOCK_LEN = 16
@@ -97,16 +103,28 @@ _POOL_PER_KEY = 8  # idle handles kept per key (about one per thread)
 
 
 class _Gcrypt:
-    """The loaded libgcrypt with typed entry points."""
+    """The loaded libgcrypt with typed entry points.
+
+    ``vpgather`` says whether libgcrypt was left free to use its AVX2 vpgather
+    Twofish, ``vpgather_source`` why ("env", "no-avx2", "cache", "measured",
+    "failed"); ``hw_features`` lists what libgcrypt then enabled.
+    """
 
     def __init__(self) -> None:
-        lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so.20")
+        name = ctypes.util.find_library("gcrypt") or "libgcrypt.so.20"
+        lib = ctypes.CDLL(name)
+        choice = gcrypt_hwf.decide(name)
+        # Must precede gcry_check_version, which detects the hardware features once.
+        if not choice.vpgather and not gcrypt_hwf.disable_vpgather(lib):
+            choice = gcrypt_hwf.Choice(True, "failed")
+        self.vpgather, self.vpgather_source = choice.vpgather, choice.source
         lib.gcry_check_version.argtypes = [ctypes.c_char_p]
         lib.gcry_check_version.restype = ctypes.c_char_p
         version = lib.gcry_check_version(None)
         if not version:
             raise OSError("gcry_check_version failed")
         self.version = version.decode()
+        self.hw_features = gcrypt_hwf.hw_features(lib)
         self._declare(lib)
         self.lib = lib
         handle = self.open(bytes(32), _GCRY_CIPHER_MODE_ECB)
@@ -459,6 +477,12 @@ def _loads(backend: str) -> bool:
     except FogsyncError:
         return False
     return True
+
+
+def gcrypt_vpgather() -> tuple[bool, str]:
+    """Whether libgcrypt may use vpgather in this process, and why (see ``_Gcrypt``)."""
+    gc = _gcrypt()
+    return gc.vpgather, gc.vpgather_source
 
 
 def available_backends() -> list[str]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from fogsync import cipher
+from fogsync import cipher, gcrypt_hwf
 from fogsync.errors import FogsyncError
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "twofish.json").read_text())
@@ -269,3 +272,90 @@ def test_big_buffers_match_the_portable_backend(first, size, counter0):
     finally:
         fast.close()
         slow.close()
+
+
+# --- vpgather on/off: process-wide, so each case runs in a child process ----------
+
+VPGATHER_CHILD = """
+import hashlib, json, random, sys
+from fogsync import cipher
+rng = random.Random(sys.argv[1])
+digests = []
+for length in [0, 1, 15, 16, 17, 1000, 70000, 600_000 + 7, 1024 * 1024]:
+    key = rng.randbytes(rng.choice([16, 32]))
+    counter0 = rng.choice([rng.getrandbits(128), 2**128 - 3, 0])
+    stream = cipher.twofish_ctr(key, counter0, cipher.GCRYPT)
+    digests.append(hashlib.sha256(stream.xor(rng.randbytes(length))).hexdigest())
+    stream.close()
+gc = cipher._gcrypt()
+print(json.dumps({"vpgather": gc.vpgather, "source": gc.vpgather_source, "hwf": gc.hw_features, "digests": digests}))
+"""
+
+
+def _vpgather_child(tmp_path: Path, seed: str = "seed", **env: str) -> dict:
+    """Run VPGATHER_CHILD with a private cache dir; ``env`` adds variables (value "" removes one)."""
+    child_env = {k: v for k, v in os.environ.items() if k not in (cipher.ENV_BACKEND, gcrypt_hwf.ENV_VPGATHER)}
+    child_env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    child_env.update(env)
+    proc = subprocess.run([sys.executable, "-c", VPGATHER_CHILD, seed], env=child_env, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def _python_digests(seed: str) -> list[str]:
+    """The same streams as VPGATHER_CHILD, through the portable backend in this process."""
+    rng = random.Random(seed)
+    digests = []
+    for length in [0, 1, 15, 16, 17, 1000, 70000, 600_000 + 7, 1024 * 1024]:
+        key = rng.randbytes(rng.choice([16, 32]))
+        counter0 = rng.choice([rng.getrandbits(128), 2**128 - 3, 0])
+        data = rng.randbytes(length)
+        digests.append(hashlib.sha256(cipher.twofish_ctr(key, counter0, cipher.PYTHON).xor(data)).hexdigest())
+    return digests
+
+
+AVX2 = os.path.exists("/proc/cpuinfo") and " avx2" in Path("/proc/cpuinfo").read_text()
+needs_avx2 = pytest.mark.skipif(not (HAVE_GCRYPT and AVX2), reason="calibration only runs on AVX2 CPUs with libgcrypt")
+
+
+@needs_both
+@pytest.mark.parametrize("seed", ["a", "b", "c"])
+def test_vpgather_on_and_off_give_identical_bytes(tmp_path, seed):
+    on = _vpgather_child(tmp_path, seed, **{gcrypt_hwf.ENV_VPGATHER: "on"})
+    off = _vpgather_child(tmp_path, seed, **{gcrypt_hwf.ENV_VPGATHER: "off"})
+    assert (on["vpgather"], on["source"], off["vpgather"], off["source"]) == (True, "env", False, "env")
+    assert gcrypt_hwf.HWF_NAME not in off["hwf"]  # the disable reached libgcrypt
+    assert on["digests"] == off["digests"] == _python_digests(seed)
+    assert not (tmp_path / "cache").exists()  # forced: no calibration, no cache
+
+
+@needs_avx2
+def test_calibration_is_cached_then_reused(tmp_path):
+    first = _vpgather_child(tmp_path)
+    verdict = tmp_path / "cache" / "fogsync" / gcrypt_hwf.CACHE_FILE
+    record = json.loads(verdict.read_text())
+    assert first["source"] == "measured" and record["vpgather"] == first["vpgather"]
+    assert set(record["mbps"]) <= {"on", "off"} and all(rate > 0 for rate in record["mbps"].values())
+    second = _vpgather_child(tmp_path)
+    assert (second["source"], second["vpgather"]) == ("cache", first["vpgather"])
+    assert first["digests"] == second["digests"] == _python_digests("seed")
+
+
+@needs_avx2
+def test_corrupt_cache_is_ignored_and_rewritten(tmp_path):
+    verdict = tmp_path / "cache" / "fogsync" / gcrypt_hwf.CACHE_FILE
+    verdict.parent.mkdir(parents=True)
+    verdict.write_bytes(b"\x00garbage{")
+    assert _vpgather_child(tmp_path)["source"] == "measured"
+    assert isinstance(json.loads(verdict.read_text())["vpgather"], bool)
+    assert _vpgather_child(tmp_path)["source"] == "cache"
+
+
+@needs_avx2
+def test_unwritable_cache_dir_still_works(tmp_path):
+    (tmp_path / "cache").write_text("a file where the cache dir should be")
+    for _ in range(2):
+        result = _vpgather_child(tmp_path)
+        assert result["source"] == "measured"
+        assert result["digests"] == _python_digests("seed")
