@@ -85,11 +85,12 @@ def block_hash(data: bytes) -> bytes:
 class _Partial:
     """A partial block being filled with tails; immutable once ``hash`` is set."""
 
-    __slots__ = ("buf", "hash")
+    __slots__ = ("buf", "hash", "closing")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.hash: bytes | None = None
+        self.closing: Future | None = None  # hashing and storing, once closed
 
     @property
     def free(self) -> int:
@@ -110,6 +111,8 @@ class Pending:
         if self.tail is None:
             return full
         part, start, end = self.tail
+        if part.closing is not None:
+            part.closing.result()
         if part.hash is None:
             raise RuntimeError("tail block not flushed yet")
         return full + [Bptr(part.hash, start, end, self.depth)]
@@ -141,6 +144,7 @@ class BlobWriter:
         self._put = put_block
         self._max_open = max_open
         self._open: list[_Partial] = []
+        self._closed: list[_Partial] = []  # closed since the last flush, maybe still being stored
         self._lock = threading.Lock()
         self._ahead = threading.BoundedSemaphore(_HASHING_AHEAD)
         self.blocks_written = 0
@@ -169,6 +173,10 @@ class BlobWriter:
             closing, self._open = self._open, []
         for part in closing:
             self._close(part)
+        with self._lock:
+            closed, self._closed = self._closed, []
+        for part in closed:
+            part.closing.result()
 
     def resolve(self, pendings: Sequence[Pending]) -> list[bytes]:
         """The packed 48-byte reference of each pending blob, block lists written as needed."""
@@ -225,9 +233,19 @@ class BlobWriter:
         return done
 
     def _close(self, part: _Partial) -> None:
-        data = bytes(part.buf)
-        part.hash = block_hash(data)
-        self._store(part.hash, data)
+        """Hash and store a partial block on the hashing pool; ``flush`` waits for it."""
+        self._ahead.acquire()
+        part.closing = _hashing_pool().submit(self._close_now, part)
+        with self._lock:
+            self._closed.append(part)
+
+    def _close_now(self, part: _Partial) -> None:
+        try:
+            data = bytes(part.buf)
+            part.hash = block_hash(data)
+            self._store(part.hash, data)
+        finally:
+            self._ahead.release()
 
     def _store(self, h: bytes, data: bytes) -> None:
         self._put(h, data)
@@ -253,10 +271,15 @@ def read_pieces(keys: crypto.ShareKeys, ref: Bptr, get_block: GetBlock) -> list[
     return pieces
 
 
+def piece_bytes(p: Bptr, get_block: GetBlock) -> bytes:
+    """The bytes one bptr points to."""
+    block = get_block(p.hash)
+    if len(block) < p.end:
+        raise FormatError(f"block {p.hash.hex()} is {len(block)} bytes, shorter than its bptr says")
+    return block if (p.start == 0 and p.end == len(block)) else block[p.start : p.end]
+
+
 def iter_blob(pieces: Iterable[Bptr], get_block: GetBlock) -> Iterator[bytes]:
     """The sealed blob's bytes, piece by piece."""
     for p in pieces:
-        block = get_block(p.hash)
-        if len(block) < p.end:
-            raise FormatError(f"block {p.hash.hex()} is {len(block)} bytes, shorter than its bptr says")
-        yield block if (p.start == 0 and p.end == len(block)) else block[p.start : p.end]
+        yield piece_bytes(p, get_block)

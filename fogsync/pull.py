@@ -20,9 +20,10 @@ import hashlib
 import itertools
 import os
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from .errors import IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
@@ -33,6 +34,8 @@ from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
 CHUNK = 1 << 20
 _BATCH = 256
+_WORKERS = 4  # files written at once
+_OVERLAP_SIZE = 4 << 20  # files at least this big are hashed and written on another thread while decrypting
 
 
 @dataclass
@@ -64,7 +67,8 @@ def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, dura
             os.symlink(entry.target, tmp)
         else:
             _write_content(repo, tmp, entry, source, durable, dest)
-            os.chmod(tmp, (0o777 if entry.exec else 0o666) & ~_UMASK)
+            if entry.exec:  # created 0o666 & ~umask, which is right for the rest
+                os.chmod(tmp, 0o777 & ~_UMASK)
         os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
         return tmp
     except BaseException as e:
@@ -90,16 +94,60 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durab
 def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:
     h = hashlib.sha256()
     n = 0
+
+    def take(chunk: bytes) -> None:
+        h.update(chunk)
+        f.write(chunk)
+
     with open(tmp, "wb") as f:
-        for chunk in chunks:
-            h.update(chunk)
-            n += len(chunk)
-            f.write(chunk)
+        if entry.size >= _OVERLAP_SIZE:
+            n = _overlapped(take, chunks)
+        else:
+            for chunk in chunks:
+                take(chunk)
+                n += len(chunk)
         if durable:
             f.flush()
             os.fsync(f.fileno())
     if n != entry.size or (n and h.hexdigest() != entry.sha256):
         raise IntegrityError(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
+
+
+def _overlapped(take: Callable[[bytes], None], chunks: Iterator[bytes]) -> int:
+    """Feed ``chunks`` to ``take`` in order on another thread, one chunk behind the producer.
+
+    Hashing and writing one chunk overlaps decrypting the next (hashlib,
+    file writes and libgcrypt all release the GIL). Returns the bytes taken.
+    """
+    pending: Future[None] | None = None
+    n = 0
+    try:
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()
+            pending = _taker_pool().submit(take, chunk)
+            n += len(chunk)
+    except BaseException:
+        if pending is not None:
+            wait([pending])  # the file is closed and removed next: let the last write finish first
+        raise
+    if pending is not None:
+        pending.result()
+    return n
+
+
+_taker_lock = threading.Lock()
+_takers: list[ThreadPoolExecutor] = []
+
+
+def _taker_pool() -> ThreadPoolExecutor:
+    with _taker_lock:
+        if not _takers:
+            _takers.append(ThreadPoolExecutor(_WORKERS, thread_name_prefix="fogsync-take"))
+        return _takers[0]
+
+
+os.register_at_fork(after_in_child=_takers.clear)
 
 
 def _local_chunks(path: str) -> Iterator[bytes]:
@@ -137,7 +185,7 @@ def set_dir_mtimes(folder: str, tree: Mapping[str, Entry], paths) -> None:
 # --- restore into an empty directory --------------------------------------------------
 
 
-def restore(repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = 4) -> int:
+def restore(repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = _WORKERS) -> int:
     """Write ``tree`` into ``dest`` (empty or absent). Returns the number of entries written."""
     os.makedirs(dest, exist_ok=True)
     if os.listdir(dest):
@@ -172,7 +220,7 @@ def _run_all(fn, items, workers: int) -> None:
 
 def apply(
     repo: Repo, folder: str, known: Mapping[str, Local], local: Mapping[str, Entry],
-    target: Mapping[str, Entry], workers: int = 4,
+    target: Mapping[str, Entry], workers: int = _WORKERS,
 ) -> Applied:
     """Make the folder hold ``target`` where it now holds ``local``.
 

@@ -3,7 +3,8 @@
 This layer binds a bytes-only ``Store`` to a share's keys and adds the
 object layout (``<share_id>/blocks/xx/<hash>``, ``<share_id>/head``), a
 bounded pool of concurrent block uploads, a small cache of recently read
-blocks (tails of many files share one partial block), and typed reads:
+blocks (tails of many files share one partial block), blocks of a big blob
+fetched ahead on a pool and handed on in 1 MiB chunks, and typed reads:
 listings, roots, the head, the root chain, whole trees, and file contents
 verified before a single byte of plaintext is handed out.
 """
@@ -11,10 +12,11 @@ verified before a single byte of plaintext is handed out.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tempfile
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +24,16 @@ from datetime import datetime
 from typing import Iterator, Mapping
 
 from . import crypto
-from .blocks import BLOCK_SIZE, BlobWriter, Bptr, iter_blob, read_pieces
+from .blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
 from .errors import FogsyncError, FormatError, IntegrityError, ObjectNotFound
 from .roots import Root, decode_head
 from .store.base import Store
 from .tree import DIR, Entry, decode_listing, join
 
 IN_MEMORY_LIMIT = 8 * 1024 * 1024  # blobs up to this size are verified in memory, larger ones spooled
+READ_AHEAD = 16  # blocks of one blob being fetched ahead of its reader
+READ_CHUNK = 1 << 20  # a many-block blob is handed on in chunks of about this (Twofish splits them over two cores)
+_READ_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,21 @@ class BlockCache:
             self._items[h] = data
             while len(self._items) > self._limit:
                 self._items.popitem(last=False)
+
+
+_read_pool_lock = threading.Lock()
+_read_pool: list[ThreadPoolExecutor] = []
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """Threads that fetch blocks ahead of readers (shared by every blob being read)."""
+    with _read_pool_lock:
+        if not _read_pool:
+            _read_pool.append(ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="fogsync-get"))
+        return _read_pool[0]
+
+
+os.register_at_fork(after_in_child=_read_pool.clear)
 
 
 class Repo:
@@ -180,7 +200,7 @@ class Repo:
     def read_small(self, ref: bytes, what: str) -> bytes:
         """Open a small blob (listing, root, block list) in memory."""
         try:
-            return crypto.open_blob(self.keys, b"".join(iter_blob(self.pieces(ref), self.get_block)))
+            return crypto.open_blob(self.keys, b"".join(self.sealed_chunks(self.pieces(ref))))
         except IntegrityError as e:
             raise type(e)(f"{what} of {self.where()}: {e}") from None
 
@@ -255,6 +275,33 @@ class Repo:
                         stack.append((child, entry.bptr))
         return tree
 
+    def sealed_chunks(self, pieces: list[Bptr]) -> Iterator[bytes]:
+        """A sealed blob's bytes, its blocks fetched READ_AHEAD ahead and joined into READ_CHUNK chunks."""
+        if len(pieces) == 1:
+            yield piece_bytes(pieces[0], self.get_block)
+            return
+        pool = _reader_pool()
+        todo = iter(pieces)
+        ahead = deque(pool.submit(piece_bytes, p, self.get_block) for p in itertools.islice(todo, READ_AHEAD))
+        joined: list[bytes] = []
+        size = 0
+        try:
+            while ahead:
+                data = ahead.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    ahead.append(pool.submit(piece_bytes, nxt, self.get_block))
+                joined.append(data)
+                size += len(data)
+                if size >= READ_CHUNK:
+                    yield b"".join(joined)
+                    joined, size = [], 0
+            if joined:
+                yield b"".join(joined)
+        finally:
+            for future in ahead:
+                future.cancel()
+
     def streamed(self, ref: bytes, what: str) -> Iterator[bytes]:
         """The plaintext of a content blob in one pass, raising at the end if its tag fails.
 
@@ -263,7 +310,11 @@ class Repo:
         taken back (standard output).
         """
         try:
-            yield from crypto.open_stream(self.keys, iter_blob(self.pieces(ref), self.get_block))
+            pieces = self.pieces(ref)
+            if len(pieces) == 1:  # a small blob: verified whole before any plaintext exists
+                yield crypto.open_blob(self.keys, piece_bytes(pieces[0], self.get_block))
+            else:
+                yield from crypto.open_stream(self.keys, self.sealed_chunks(pieces))
         except IntegrityError as e:
             raise type(e)(f"{what}: {e}") from None
         except FormatError as e:
@@ -280,12 +331,12 @@ class Repo:
         total = sum(p.length for p in pieces)
         try:
             if total <= IN_MEMORY_LIMIT:
-                chunks = list(iter_blob(pieces, self.get_block))
+                chunks = list(self.sealed_chunks(pieces))
                 crypto.verify_blob(self.keys, chunks)
                 yield crypto.decrypt_blob(self.keys, chunks)
                 return
             with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fogsync-spool-") as spool:
-                crypto.verify_blob(self.keys, _tee(iter_blob(pieces, self.get_block), spool))
+                crypto.verify_blob(self.keys, _tee(self.sealed_chunks(pieces), spool))
                 spool.seek(0)
                 yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(1 << 20), b""))
         except IntegrityError as e:

@@ -164,8 +164,8 @@ def test_tails_are_packed_first_fit_into_shared_partial_blocks(writer, blocks):
 
 def test_nearly_full_partial_block_is_closed_at_once(writer, blocks):
     p = writer.write_bytes(os.urandom(65300))  # leaves < 256 bytes free
-    assert len(blocks) == 1
     (ref,) = p.pieces()  # its hash is known before any flush
+    assert len(blocks) == 1
     assert (ref.start, ref.end) == (0, 65300)
 
 
@@ -173,9 +173,9 @@ def test_too_many_open_partial_blocks_closes_the_fullest(blocks):
     w = BlobWriter(KEYS, blocks.put, max_open=2)
     sizes = [40000, 40001, 40002]
     pendings = [w.write_bytes(os.urandom(n)) for n in sizes]
-    assert w.blocks_written == 1
     closed = pendings[-1].pieces()  # the third is the fullest (40002 bytes), so it is closed
     assert closed[0].end == 40002
+    assert w.blocks_written == 1
     w.flush()
     assert w.blocks_written == 3
     assert w.bytes_written == sum(sizes)

@@ -313,3 +313,33 @@ def test_verify_hashes_catches_a_block_that_does_not_match_its_name(repo):
     checking = Repo(repo.store, KEYS, repo.name, verify_hashes=True)
     with pytest.raises(IntegrityError, match="hash does not match"):
         read_all(checking, e.bptr)
+
+
+def test_sealed_chunks_fetch_each_block_once_and_join_them_in_order(repo, store):
+    data = os.urandom(3 * repomod.READ_CHUNK + 12345)
+    e = put_content(repo, data)
+    reader = fresh(repo)
+    pieces = reader.pieces(e.bptr)
+    store.gets.clear()
+    chunks = list(reader.sealed_chunks(pieces))
+    assert b"".join(chunks) == b"".join(reader.store.get(reader.block_key(p.hash))[p.start : p.end] for p in pieces)
+    assert all(len(c) >= repomod.READ_CHUNK for c in chunks[:-1])
+    assert len(chunks) == 4
+    assert sorted(store.gets[: len(pieces)]) == sorted(reader.block_key(p.hash) for p in pieces)
+    assert b"".join(reader.streamed(e.bptr, "/x")) == data
+
+
+def test_streamed_names_a_missing_block_and_stops_fetching(repo, store):
+    e = put_content(repo, os.urandom(40 * BLOCK_SIZE))
+    pieces = repo.pieces(e.bptr)
+    store.delete(repo.block_key(pieces[20].hash))
+    with pytest.raises(FogsyncError, match=f"block {pieces[20].hash.hex()}.* is missing"):
+        b"".join(fresh(repo).streamed(e.bptr, "/x"))
+
+
+def test_streamed_refuses_a_tampered_many_block_blob_at_the_end(repo):
+    e = put_content(repo, os.urandom(3 * repomod.READ_CHUNK))
+    tamper_last_piece(repo, e.bptr)
+    with pytest.raises(IntegrityError, match="/x"):
+        for _ in fresh(repo).streamed(e.bptr, "/x"):
+            pass

@@ -1,0 +1,82 @@
+"""fogsync.pull: writing verified content into a folder, under temporary names until it checks out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from fogsync import crypto, pull
+from fogsync.errors import IntegrityError, LocalError
+from fogsync.repo import Repo
+from fogsync.store.local import LocalStore
+from fogsync.tree import FILE, Entry
+
+KEYS = crypto.ShareKeys.derive(bytes(range(32)))
+MTIME = 1_700_000_000_123_456_789
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = Repo(LocalStore(str(tmp_path / "store")), KEYS, "share")
+    yield r
+    r.close()
+
+
+def stored(repo: Repo, data: bytes) -> Entry:
+    w = repo.writer()
+    (ref,) = w.resolve([w.write(crypto.seal_stream(KEYS, [data], compress=False))])
+    repo.wait_uploads()
+    return Entry(FILE, MTIME, "h", len(data), ref, hashlib.sha256(data).hexdigest())
+
+
+def flip_last_block(repo: Repo, entry: Entry) -> None:
+    last = repo.pieces(entry.bptr)[-1]
+    path = os.path.join(repo.store.root, *repo.block_key(last.hash).split("/"))
+    block = bytearray(open(path, "rb").read())
+    block[last.end - 1] ^= 1
+    open(path, "wb").write(bytes(block))
+
+
+def test_restore_writes_big_and_small_files_with_their_mtimes(repo, tmp_path):
+    big = os.urandom(pull._OVERLAP_SIZE + 100_000)  # hashed and written on another thread
+    tree = {"big.bin": stored(repo, big), "small.txt": stored(repo, b"small")}
+    dest = tmp_path / "out"
+    pull.restore(repo, tree, str(dest))
+    assert (dest / "big.bin").read_bytes() == big
+    assert (dest / "small.txt").read_bytes() == b"small"
+    assert os.stat(dest / "big.bin").st_mtime_ns == MTIME
+    assert sorted(os.listdir(dest)) == ["big.bin", "small.txt"]
+
+
+def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path):
+    entry = stored(repo, os.urandom(pull._OVERLAP_SIZE + 1))
+    flip_last_block(repo, entry)
+    dest = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        pull.restore(repo, {"big.bin": entry}, str(dest))
+    assert os.listdir(dest) == []
+
+
+def test_a_write_error_on_the_writing_thread_is_one_error_and_no_temp(repo, tmp_path, monkeypatch):
+    entry = stored(repo, os.urandom(pull._OVERLAP_SIZE + 1))
+    dest = tmp_path / "out"
+    dest.mkdir()
+
+    def full_disk(take, chunks):
+        def failing(chunk):
+            raise OSError(28, "No space left on device")
+        return real(failing, chunks)
+
+    real = pull._overlapped
+    monkeypatch.setattr(pull, "_overlapped", full_disk)
+    with pytest.raises(LocalError, match="No space left on device"):
+        pull.restore(repo, {"big.bin": entry}, str(dest))
+    assert os.listdir(dest) == []
+
+
+def test_overlapped_feeds_every_chunk_in_order():
+    seen = []
+    n = pull._overlapped(seen.append, iter([b"a", b"bc", b"", b"def"]))
+    assert n == 6 and seen == [b"a", b"bc", b"", b"def"]
