@@ -11,6 +11,7 @@ keep their bptrs — and ``write_root`` seals the commit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat as st
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Callable, Iterator, Mapping
 
 from . import crypto
+from .processes import map_in_processes
 from .blocks import BlobWriter, Pending
 from .roots import Root, format_date
 from .state import Stat
@@ -27,7 +29,8 @@ from .tree import DIR, FILE, Entry, children_by_dir, encode_listing, name_of, pa
 
 CHUNK = 1 << 20
 PROBE = 1 << 16
-PARALLEL_MIN = 1 << 20  # smaller files are sealed in the calling thread
+PARALLEL_MIN = 1 << 20  # smaller files are sealed in the calling thread or worker processes
+PROCESSES_MIN = 2000  # this many small files are worth starting worker processes for
 READ_ATTEMPTS = 3
 # Formats that are compressed already: gzip would only spend time.
 COMPRESSED_EXT = frozenset(
@@ -71,13 +74,16 @@ class _Changing(Exception):
 def seal_files(
     folder: str, paths: list[str], writer: BlobWriter, keys: crypto.ShareKeys,
     index: ContentIndex, host: str, workers: int = 3, sizes: Mapping[str, int] | None = None,
+    processes_min: int = PROCESSES_MIN,
 ) -> Sealed:
     """Read and seal ``paths``; call ``resolve_sealed`` once every tail may be flushed.
 
     Files of at least ``PARALLEL_MIN`` bytes (by ``sizes``, as scanned) are
     sealed on ``workers`` threads, which spend their time in C with the GIL
-    released; smaller ones are sealed in this thread, since for them the
-    Python overhead dominates and threads would only fight over the GIL.
+    released. For smaller ones the Python overhead dominates and threads
+    would only fight over the GIL: they are sealed in this thread, except
+    that many files of at most ``PROBE`` bytes (``processes_min`` or more)
+    go to worker processes (``processes``).
     """
     out = Sealed()
 
@@ -92,18 +98,87 @@ def seal_files(
         if pending is not None:
             out.pending[path] = pending
 
+    def take(path: str, result: _PoolResult) -> None:
+        if result is None:
+            one(path)  # the worker could not: it grew large, or the pool broke
+        elif isinstance(result, str):
+            out.problems.append(result)
+        else:
+            _take_pooled(path, result, out, writer, index)
+
     sizes = sizes or {}
     big = [p for p in paths if sizes.get(p, PARALLEL_MIN) >= PARALLEL_MIN]
     if workers <= 1 or len(big) < 2:
         big = []
+    chosen = set(big)
+    tiny = [p for p in paths if p not in chosen and sizes.get(p, PARALLEL_MIN) <= PROBE]
+    if workers <= 1 or len(tiny) < processes_min or (os.cpu_count() or 1) < 2:
+        tiny = []
+    chosen.update(tiny)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="fogsync-seal") as pool:
         done = [pool.submit(one, p) for p in big]
-        chosen = set(big)
+        if tiny:
+            for path, result in map_in_processes(
+                functools.partial(_seal_batch, folder, host), tiny, _init_seal_worker, (keys,)
+            ):
+                take(path, result)
         for p in paths:
             if p not in chosen:
                 one(p)
         for f in done:
             f.result()
+    return out
+
+
+def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, index: ContentIndex) -> None:
+    """A file a worker process read and sealed: reuse known content, else pack its sealed bytes."""
+    entry, stat, sealed = result
+    if sealed is not None:
+        ref = index.get(entry.sha256) if entry.size in index.sizes else None
+        if ref is not None:
+            entry = entry.with_(bptr=ref)
+        else:
+            out.pending[path] = writer.write_bytes(sealed)
+    out.entries[path] = entry
+    out.stats[path] = stat
+
+
+# --- sealing in worker processes ----------------------------------------------------
+
+# What a worker sends back per file: its entry (no bptr yet), stat and sealed
+# bytes (None when empty); or a problem; or None: "seal it yourself".
+_PoolResult = tuple[Entry, Stat, bytes | None] | str | None
+
+_worker_keys: list[crypto.ShareKeys] = []
+
+
+class _GrewLarge(Exception):
+    """The file is no longer small: the calling process seals it, streaming."""
+
+
+class _Capture:
+    """Stands in for a BlobWriter in a worker: hands the sealed bytes back instead of storing them."""
+
+    def write_bytes(self, sealed: bytes, depth: int = 0) -> bytes:
+        return sealed
+
+    def write(self, sealed, depth: int = 0):
+        raise _GrewLarge()
+
+
+def _init_seal_worker(keys: crypto.ShareKeys) -> None:
+    _worker_keys[:] = [keys]
+
+
+def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
+    keys = _worker_keys[0]
+    no_index = ContentIndex(lambda sha: None, set())  # reuse is decided by the caller, which knows the store
+    out: list[_PoolResult] = []
+    for path in paths:
+        try:
+            out.append(_read_one(folder, path, _Capture(), keys, no_index, host))
+        except _GrewLarge:
+            out.append(None)
     return out
 
 
@@ -197,7 +272,7 @@ def _chunks(f, first: bytes) -> Iterator[bytes]:
     yield from iter(lambda: f.read(CHUNK), b"")
 
 
-def _tapped(chunks: Iterator[bytes], h, counter: list[int]) -> Iterator[bytes]:
+def _tapped(chunks: Iterator[bytes], h: crypto.HashPipe, counter: list[int]) -> Iterator[bytes]:
     for chunk in chunks:
         h.update(chunk)
         counter[0] += len(chunk)

@@ -67,6 +67,20 @@ def test_second_host_gets_an_identical_tree(cli_host, share_store):
     assert len(a.run("log", "docs").stdout.splitlines()) == 1
 
 
+def test_thousands_of_small_files_sealed_in_worker_processes_arrive_intact(cli_host, tmp_path):
+    a = cli_host("alpha", str(tmp_path / "store"))
+    b = cli_host("beta", str(tmp_path / "store"))
+    for i in range(2100):  # past push.PROCESSES_MIN: sealed in worker processes
+        d = a.folder / f"d{i % 30}"
+        d.mkdir(exist_ok=True)
+        (d / f"f{i}.txt").write_bytes(b"line %d\n" % i * (i % 40) if i % 3 else os.urandom(i % 5000))
+    os.chmod(a.folder / "d1" / "f1.txt", 0o755)
+    assert "pushed 2100 file(s)" in a.sync()
+    b.sync()
+    assert folder_tree(b.folder, mtimes=True) == folder_tree(a.folder, mtimes=True)
+    assert "in step" in a.sync()
+
+
 def test_edits_deletes_flow_both_ways(cli_host, share_store):
     a = cli_host("alpha", share_store)
     b = cli_host("beta", share_store)

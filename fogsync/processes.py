@@ -1,0 +1,83 @@
+"""Work spread over worker processes, for Python-bound work on many small items.
+
+Sealing a file of a few KiB is mostly Python bytecode (open, stat, read,
+hash, gzip, seal), which holds the GIL: threads cannot spread it over the
+cores, processes can. ``map_in_processes`` sends items in batches to a pool
+of workers and hands back each item's result in the order given, keeping
+only a few batches in flight so memory stays bounded.
+
+Workers start with ``forkserver`` where it exists (never plain ``fork``: the
+caller has threads, and a forked child could inherit a lock held by one of
+them) and are prepared once by ``initializer``. If the pool cannot start or
+breaks, the items not yet answered come back with ``None``: the caller does
+them itself, so nothing is lost and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BATCH = 256  # items per message to a worker
+_AHEAD_PER_WORKER = 2  # batches queued per worker, so none waits for the next
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _start_worker(initializer: Callable[..., None], initargs: tuple) -> None:
+    # Ctrl-C and a service stop reach the whole process group; the caller
+    # decides what happens (it finishes its pass), so workers do not die mid-batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    initializer(*initargs)
+
+
+def map_in_processes(
+    fn: Callable[[list[T]], list[R]], items: Sequence[T], initializer: Callable[..., None],
+    initargs: tuple = (), workers: int | None = None, batch: int = BATCH,
+) -> Iterator[tuple[T, R | None]]:
+    """``(item, fn's result for it)`` for every item, in order; ``None`` where no worker answered.
+
+    ``fn`` takes a list of items and returns one result per item; it and
+    ``initializer`` must be importable module-level functions.
+    """
+    batches = [list(items[i : i + batch]) for i in range(0, len(items), batch)]
+    workers = workers or os.cpu_count() or 1
+    answered = 0
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=_context(), initializer=_start_worker, initargs=(initializer, initargs)
+        ) as pool:
+            queued: deque[Future] = deque()
+            todo = iter(batches)
+            try:
+                for b in todo:
+                    queued.append(pool.submit(fn, b))
+                    if len(queued) >= workers * _AHEAD_PER_WORKER:
+                        break
+                while queued:
+                    results = queued.popleft().result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        queued.append(pool.submit(fn, nxt))
+                    yield from zip(batches[answered], results)
+                    answered += 1
+            finally:
+                for future in queued:  # the caller stopped early: do not wait for work nobody takes
+                    future.cancel()
+    except (BrokenProcessPool, OSError):
+        pass  # the pool broke or could not start: what is left comes back unanswered
+    for b in batches[answered:]:
+        for item in b:
+            yield item, None

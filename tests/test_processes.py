@@ -1,0 +1,43 @@
+"""fogsync.processes: batches to worker processes, answers in order, nothing lost when the pool breaks."""
+
+from __future__ import annotations
+
+import os
+
+from fogsync.processes import map_in_processes
+
+_offset: list[int] = []
+
+
+def _init(offset: int) -> None:
+    _offset[:] = [offset]
+
+
+def _add(items: list[int]) -> list[int]:
+    return [i + _offset[0] for i in items]
+
+
+def _die_on_13(items: list[int]) -> list[int]:
+    if 13 in items:
+        os._exit(3)  # a worker that crashes: the pool breaks
+    return [i + _offset[0] for i in items]
+
+
+def test_every_item_answered_in_order_across_batches():
+    items = list(range(1000))
+    out = list(map_in_processes(_add, items, _init, (5,), workers=2, batch=7))
+    assert out == [(i, i + 5) for i in items]
+
+
+def test_no_items_no_pool():
+    assert list(map_in_processes(_add, [], _init, (0,))) == []
+
+
+def test_a_broken_pool_hands_back_what_is_unanswered():
+    items = list(range(40))
+    out = list(map_in_processes(_die_on_13, items, _init, (100,), workers=1, batch=4))
+    assert [i for i, _ in out] == items  # each item exactly once, in order
+    answered = {i: r for i, r in out if r is not None}
+    assert all(r == i + 100 for i, r in answered.items())
+    assert 13 not in answered and 12 not in answered  # the crashed batch is unanswered
+    assert answered.keys() == set(range(len(answered)))  # a prefix: the rest comes back for the caller

@@ -1,0 +1,129 @@
+"""fogsync.push: reading and sealing files, in this process and in worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from fogsync import crypto, push
+from fogsync.push import ContentIndex, resolve_sealed, seal_files
+from fogsync.repo import Repo
+from fogsync.store.local import LocalStore
+
+KEYS = crypto.ShareKeys.derive(bytes(range(32)))
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = Repo(LocalStore(str(tmp_path / "store")), KEYS, "share")
+    yield r
+    r.close()
+
+
+def make_files(folder) -> dict[str, bytes]:
+    files = {f"d{i % 7}/f{i:03d}.txt": (f"file {i} " * (i % 50)).encode() for i in range(120)}
+    files["empty"] = b""
+    files["random.bin"] = os.urandom(3000)
+    files["two-blocks.bin"] = os.urandom(70_000)
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    os.chmod(folder / "d1" / "f001.txt", 0o755)
+    return files
+
+
+def sealed_here_and_in_processes(repo, folder, paths, index=None):
+    results = []
+    sizes = {p: os.lstat(folder / p).st_size for p in paths if os.path.lexists(folder / p)}
+    for processes_min in (10**9, 1):
+        writer = repo.writer()
+        out = seal_files(str(folder), paths, writer, KEYS, index or ContentIndex(lambda sha: None, set()),
+                         "host", sizes=sizes | {p: 0 for p in paths if p not in sizes},
+                         processes_min=processes_min)
+        resolve_sealed(out, writer)
+        repo.wait_uploads()
+        results.append(out)
+    return results
+
+
+def content(repo, entry) -> bytes:
+    return b"".join(repo.streamed(entry.bptr, "test")) if entry.size else b""
+
+
+def test_worker_processes_seal_what_this_process_would(repo, tmp_path):
+    folder = tmp_path / "folder"
+    files = make_files(folder)
+    here, pooled = sealed_here_and_in_processes(repo, folder, sorted(files))
+    assert not here.problems and not pooled.problems
+    assert pooled.stats == here.stats
+    for path, data in files.items():
+        a, b = here.entries[path], pooled.entries[path]
+        assert a.with_(bptr=None) == b.with_(bptr=None), path  # same sha256, size, mtime, exec bit
+        assert b.sha256 == (hashlib.sha256(data).hexdigest() if data else None)
+        assert content(repo, b) == data
+    assert pooled.entries["d1/f001.txt"].exec
+
+
+def test_known_content_is_reused_not_stored_again(repo, tmp_path):
+    folder = tmp_path / "folder"
+    (folder).mkdir()
+    (folder / "a").write_bytes(b"same bytes")
+    (folder / "b").write_bytes(b"other")
+    known_ref = b"K" * 48
+    sha = hashlib.sha256(b"same bytes").hexdigest()
+    index = ContentIndex(lambda s: known_ref if s == sha else None, {len(b"same bytes")})
+    here, pooled = sealed_here_and_in_processes(repo, folder, ["a", "b"], index)
+    assert here.entries["a"].bptr == pooled.entries["a"].bptr == known_ref
+    assert content(repo, pooled.entries["b"]) == b"other"
+
+
+def test_problems_come_back_from_worker_processes(repo, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "ok").write_bytes(b"fine")
+    (folder / "gone").write_bytes(b"x")
+    os.unlink(folder / "gone")
+    _, pooled = sealed_here_and_in_processes(repo, folder, ["ok", "gone"])
+    assert list(pooled.entries) == ["ok"]
+    assert len(pooled.problems) == 1 and "'gone'" in pooled.problems[0]
+
+
+def test_a_file_that_grew_large_is_sealed_by_the_caller(repo, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    big = os.urandom(300_000)  # scanned small, but now past the probe: streamed by this process
+    (folder / "grew").write_bytes(big)
+    writer = repo.writer()
+    out = seal_files(str(folder), ["grew"], writer, KEYS, ContentIndex(lambda s: None, set()), "host",
+                     sizes={"grew": 10}, processes_min=1)
+    resolve_sealed(out, writer)
+    repo.wait_uploads()
+    assert content(repo, out.entries["grew"]) == big
+
+
+def test_only_many_small_files_go_to_worker_processes(repo, tmp_path, monkeypatch):
+    folder = tmp_path / "folder"
+    files = make_files(folder)
+    sent = []
+    real = push.map_in_processes
+
+    def recording(fn, items, *args, **kwargs):
+        sent.extend(items)
+        return real(fn, items, *args, **kwargs)
+
+    monkeypatch.setattr(push, "map_in_processes", recording)
+    sealed_here_and_in_processes(repo, folder, sorted(files))
+    assert sorted(sent) == sorted(p for p, data in files.items() if len(data) <= push.PROBE)
+    sent.clear()
+    writer = repo.writer()
+    seal_files(str(folder), ["empty", "random.bin"], writer, KEYS, ContentIndex(lambda s: None, set()), "host",
+               sizes={"empty": 0, "random.bin": 3000})
+    assert sent == []  # two files: not worth starting processes
+
+
+def test_the_capture_writer_refuses_a_stream():
+    with pytest.raises(push._GrewLarge):
+        push._Capture().write(iter([b"x"]))
