@@ -242,6 +242,7 @@ class BlobWriter:
     def _close_now(self, part: _Partial) -> None:
         try:
             data = bytes(part.buf)
+            part.buf = bytearray()  # closed for good: the bytes live on only until stored
             part.hash = block_hash(data)
             self._store(part.hash, data)
         finally:

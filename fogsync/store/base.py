@@ -39,6 +39,9 @@ class Store(abc.ABC):
 
     #: the URL the store was opened from, for messages
     url: str = ""
+    #: reads worth having in flight at once for one reader: many where each
+    #: is a network round trip, few where a thread hand-off costs more than the read
+    read_concurrency: int = 2
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

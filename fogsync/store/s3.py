@@ -46,6 +46,8 @@ _BotoError = (BotoCoreError, ClientError)
 class S3Store(Store):
     """Objects under ``s3://bucket/prefix``; the key ``a/b`` is ``prefix/a/b``."""
 
+    read_concurrency = 16  # each GET is a round trip
+
     def __init__(
         self,
         url: str,
