@@ -15,13 +15,14 @@ them itself, so nothing is lost and nothing is done twice.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,40 +45,49 @@ def _start_worker(initializer: Callable[..., None], initargs: tuple) -> None:
 
 
 def map_in_processes(
-    fn: Callable[[list[T]], list[R]], items: Sequence[T], initializer: Callable[..., None],
+    fn: Callable[[list[T]], list[R]], items: Iterable[T], initializer: Callable[..., None],
     initargs: tuple = (), workers: int | None = None, batch: int = BATCH,
 ) -> Iterator[tuple[T, R | None]]:
     """``(item, fn's result for it)`` for every item, in order; ``None`` where no worker answered.
 
+    ``items`` is consumed lazily, a few batches ahead of the answers.
     ``fn`` takes a list of items and returns one result per item; it and
     ``initializer`` must be importable module-level functions.
     """
-    batches = [list(items[i : i + batch]) for i in range(0, len(items), batch)]
+    batches = _batches(items, batch)
     workers = workers or os.cpu_count() or 1
-    answered = 0
+    sent: deque[tuple[list[T], Future | None]] = deque()  # in order, oldest first
     try:
         with ProcessPoolExecutor(
             workers, mp_context=_context(), initializer=_start_worker, initargs=(initializer, initargs)
         ) as pool:
-            queued: deque[Future] = deque()
-            todo = iter(batches)
             try:
-                for b in todo:
-                    queued.append(pool.submit(fn, b))
-                    if len(queued) >= workers * _AHEAD_PER_WORKER:
-                        break
-                while queued:
-                    results = queued.popleft().result()
-                    nxt = next(todo, None)
+                for b in itertools.islice(batches, workers * _AHEAD_PER_WORKER):
+                    _send(pool, fn, b, sent)
+                while sent:
+                    results = sent[0][1].result()
+                    b, _ = sent.popleft()
+                    nxt = next(batches, None)
                     if nxt is not None:
-                        queued.append(pool.submit(fn, nxt))
-                    yield from zip(batches[answered], results)
-                    answered += 1
+                        _send(pool, fn, nxt, sent)
+                    yield from zip(b, results)
             finally:
-                for future in queued:  # the caller stopped early: do not wait for work nobody takes
-                    future.cancel()
+                for _, future in sent:  # the caller stopped early: do not wait for work nobody takes
+                    if future is not None:
+                        future.cancel()
     except (BrokenProcessPool, OSError):
         pass  # the pool broke or could not start: what is left comes back unanswered
-    for b in batches[answered:]:
+    for b in itertools.chain((b for b, _ in sent), batches):
         for item in b:
             yield item, None
+
+
+def _send(pool: ProcessPoolExecutor, fn: Callable, b: list, sent: deque) -> None:
+    sent.append((b, None))  # in the queue before submit can fail, so it is handed back then
+    sent[-1] = (b, pool.submit(fn, b))
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while b := list(itertools.islice(it, size)):
+        yield b

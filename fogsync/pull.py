@@ -25,8 +25,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
-from .errors import IntegrityError, LocalError
+from . import crypto
+from .blocks import Bptr, piece_bytes
+from .crypto import ShareKeys
+from .errors import FogsyncError, FormatError, IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
+from .processes import map_in_processes
 from .repo import Repo
 from .scan import Local
 from .state import Stat
@@ -36,6 +40,7 @@ CHUNK = 1 << 20
 _BATCH = 256
 _WORKERS = 4  # files written at once
 _OVERLAP_SIZE = 4 << 20  # files at least this big are hashed and written on another thread while decrypting
+PROCESSES_MIN = 2000  # this many one-block files are worth starting worker processes for
 
 
 @dataclass
@@ -61,12 +66,16 @@ def _temp_name(dest: str) -> str:
 
 def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, durable: bool = False) -> str:
     """Write ``entry`` to a temporary file beside ``dest``; returns its name, ready to rename."""
+    return _prepared(dest, entry, lambda tmp: _write_content(repo, tmp, entry, source, durable, dest))
+
+
+def _prepared(dest: str, entry: Entry, write_content: Callable[[str], None]) -> str:
     tmp = _temp_name(dest)
     try:
         if entry.type == SYMLINK:
             os.symlink(entry.target, tmp)
         else:
-            _write_content(repo, tmp, entry, source, durable, dest)
+            write_content(tmp)
             if entry.exec:  # created 0o666 & ~umask, which is right for the rest
                 os.chmod(tmp, 0o777 & ~_UMASK)
         os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
@@ -185,7 +194,9 @@ def set_dir_mtimes(folder: str, tree: Mapping[str, Entry], paths) -> None:
 # --- restore into an empty directory --------------------------------------------------
 
 
-def restore(repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = _WORKERS) -> int:
+def restore(
+    repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = _WORKERS, processes_min: int = PROCESSES_MIN,
+) -> int:
     """Write ``tree`` into ``dest`` (empty or absent). Returns the number of entries written."""
     os.makedirs(dest, exist_ok=True)
     if os.listdir(dest):
@@ -199,9 +210,61 @@ def restore(repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = _WO
         os.replace(prepare(repo, target, tree[path]), target)
 
     others = [p for p, e in tree.items() if e.type != DIR]
-    _run_all(one, others, workers)
+    small = [p for p in others if _one_block(tree[p])]
+    if workers <= 1 or len(small) < processes_min or (os.cpu_count() or 1) < 2:
+        small = []
+    _restore_in_processes(repo, tree, dest, small)
+    chosen = set(small)
+    _run_all(one, [p for p in others if p not in chosen], workers)
     set_dir_mtimes(dest, tree, dirs)
     return len(tree)
+
+
+def _one_block(e: Entry) -> bool:
+    return e.type == FILE and e.size > 0 and Bptr.unpack(e.bptr).depth == 0
+
+
+# Many small files are Python-bound work (open, verify, decrypt, write, rename):
+# worker processes write them from sealed bytes this process reads from the store.
+
+_worker_keys: list[ShareKeys] = []
+
+
+def _init_restore_worker(keys: ShareKeys) -> None:
+    _worker_keys[:] = [keys]
+
+
+def _restore_batch(items: list[tuple[str, Entry, bytes]]) -> list[bool | FogsyncError]:
+    return [_restore_sealed(_worker_keys[0], *item) for item in items]
+
+
+def _restore_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> bool | FogsyncError:
+    """Write one small file from its sealed blob; the error instead of raising, to hand it back."""
+    def write(tmp: str) -> None:
+        try:
+            plain = crypto.open_blob(keys, sealed)
+        except (IntegrityError, FormatError) as e:
+            raise type(e)(f"{target}: {e}") from None
+        _write_checked(tmp, iter((plain,)), entry, False)
+
+    try:
+        os.replace(_prepared(target, entry, write), target)
+        return True
+    except FogsyncError as e:
+        return e
+
+
+def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str]) -> None:
+    def items() -> Iterator[tuple[str, Entry, bytes]]:
+        for p in paths:
+            e = tree[p]
+            yield os.path.join(dest, p), e, piece_bytes(Bptr.unpack(e.bptr), repo.get_block)
+
+    for item, result in map_in_processes(_restore_batch, items(), _init_restore_worker, (repo.keys,)):
+        if result is None:  # no worker answered: write it here
+            result = _restore_sealed(repo.keys, *item)
+        if result is not True:
+            raise result
 
 
 def _run_all(fn, items, workers: int) -> None:

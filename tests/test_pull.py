@@ -80,3 +80,34 @@ def test_overlapped_feeds_every_chunk_in_order():
     seen = []
     n = pull._overlapped(seen.append, iter([b"a", b"bc", b"", b"def"]))
     assert n == 6 and seen == [b"a", b"bc", b"", b"def"]
+
+
+def small_tree(repo, folder_files: dict[str, bytes]) -> dict[str, Entry]:
+    return {p: stored(repo, d) for p, d in folder_files.items()}
+
+
+def test_restore_in_worker_processes_writes_what_threads_write(repo, tmp_path):
+    files = {f"f{i:03d}.txt": os.urandom(i * 37) for i in range(1, 60)}
+    tree = small_tree(repo, files)
+    tree["run.sh"] = stored(repo, b"#!/bin/sh\n").with_(exec=True)
+    tree["big.bin"] = stored(repo, os.urandom(200_000))  # several blocks: written by a thread
+    tree["empty"] = Entry(FILE, MTIME, "h", 0, None, None)
+    for name, processes_min in (("threads", 10**9), ("processes", 1)):
+        pull.restore(repo, tree, str(tmp_path / name), processes_min=processes_min)
+    a, b = tmp_path / "threads", tmp_path / "processes"
+    assert sorted(os.listdir(a)) == sorted(os.listdir(b)) == sorted(tree)
+    for name in tree:
+        sa, sb = os.stat(a / name), os.stat(b / name)
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+        assert (sa.st_mode, sa.st_mtime_ns) == (sb.st_mode, sb.st_mtime_ns) and sb.st_mtime_ns == MTIME
+    assert os.stat(b / "run.sh").st_mode & 0o100
+
+
+def test_a_tampered_small_file_fails_the_restore_in_worker_processes(repo, tmp_path):
+    tree = small_tree(repo, {f"f{i}": os.urandom(100 + i) for i in range(10)})
+    flip_last_block(repo, tree["f3"])  # the last byte of f3's range in the partial block all ten share
+    dest = tmp_path / "out"
+    with pytest.raises(IntegrityError, match=f"{dest / 'f3'}: .*authentication failed"):
+        pull.restore(repo, tree, str(dest), processes_min=1)
+    assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
+    assert "f3" not in os.listdir(dest)

@@ -79,6 +79,8 @@ def test_thousands_of_small_files_sealed_in_worker_processes_arrive_intact(cli_h
     b.sync()
     assert folder_tree(b.folder, mtimes=True) == folder_tree(a.folder, mtimes=True)
     assert "in step" in a.sync()
+    b.run("restore", "docs", "--to", str(tmp_path / "restored"))  # written by worker processes too
+    assert folder_tree(tmp_path / "restored", mtimes=True) == folder_tree(a.folder, mtimes=True)
 
 
 def test_edits_deletes_flow_both_ways(cli_host, share_store):
