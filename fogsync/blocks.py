@@ -165,6 +165,8 @@ class BlobWriter:
         return Pending(depth, full, tail, length)
 
     def write_bytes(self, sealed: bytes, depth: int = 0) -> Pending:
+        if len(sealed) < BLOCK_SIZE:  # the common small blob: a tail and nothing else, no copies
+            return Pending(depth, [], self._add_tail(sealed) if sealed else None, len(sealed))
         return self.write((sealed,), depth)
 
     def flush(self) -> None:
@@ -210,9 +212,12 @@ class BlobWriter:
             self._ahead.release()
 
     def _add_tail(self, tail: bytes) -> tuple[_Partial, int, int]:
+        room_needed = BLOCK_SIZE - len(tail)
         with self._lock:
-            part = next((p for p in self._open if p.free >= len(tail)), None)
-            if part is None:
+            for part in self._open:
+                if len(part.buf) <= room_needed:
+                    break
+            else:
                 part = _Partial()
                 self._open.append(part)
             start = len(part.buf)
@@ -223,8 +228,11 @@ class BlobWriter:
         return part, start, start + len(tail)
 
     def _pick_to_close(self, just_used: _Partial) -> list[_Partial]:
-        """Under the lock: retire blocks that are nearly full, and the fullest when too many are open."""
-        done = [p for p in self._open if p.free < 256]
+        """Under the lock: retire blocks that are nearly full, and the fullest when too many are open.
+
+        Only ``just_used`` changed since the last call, so only it can have become nearly full.
+        """
+        done = [just_used] if just_used.free < 256 else []
         if len(self._open) - len(done) > self._max_open:
             rest = sorted((p for p in self._open if p not in done), key=lambda p: p.free)
             done.append(rest[0])
