@@ -1,8 +1,8 @@
 """Work spread over worker processes, for Python-bound work on many small items.
 
-Sealing a file of a few KiB is mostly Python bytecode (open, stat, read,
-hash, gzip, seal), which holds the GIL: threads cannot spread it over the
-cores, processes can. ``map_in_processes`` sends items in batches to a pool
+Sealing a file of a few KiB, or writing one back, is mostly Python bytecode
+(open, stat, read, hash, gzip, seal; or verify, decrypt, write, rename),
+which holds the GIL: threads cannot spread it over the cores, processes can. ``map_in_processes`` sends items in batches to a pool
 of workers and hands back each item's result in the order given, keeping
 only a few batches in flight so memory stays bounded.
 
