@@ -304,14 +304,14 @@ def _forget_pool_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-class HashPipe:
-    """A hash or HMAC fed in order; big pieces are hashed on a worker while the caller goes on.
+class _MacPipe:
+    """An HMAC fed in order; big pieces are hashed on a worker while the caller goes on.
 
     A piece handed to ``update`` must not change until the next call (or
     ``wait``/``digest``) returns.
     """
 
-    def __init__(self, mac: Any) -> None:
+    def __init__(self, mac: hmac.HMAC) -> None:
         self._mac = mac
         self._pending: Future[None] | None = None
 
@@ -335,12 +335,8 @@ class HashPipe:
         self.wait()
         return self._mac.digest()
 
-    def hexdigest(self) -> str:
-        self.wait()
-        return self._mac.hexdigest()
 
-
-def _settled(pieces: Iterable[bytes | memoryview], mac: HashPipe) -> Iterator[bytes | memoryview]:
+def _settled(pieces: Iterable[bytes | memoryview], mac: _MacPipe) -> Iterator[bytes | memoryview]:
     """``pieces``, but the next one is pulled only after ``mac`` is done with the last.
 
     The caller's chunks may share a buffer that its iterator refills.
@@ -374,7 +370,7 @@ def seal_stream(
     nonce = _fresh_nonce(nonce)
     prefix = nonce + _header(COMP_GZIP if compress else COMP_NONE)
     source = _pieces(_compressed(chunks)) if compress else _pieces(chunks)
-    mac = HashPipe(keys.new_mac(prefix))
+    mac = _MacPipe(keys.new_mac(prefix))
     stream = twofish_ctr(keys.cipher, _counter0(nonce))
     try:
         yield prefix
@@ -407,7 +403,7 @@ def open_blob(keys: ShareKeys, blob: bytes) -> bytes:
         raise _too_short(len(blob))
     view = memoryview(blob).cast("B")
     end = len(view) - TAG_LEN
-    mac = HashPipe(keys.new_mac())
+    mac = _MacPipe(keys.new_mac())
     mac.update(view[:end])
     body = bytearray(view[PREFIX_LEN:end])
     stream = twofish_ctr(keys.cipher, _counter0(view))
@@ -508,7 +504,7 @@ def open_stream(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
     still reported as failed authentication when the tag is wrong.
     """
     splitter = _TagSplitter()
-    mac = HashPipe(keys.new_mac())
+    mac = _MacPipe(keys.new_mac())
     pieces = _settled(splitter.authenticated(chunks), mac)
     try:
         yield from _decrypted(keys, splitter, pieces, mac)
@@ -520,7 +516,7 @@ def open_stream(keys: ShareKeys, chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _decrypted(
-    keys: ShareKeys, splitter: _TagSplitter, pieces: Iterator[bytes | memoryview], mac: HashPipe | None = None
+    keys: ShareKeys, splitter: _TagSplitter, pieces: Iterator[bytes | memoryview], mac: _MacPipe | None = None
 ) -> Iterator[bytes]:
     """Plaintext of a blob's authenticated bytes (prefix first); with ``mac``, checks the tag before the end."""
     head = bytearray()
@@ -548,7 +544,7 @@ def _decrypted(
             decoder.close()
 
 
-def _check_tag(splitter: _TagSplitter, mac: HashPipe) -> None:
+def _check_tag(splitter: _TagSplitter, mac: _MacPipe) -> None:
     if splitter.length < MIN_BLOB_LEN:
         raise _too_short(splitter.length)
     if not hmac.compare_digest(mac.digest(), splitter.tag):
