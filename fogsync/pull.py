@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
 from . import crypto
-from .blocks import Bptr, piece_bytes
+from .blocks import Bptr
 from .crypto import ShareKeys
 from .errors import FogsyncError, FormatError, IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
@@ -258,7 +258,7 @@ def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, path
     def items() -> Iterator[tuple[str, Entry, bytes]]:
         for p in paths:
             e = tree[p]
-            yield os.path.join(dest, p), e, piece_bytes(Bptr.unpack(e.bptr), repo.get_block)
+            yield os.path.join(dest, p), e, repo.piece(Bptr.unpack(e.bptr))
 
     for item, result in map_in_processes(_restore_batch, items(), _init_restore_worker, (repo.keys,)):
         if result is None:  # no worker answered: write it here

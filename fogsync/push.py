@@ -18,7 +18,7 @@ import stat as st
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from . import crypto
 from .processes import map_in_processes
@@ -272,7 +272,7 @@ def _chunks(f, first: bytes) -> Iterator[bytes]:
     yield from iter(lambda: f.read(CHUNK), b"")
 
 
-def _tapped(chunks: Iterator[bytes], h: crypto.HashPipe, counter: list[int]) -> Iterator[bytes]:
+def _tapped(chunks: Iterator[bytes], h: Any, counter: list[int]) -> Iterator[bytes]:
     for chunk in chunks:
         h.update(chunk)
         counter[0] += len(chunk)

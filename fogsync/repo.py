@@ -138,6 +138,8 @@ class Repo:
         self.share_id = keys.share_id(name)
         self.spool_dir = spool_dir
         self._cache = BlockCache()
+        self._fetching: dict[bytes, threading.Event] = {}  # blocks some thread is fetching now
+        self._fetching_lock = threading.Lock()
         self._uploads: Uploads | None = None
 
     # --- object names -------------------------------------------------------
@@ -180,18 +182,48 @@ class Repo:
 
     # --- reading ------------------------------------------------------------
 
-    def get_block(self, h: bytes) -> bytes:
+    def get_block(self, h: bytes, shared: bool = False) -> bytes:
+        """A block by hash; a partial block, or one ``shared`` by several pieces, is kept in the cache.
+
+        Threads after the same block wait for the one fetching it (files
+        written side by side often share a partial block): one GET each.
+        """
         data = self._cache.get(h)
-        if data is None:
-            try:
-                data = self.store.get(self.block_key(h))
-            except ObjectNotFound:
-                raise ObjectNotFound(f"block {h.hex()} of {self.where()} is missing") from None
-            if self.verify_hashes and hashlib.sha256(data).digest() != h:
-                raise IntegrityError(f"block {h.hex()} of {self.where()} is corrupt (its hash does not match its name)")
-            if len(data) < BLOCK_SIZE:
-                self._cache.add(h, data)
+        if data is not None:
+            return data
+        with self._fetching_lock:
+            fetching = self._fetching.get(h)
+            if fetching is None:
+                self._fetching[h] = threading.Event()
+        if fetching is not None:
+            fetching.wait()
+            return self._cache.get(h) or self._fetch(h, shared)  # not cached: a whole block, or it failed
+        try:
+            return self._fetch(h, shared)
+        finally:
+            with self._fetching_lock:
+                self._fetching.pop(h).set()
+
+    def _fetch(self, h: bytes, shared: bool) -> bytes:
+        try:
+            data = self.store.get(self.block_key(h))
+        except ObjectNotFound:
+            raise ObjectNotFound(f"block {h.hex()} of {self.where()} is missing") from None
+        if self.verify_hashes and hashlib.sha256(data).digest() != h:
+            raise IntegrityError(f"block {h.hex()} of {self.where()} is corrupt (its hash does not match its name)")
+        if shared or len(data) < BLOCK_SIZE:
+            self._cache.add(h, data)
         return data
+
+    def piece(self, p: Bptr) -> bytes:
+        """The bytes one bptr points to. A piece short of a whole block shares it with other
+        pieces (tails fill partial blocks, sometimes to the last byte), so that block is cached."""
+        if p.start == 0 and p.end == BLOCK_SIZE:
+            return piece_bytes(p, self.get_block)
+        return piece_bytes(p, self._get_shared_block)
+
+    def _get_shared_block(self, h: bytes) -> bytes:
+        return self.get_block(h, shared=True)
 
     def pieces(self, ref: bytes) -> list[Bptr]:
         return read_pieces(self.keys, Bptr.unpack(ref), self.get_block)
@@ -282,7 +314,7 @@ class Repo:
         ~20 us, less than a hand-off between threads costs.
         """
         if len(pieces) == 1:
-            yield piece_bytes(pieces[0], self.get_block)
+            yield self.piece(pieces[0])
             return
         per_chunk = max(1, READ_CHUNK // BLOCK_SIZE)
         groups = (pieces[i : i + per_chunk] for i in range(0, len(pieces), per_chunk))
@@ -300,7 +332,7 @@ class Repo:
                 future.cancel()
 
     def _joined(self, pieces: list[Bptr]) -> bytes:
-        return b"".join([piece_bytes(p, self.get_block) for p in pieces])
+        return b"".join([self.piece(p) for p in pieces])
 
     def streamed(self, ref: bytes, what: str) -> Iterator[bytes]:
         """The plaintext of a content blob in one pass, raising at the end if its tag fails.
@@ -312,7 +344,7 @@ class Repo:
         try:
             pieces = self.pieces(ref)
             if len(pieces) == 1:  # a small blob: verified whole before any plaintext exists
-                yield crypto.open_blob(self.keys, piece_bytes(pieces[0], self.get_block))
+                yield crypto.open_blob(self.keys, self.piece(pieces[0]))
             else:
                 yield from crypto.open_stream(self.keys, self.sealed_chunks(pieces))
         except IntegrityError as e:

@@ -343,3 +343,16 @@ def test_streamed_refuses_a_tampered_many_block_blob_at_the_end(repo):
     with pytest.raises(IntegrityError, match="/x"):
         for _ in fresh(repo).streamed(e.bptr, "/x"):
             pass
+
+
+def test_a_partial_block_filled_to_the_last_byte_is_fetched_once(repo, store):
+    w = repo.writer()
+    a, b = os.urandom(40_000), os.urandom(BLOCK_SIZE - 40_000)  # two tails fill one block exactly
+    refs = w.resolve([w.write_bytes(a), w.write_bytes(b)])
+    repo.wait_uploads()
+    pa, pb = (Bptr.unpack(r) for r in refs)
+    assert pa.hash == pb.hash and pb.end == BLOCK_SIZE
+    reader = fresh(repo)
+    store.gets.clear()
+    assert (reader.piece(pa), reader.piece(pb), reader.piece(pa)) == (a, b, a)
+    assert store.gets == [reader.block_key(pa.hash)]
