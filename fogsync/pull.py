@@ -207,7 +207,7 @@ def restore(
 
     def one(path: str) -> None:
         target = os.path.join(dest, path)
-        os.replace(prepare(repo, target, tree[path]), target)
+        _place(prepare(repo, target, tree[path]), target)
 
     others = [p for p, e in tree.items() if e.type != DIR]
     small = [p for p in others if _one_block(tree[p])]
@@ -218,6 +218,15 @@ def restore(
     _run_all(one, [p for p in others if p not in chosen], workers)
     set_dir_mtimes(dest, tree, dirs)
     return len(tree)
+
+
+def _place(tmp: str, target: str) -> None:
+    """Rename a prepared file into place (restore: nothing is there to check first)."""
+    try:
+        os.replace(tmp, target)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise LocalError(f"cannot write {target}: {e.strerror or e}") from None
 
 
 def _one_block(e: Entry) -> bool:
@@ -248,7 +257,7 @@ def _restore_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -
         _write_checked(tmp, iter((plain,)), entry, False)
 
     try:
-        os.replace(_prepared(target, entry, write), target)
+        _place(_prepared(target, entry, write), target)
         return True
     except FogsyncError as e:
         return e

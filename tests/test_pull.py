@@ -111,3 +111,17 @@ def test_a_tampered_small_file_fails_the_restore_in_worker_processes(repo, tmp_p
         pull.restore(repo, tree, str(dest), processes_min=1)
     assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
     assert "f3" not in os.listdir(dest)
+
+
+@pytest.mark.parametrize("in_processes", [True, False])
+def test_a_file_that_cannot_be_renamed_into_place_is_one_clear_error(repo, tmp_path, in_processes):
+    tree = small_tree(repo, {"a": b"x", "b": b"y"})
+    dest = tmp_path / "out"
+    (dest / "b").mkdir(parents=True)
+    (dest / "b" / "inside").write_bytes(b"")  # a non-empty directory where the file "b" goes
+    with pytest.raises(LocalError, match=f"cannot write {dest / 'b'}"):
+        if in_processes:
+            pull._restore_in_processes(repo, tree, str(dest), ["a", "b"])
+        else:
+            pull._place(pull.prepare(repo, str(dest / "b"), tree["b"]), str(dest / "b"))
+    assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
