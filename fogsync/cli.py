@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from . import config as configmod
 from .crypto import parse_key
 from .errors import ConfigError, FogsyncError, LocalError
-from .tree import DIR, SYMLINK, Entry, join, name_of
+from .tree import DIR, SYMLINK, Entry, name_of
 
 log = logging.getLogger("fogsync")
 
