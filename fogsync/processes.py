@@ -2,9 +2,10 @@
 
 Sealing a file of a few KiB, or writing one back, is mostly Python bytecode
 (open, stat, read, hash, gzip, seal; or verify, decrypt, write, rename),
-which holds the GIL: threads cannot spread it over the cores, processes can. ``map_in_processes`` sends items in batches to a pool
-of workers and hands back each item's result in the order given, keeping
-only a few batches in flight so memory stays bounded.
+which holds the GIL: threads cannot spread it over the cores, processes can.
+``map_in_processes`` sends items in batches to a pool of workers and hands
+back each item's result in the order given, keeping only a few batches in
+flight so memory stays bounded.
 
 Workers start with ``forkserver`` where it exists (never plain ``fork``: the
 caller has threads, and a forked child could inherit a lock held by one of

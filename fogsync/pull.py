@@ -213,7 +213,8 @@ def restore(
     small = [p for p in others if _one_block(tree[p])]
     if workers <= 1 or len(small) < processes_min or (os.cpu_count() or 1) < 2:
         small = []
-    _restore_in_processes(repo, tree, dest, small)
+    if small:
+        _restore_in_processes(repo, tree, dest, small)
     chosen = set(small)
     _run_all(one, [p for p in others if p not in chosen], workers)
     set_dir_mtimes(dest, tree, dirs)

@@ -319,7 +319,8 @@ class Repo:
         per_chunk = max(1, READ_CHUNK // BLOCK_SIZE)
         groups = (pieces[i : i + per_chunk] for i in range(0, len(pieces), per_chunk))
         pool = _reader_pool()
-        ahead = deque(pool.submit(self._joined, g) for g in itertools.islice(groups, max(1, self.store.read_concurrency)))
+        first = itertools.islice(groups, max(1, self.store.read_concurrency))
+        ahead = deque(pool.submit(self._joined, g) for g in first)
         try:
             while ahead:
                 chunk = ahead.popleft().result()
