@@ -17,6 +17,16 @@ through the same sequence, each run on a fresh repository/store:
     change    (small corpus only) one file appended to, then a backup/sync;
               the file is put back afterwards
 
+Nothing is deleted while a tool is timed or just before: a tool's work dir
+is moved aside and the pile is deleted after every tool of that corpus and
+run is done, then ``sync(2)`` and a 61 s wait. On ext4 without a journal
+(these machines), an inode freed less than 60 s ago is skipped by every
+file create, and each skip costs a buffer-cache lookup: a tool that creates
+thousands of files (fogsync's one object per 64 KiB block, any restore of
+the small corpus) right after another tool's 50,000-file cleanup spends
+most of its time in ``recently_deleted()``, which measures the cleanup,
+not the tool.
+
 Each command runs as a child process, timed with a monotonic clock and
 reaped with ``os.wait4`` for its peak RSS (ru_maxrss). ``sync(2)`` runs
 before every timed command, and the corpus is read once (warm page cache)
@@ -356,8 +366,35 @@ class Result:
         return statistics.median(self.rss) if self.rss else None
 
 
+RECENTLY_DELETED_S = 61  # ext4 (no journal) skips inodes freed this recently when it allocates
+
+
+class Trash:
+    """Directories to delete later, away from any timed command (see the module docstring)."""
+
+    def __init__(self, work_root: str) -> None:
+        self.root = os.path.join(work_root, "trash")
+        self._serial = 0
+
+    def add(self, path: str) -> None:
+        if not os.path.exists(path):
+            return
+        os.makedirs(self.root, exist_ok=True)
+        self._serial += 1
+        os.rename(path, os.path.join(self.root, f"{self._serial}-{os.path.basename(path)}"))
+
+    def empty(self, wait: bool) -> None:
+        if not os.path.exists(self.root):
+            return
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.sync()
+        if wait:
+            log(f"  (deleted the work dirs; waiting {RECENTLY_DELETED_S} s before the next timed command)")
+            time.sleep(RECENTLY_DELETED_S)
+
+
 def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root: str,
-                 results: dict) -> None:
+                 results: dict, trash: Trash) -> None:
     files = corpus_files(corpus)
     change = OneFileChange(corpus, files) if name == "small" else None
 
@@ -391,7 +428,7 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
                     if problem:
                         log(f"  WARNING: {tool} restore of {name} differs from the corpus: {problem}")
                         results[(name, "restore", tool)].bad_restore.append(problem)
-                    shutil.rmtree(dest, ignore_errors=True)
+                    trash.add(dest)
                 if change is not None:
                     with change:
                         m = t.backup()
@@ -401,7 +438,8 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
                 results.setdefault((name, "initial", tool), Result(name, "initial", tool)).failed += 1
             finally:
                 if not ARGS.keep:
-                    shutil.rmtree(work, ignore_errors=True)
+                    trash.add(work)
+        trash.empty(wait=not ARGS.smoke)
 
 
 def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -> str:
@@ -470,10 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     sizes: dict[str, int] = {}
     paths = corpus_dirs(args.cache, corpora, scale)
+    trash = Trash(work_root)
     try:
         for name, path in paths.items():
             sizes[name] = sum(corpus_files(path).values())
-            bench_corpus(name, path, present, args.runs, work_root, results)
+            bench_corpus(name, path, present, args.runs, work_root, results, trash)
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work_root, ignore_errors=True)

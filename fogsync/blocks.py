@@ -169,6 +169,28 @@ class BlobWriter:
             return Pending(depth, [], self._add_tail(sealed) if sealed else None, len(sealed))
         return self.write((sealed,), depth)
 
+    def store_blocks(self, data: bytes | bytearray | memoryview, depth: int = 0) -> list[Bptr]:
+        """Hash and store ``data``, a whole number of blocks of a blob, in the calling thread.
+
+        For callers that already cut a blob on several threads (``bigblob``);
+        ``write_after`` then finishes the blob.
+        """
+        view = memoryview(data).cast("B")
+        if len(view) % BLOCK_SIZE:
+            raise ValueError(f"store_blocks takes whole {BLOCK_SIZE}-byte blocks, not {len(view)} bytes")
+        out = []
+        for start in range(0, len(view), BLOCK_SIZE):
+            piece = bytes(view[start : start + BLOCK_SIZE])
+            h = block_hash(piece)
+            self._store(h, piece)
+            out.append(Bptr(h, 0, BLOCK_SIZE, depth))
+        return out
+
+    def write_after(self, stored: list[Bptr], rest: bytes, depth: int = 0) -> Pending:
+        """A blob whose first pieces are ``stored`` (by ``store_blocks``) and whose remaining bytes are ``rest``."""
+        after = self.write((rest,), depth) if rest else Pending(depth, [], None, 0)
+        return Pending(depth, [*stored, *after.full], after.tail, len(stored) * BLOCK_SIZE + after.length)
+
     def flush(self) -> None:
         """Close every open partial block, so each pending tail has a hash."""
         with self._lock:

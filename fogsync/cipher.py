@@ -523,6 +523,35 @@ def twofish_ctr(key: bytes, counter0: int, backend: str | None = None) -> Twofis
     return _PythonCTR(key, counter0)
 
 
+def xor_at(key: bytes, counter0: int, offset: int, buf: bytearray | memoryview, backend: str | None = None) -> None:
+    """XOR ``buf`` in place with the keystream from byte ``offset`` on, in this thread only.
+
+    ``offset`` must be a whole number of blocks. CTR blocks are independent, so
+    callers that are parallel already (a chunk per thread) encrypt any chunk
+    of a stream without the stream's own two-thread split.
+    """
+    _check_key(key)
+    _check_counter(counter0)
+    if offset % BLOCK_LEN:
+        raise ValueError("xor_at needs an offset that is a whole number of 16-byte blocks")
+    counter = (counter0 + offset // BLOCK_LEN) % COUNTER_MOD
+    view = _writable_view(buf)
+    if _resolve(key, backend) != GCRYPT:
+        stream = _PythonCTR(key, counter)
+        try:
+            stream.xor_into(view)
+        finally:
+            stream.close()
+        return
+    gc = _gcrypt()
+    handle = _pool.take(gc, bytes(key))
+    try:
+        gc.check(gc.lib.gcry_cipher_setctr(handle, counter.to_bytes(16, "big"), 16), "cipher_setctr")
+        gc.encrypt_inplace(handle, view)
+    finally:
+        _pool.give(gc, bytes(key), handle)
+
+
 def encrypt_block(key: bytes, block: bytes, backend: str | None = None) -> bytes:
     """One raw Twofish block encryption (ECB), for known-answer tests."""
     _check_key(key)

@@ -175,6 +175,27 @@ def _counter0(nonce: bytes | bytearray | memoryview) -> int:
     return int.from_bytes(nonce[:16], "big")
 
 
+def blob_prefix(compression: int, nonce: bytes | None = None) -> bytes:
+    """The 32 bytes a sealed blob starts with: a fresh (or given) nonce and the header."""
+    return _fresh_nonce(nonce) + _header(compression)
+
+
+def counter0(prefix: bytes | bytearray | memoryview) -> int:
+    """The first CTR counter block of the blob that starts with ``prefix``."""
+    return _counter0(prefix)
+
+
+def is_uncompressed(prefix: bytes | bytearray | memoryview) -> bool:
+    """Whether ``prefix`` carries the plain header: CTR, Twofish, HMAC, no compression."""
+    return bytes(prefix[NONCE_LEN:PREFIX_LEN]) == _header(COMP_NONE)
+
+
+def check_tag(mac: hmac.HMAC, tag: bytes | memoryview) -> None:
+    """IntegrityError unless ``mac`` (fed the whole authenticated blob) gives ``tag``, compared in constant time."""
+    if len(tag) != TAG_LEN or not hmac.compare_digest(mac.digest(), tag):
+        raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
+
+
 def gzip_compressor() -> Any:
     """A compressobj writing one gzip member (RFC 1952) at GZIP_LEVEL."""
     return _gz.compressobj(GZIP_LEVEL, _gz.DEFLATED, _GZIP_WBITS)

@@ -20,12 +20,11 @@ import hashlib
 import itertools
 import os
 import secrets
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
-from . import crypto
+from . import bigblob, crypto
 from .blocks import Bptr
 from .crypto import ShareKeys
 from .errors import FogsyncError, FormatError, IntegrityError, LocalError
@@ -39,7 +38,6 @@ from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 CHUNK = 1 << 20
 _BATCH = 256
 _WORKERS = 4  # files written at once
-_OVERLAP_SIZE = 4 << 20  # files at least this big are hashed and written on another thread while decrypting
 PROCESSES_MIN = 2000  # this many one-block files are worth starting worker processes for
 
 
@@ -96,67 +94,49 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durab
             pass  # the local copy changed or vanished: fetch from the store instead
     if entry.size == 0:
         _write_checked(tmp, iter(()), entry, durable)
-        return
-    _write_checked(tmp, repo.streamed(entry.bptr, dest), entry, durable)
+    elif entry.size >= bigblob.MIN_SIZE:
+        _write_big(repo, tmp, entry, durable, dest)
+    else:
+        _write_checked(tmp, repo.streamed(entry.bptr, dest), entry, durable)
+
+
+def _write_big(repo: Repo, tmp: str, entry: Entry, durable: bool, dest: str) -> None:
+    """A big file, decrypted and written a chunk per core at its offset (``bigblob``)."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        sha, n = repo.open_into(entry.bptr, dest, lambda offset, data: _pwrite_all(fd, data, offset))
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    _check_content(sha, n, entry)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:
     h = hashlib.sha256()
     n = 0
 
-    def take(chunk: bytes) -> None:
-        h.update(chunk)
-        f.write(chunk)
-
     with open(tmp, "wb") as f:
-        if entry.size >= _OVERLAP_SIZE:
-            n = _overlapped(take, chunks)
-        else:
-            for chunk in chunks:
-                take(chunk)
-                n += len(chunk)
+        for chunk in chunks:
+            h.update(chunk)
+            f.write(chunk)
+            n += len(chunk)
         if durable:
             f.flush()
             os.fsync(f.fileno())
-    if n != entry.size or (n and h.hexdigest() != entry.sha256):
+    _check_content(h.hexdigest(), n, entry)
+
+
+def _check_content(sha: str, n: int, entry: Entry) -> None:
+    if n != entry.size or (n and sha != entry.sha256):
         raise IntegrityError(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
-
-
-def _overlapped(take: Callable[[bytes], None], chunks: Iterator[bytes]) -> int:
-    """Feed ``chunks`` to ``take`` in order on another thread, one chunk behind the producer.
-
-    Hashing and writing one chunk overlaps decrypting the next (hashlib,
-    file writes and libgcrypt all release the GIL). Returns the bytes taken.
-    """
-    pending: Future[None] | None = None
-    n = 0
-    try:
-        for chunk in chunks:
-            if pending is not None:
-                pending.result()
-            pending = _taker_pool().submit(take, chunk)
-            n += len(chunk)
-    except BaseException:
-        if pending is not None:
-            wait([pending])  # the file is closed and removed next: let the last write finish first
-        raise
-    if pending is not None:
-        pending.result()
-    return n
-
-
-_taker_lock = threading.Lock()
-_takers: list[ThreadPoolExecutor] = []
-
-
-def _taker_pool() -> ThreadPoolExecutor:
-    with _taker_lock:
-        if not _takers:
-            _takers.append(ThreadPoolExecutor(_WORKERS, thread_name_prefix="fogsync-take"))
-        return _takers[0]
-
-
-os.register_at_fork(after_in_child=_takers.clear)
 
 
 def _local_chunks(path: str) -> Iterator[bytes]:

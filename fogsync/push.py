@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator, Mapping
 
-from . import crypto
+from . import bigblob, crypto
 from .processes import map_in_processes
 from .blocks import BlobWriter, Pending
 from .roots import Root, format_date
@@ -243,6 +243,12 @@ def _content(f, full, size, writer, keys, index):
         return _small_content(f, full, writer, keys)
     first = f.read(PROBE)
     compress = _worth_compressing(full, first)
+    if not compress and size >= bigblob.MIN_SIZE:
+        try:
+            sha, pending = bigblob.seal_file(keys, f.fileno(), size, writer)
+        except bigblob.ShortRead:
+            raise _Changing() from None
+        return sha, None, pending, size
     h = hashlib.sha256()
     counter = [0]
     chunks = _tapped(_chunks(f, first), h, counter)

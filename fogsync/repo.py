@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
-from . import crypto
+from . import bigblob, crypto
 from .blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
 from .errors import FogsyncError, FormatError, IntegrityError, ObjectNotFound
 from .roots import Root, decode_head
@@ -31,7 +31,7 @@ from .store.base import Store
 from .tree import DIR, Entry, decode_listing, join
 
 IN_MEMORY_LIMIT = 8 * 1024 * 1024  # blobs up to this size are verified in memory, larger ones spooled
-READ_CHUNK = 1 << 20  # a many-block blob is handed on in chunks of this (Twofish splits them over two cores)
+READ_CHUNK = bigblob.CHUNK  # a many-block blob is handed on in chunks of this (decrypted a chunk per core)
 _READ_WORKERS = 16
 
 
@@ -348,6 +348,22 @@ class Repo:
                 yield crypto.open_blob(self.keys, self.piece(pieces[0]))
             else:
                 yield from crypto.open_stream(self.keys, self.sealed_chunks(pieces))
+        except IntegrityError as e:
+            raise type(e)(f"{what}: {e}") from None
+        except FormatError as e:
+            raise FormatError(f"{what}: {e}") from None
+
+    def open_into(self, ref: bytes, what: str, write_at: Callable[[int, bytes], None]) -> tuple[str, int]:
+        """Decrypt a content blob into ``write_at(offset, data)``, a chunk per core (``bigblob``).
+
+        Returns the plaintext's hex SHA-256 and length once the tag verified.
+        Worth it for big files (``bigblob.MIN_SIZE``); as with ``streamed``,
+        the output is for a temporary file.
+        """
+        pieces = self.pieces(ref)
+        length = sum(p.length for p in pieces)
+        try:
+            return bigblob.open_into(self.keys, self.sealed_chunks(pieces), length, write_at)
         except IntegrityError as e:
             raise type(e)(f"{what}: {e}") from None
         except FormatError as e:

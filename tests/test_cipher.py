@@ -359,3 +359,20 @@ def test_unwritable_cache_dir_still_works(tmp_path):
         result = _vpgather_child(tmp_path)
         assert result["source"] == "measured"
         assert result["digests"] == _python_digests("seed")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("counter0", [0, WRAP, (1 << 128) - 1])
+def test_xor_at_is_the_stream_from_that_offset(backend, counter0):
+    key = bytes(range(32))
+    data = bytes(range(256)) * 8
+    whole = cipher.twofish_ctr(key, counter0, cipher.PYTHON).xor(data)
+    for offset in (0, 16, 512, 1024 + 48):
+        buf = bytearray(data[offset:])
+        cipher.xor_at(key, counter0, offset, buf, backend)
+        assert bytes(buf) == whole[offset:]
+
+
+def test_xor_at_refuses_an_offset_inside_a_block():
+    with pytest.raises(ValueError, match="whole number"):
+        cipher.xor_at(bytes(32), 0, 8, bytearray(16))

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fogsync import crypto, pull
+from fogsync import bigblob, crypto, pull
 from fogsync.errors import IntegrityError, LocalError
 from fogsync.repo import Repo
 from fogsync.store.local import LocalStore
@@ -24,9 +24,9 @@ def repo(tmp_path):
     r.close()
 
 
-def stored(repo: Repo, data: bytes) -> Entry:
+def stored(repo: Repo, data: bytes, compress: bool = False) -> Entry:
     w = repo.writer()
-    (ref,) = w.resolve([w.write(crypto.seal_stream(KEYS, [data], compress=False))])
+    (ref,) = w.resolve([w.write(crypto.seal_stream(KEYS, [data], compress=compress))])
     repo.wait_uploads()
     return Entry(FILE, MTIME, "h", len(data), ref, hashlib.sha256(data).hexdigest())
 
@@ -40,7 +40,7 @@ def flip_last_block(repo: Repo, entry: Entry) -> None:
 
 
 def test_restore_writes_big_and_small_files_with_their_mtimes(repo, tmp_path):
-    big = os.urandom(pull._OVERLAP_SIZE + 100_000)  # hashed and written on another thread
+    big = os.urandom(bigblob.MIN_SIZE + 100_000)  # decrypted and written a chunk per worker thread
     tree = {"big.bin": stored(repo, big), "small.txt": stored(repo, b"small")}
     dest = tmp_path / "out"
     pull.restore(repo, tree, str(dest))
@@ -50,8 +50,9 @@ def test_restore_writes_big_and_small_files_with_their_mtimes(repo, tmp_path):
     assert sorted(os.listdir(dest)) == ["big.bin", "small.txt"]
 
 
-def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path):
-    entry = stored(repo, os.urandom(pull._OVERLAP_SIZE + 1))
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzipped"])
+def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path, compress):
+    entry = stored(repo, os.urandom(bigblob.MIN_SIZE + 1), compress)
     flip_last_block(repo, entry)
     dest = tmp_path / "out"
     with pytest.raises(IntegrityError, match="authentication failed"):
@@ -59,27 +60,26 @@ def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path):
     assert os.listdir(dest) == []
 
 
-def test_a_write_error_on_the_writing_thread_is_one_error_and_no_temp(repo, tmp_path, monkeypatch):
-    entry = stored(repo, os.urandom(pull._OVERLAP_SIZE + 1))
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzipped"])
+def test_a_write_error_on_a_worker_thread_is_one_error_and_no_temp(repo, tmp_path, monkeypatch, compress):
+    entry = stored(repo, os.urandom(bigblob.MIN_SIZE + 1), compress)
     dest = tmp_path / "out"
     dest.mkdir()
 
-    def full_disk(take, chunks):
-        def failing(chunk):
-            raise OSError(28, "No space left on device")
-        return real(failing, chunks)
+    def full_disk(fd, data, offset):
+        raise OSError(28, "No space left on device")
 
-    real = pull._overlapped
-    monkeypatch.setattr(pull, "_overlapped", full_disk)
+    monkeypatch.setattr(pull, "_pwrite_all", full_disk)
     with pytest.raises(LocalError, match="No space left on device"):
         pull.restore(repo, {"big.bin": entry}, str(dest))
     assert os.listdir(dest) == []
 
 
-def test_overlapped_feeds_every_chunk_in_order():
-    seen = []
-    n = pull._overlapped(seen.append, iter([b"a", b"bc", b"", b"def"]))
-    assert n == 6 and seen == [b"a", b"bc", b"", b"def"]
+def test_a_big_gzipped_file_is_restored_in_order(repo, tmp_path):
+    data = b"compressible line of text\n" * 200_000
+    tree = {"log.txt": stored(repo, data, compress=True)}
+    pull.restore(repo, tree, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "log.txt").read_bytes() == data
 
 
 def small_tree(repo, folder_files: dict[str, bytes]) -> dict[str, Entry]:

@@ -127,3 +127,37 @@ def test_only_many_small_files_go_to_worker_processes(repo, tmp_path, monkeypatc
 def test_the_capture_writer_refuses_a_stream():
     with pytest.raises(push._GrewLarge):
         push._Capture().write(iter([b"x"]))
+
+
+@pytest.mark.parametrize("change", ["append", "truncate"])
+def test_a_big_file_changed_while_it_is_read_is_read_again_never_torn(repo, tmp_path, monkeypatch, change):
+    from fogsync import bigblob
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    path = folder / "big.bin"
+    path.write_bytes(os.urandom(3 * bigblob.CHUNK))
+    real = bigblob._pread_exact
+    calls = []
+
+    def changing(fd, n, offset):
+        calls.append(offset)
+        if len(calls) == 2:  # mid-read, once: another program rewrites the file
+            with open(path, "r+b") as f:
+                if change == "append":
+                    f.seek(0, 2)
+                    f.write(b"more")
+                else:
+                    f.truncate(bigblob.CHUNK)
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(bigblob, "_pread_exact", changing)
+    writer = repo.writer()
+    out = seal_files(str(folder), ["big.bin"], writer, KEYS, ContentIndex(lambda sha: None, set()), "host",
+                     sizes={"big.bin": 3 * bigblob.CHUNK})
+    resolve_sealed(out, writer)
+    repo.wait_uploads()
+    final = path.read_bytes()
+    assert not out.problems
+    assert out.entries["big.bin"].sha256 == hashlib.sha256(final).hexdigest()
+    assert content(repo, out.entries["big.bin"]) == final
