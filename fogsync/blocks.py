@@ -110,12 +110,20 @@ class Pending:
         full = [p.result() if isinstance(p, Future) else p for p in self.full]
         if self.tail is None:
             return full
-        part, start, end = self.tail
+        return full + [Bptr(self._tail_hash(), self.tail[1], self.tail[2], self.depth)]
+
+    def packed_tail(self) -> bytes:
+        """The reference of a blob that is nothing but its tail, packed (a small file: the common case)."""
+        _, start, end = self.tail
+        return _BPTR.pack(self._tail_hash(), start, end, self.depth, 0)
+
+    def _tail_hash(self) -> bytes:
+        part = self.tail[0]
         if part.closing is not None:
             part.closing.result()
         if part.hash is None:
             raise RuntimeError("tail block not flushed yet")
-        return full + [Bptr(part.hash, start, end, self.depth)]
+        return part.hash
 
 
 _HASHING_AHEAD = 32  # full pieces (2 MiB) hashed and stored behind the sealing thread at most
@@ -210,6 +218,9 @@ class BlobWriter:
         while todo:
             deeper = []
             for i, pending in todo:
+                if not pending.full and pending.tail is not None:
+                    refs[i] = pending.packed_tail()
+                    continue
                 pieces = pending.pieces()
                 if len(pieces) == 1:
                     refs[i] = pieces[0].pack()

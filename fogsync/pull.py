@@ -283,12 +283,12 @@ def apply(
     Anything else found in the way is left alone and reported in ``left_alone``.
     """
     out = Applied()
-    sources = _local_sources(folder, known, local)
     removals = [p for p, item in known.items() if p not in target or target[p].type != item.type]
-    writes = [p for p, e in target.items() if p not in known or not e.same_content(local.get(p))]
+    writes = [p for p, e in target.items() if p not in known or not _same(e, local.get(p))]
     present = [p for p in writes if p not in known and os.path.lexists(os.path.join(folder, p))]
     out.left_alone.update(p for p in present if target[p].type != DIR or not os.path.isdir(os.path.join(folder, p)))
     writes = [p for p in writes if p not in out.left_alone]
+    sources = _local_sources(folder, known, local) if writes else {}
     blocked = _blocked(writes, known)
     first = [p for p in writes if p not in blocked and p not in known]
     later = [p for p in writes if p in blocked or p in known]
@@ -299,6 +299,10 @@ def apply(
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
+
+
+def _same(e: Entry, local: Entry | None) -> bool:
+    return e is local or e.same_content(local)  # mostly the very same object: nothing to write
 
 
 def _local_sources(folder: str, known: Mapping[str, Local], local: Mapping[str, Entry]) -> dict[str, str]:

@@ -136,7 +136,7 @@ def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, inde
     if sealed is not None:
         ref = index.get(entry.sha256) if entry.size in index.sizes else None
         if ref is not None:
-            entry = entry.with_(bptr=ref)
+            entry = entry.with_bptr(ref)
         else:
             out.pending[path] = writer.write_bytes(sealed)
     out.entries[path] = entry
@@ -188,7 +188,7 @@ def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[tuple[str, int, b
     refs = writer.resolve([sealed.pending[p] for p in paths])
     new = []
     for path, ref in zip(paths, refs):
-        e = sealed.entries[path].with_(bptr=ref)
+        e = sealed.entries[path].with_bptr(ref)
         sealed.entries[path] = e
         new.append((e.sha256, e.size, ref))
     sealed.pending.clear()
@@ -309,7 +309,8 @@ def dirty_dirs(tree: Mapping[str, Entry], previous: Mapping[str, Entry]) -> set[
             path = parent_of(path)
 
     for path, e in tree.items():
-        if previous.get(path) != e:
+        old = previous.get(path)
+        if old is not e and old != e:  # mostly the very same object: unchanged since the base
             mark(path if e.type == DIR else parent_of(path))
     for path in previous:
         if path not in tree:

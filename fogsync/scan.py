@@ -19,11 +19,12 @@ from typing import Callable, Mapping, NamedTuple
 from .errors import LocalError
 from .ignore import Ignore
 from .state import Stat
-from .tree import DIR, FILE, SYMLINK, Entry, join
+from .tree import DIR, FILE, SYMLINK, Entry
 
 # A file modified this close to the scan may change again within the same
 # mtime tick; its stat is not trusted next time (git's "racily clean" rule).
 RACY_NS = 2_000_000_000
+_S_IFMT = 0o170000  # the file-type bits of st_mode
 
 
 class Local(NamedTuple):
@@ -70,32 +71,35 @@ def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -
         except OSError as e:
             _unreadable(snap, rel, e)
             continue
+        prefix = rel + "/" if rel else ""
+        items = snap.items
         for de in entries:
-            path = join(rel, de.name)
+            path = prefix + de.name
             item = _inspect(de, path, snap, ignore)
             if item is not None:
-                snap.items[path] = item
+                items[path] = item
                 if item.type == DIR:
                     stack.append(path)
     return snap
 
 
 def _inspect(de: os.DirEntry, path: str, snap: Snapshot, ignore: Ignore) -> Local | None:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        snap.problems.append(f"skipped {path!r}: its name is not valid UTF-8")
-        return None
+    if not de.name.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes come back as lone surrogates
+            snap.problems.append(f"skipped {path!r}: its name is not valid UTF-8")
+            return None
     try:
         s = de.stat(follow_symlinks=False)
-        is_dir = st.S_ISDIR(s.st_mode)
-        if ignore.ignored_here(path, is_dir):
+        kind = s.st_mode & _S_IFMT
+        if ignore.ignored_here(path, kind == st.S_IFDIR):
             return None
-        if is_dir:
-            return Local(DIR, 0, s.st_mtime_ns, s.st_ino)
-        if st.S_ISREG(s.st_mode):
+        if kind == st.S_IFREG:
             return Local(FILE, s.st_size, s.st_mtime_ns, s.st_ino, bool(s.st_mode & st.S_IXUSR))
-        if st.S_ISLNK(s.st_mode):
+        if kind == st.S_IFDIR:
+            return Local(DIR, 0, s.st_mtime_ns, s.st_ino)
+        if kind == st.S_IFLNK:
             target = os.readlink(de.path)
             return Local(SYMLINK, len(target.encode("utf-8")), s.st_mtime_ns, s.st_ino, target=target)
     except UnicodeEncodeError:
@@ -128,7 +132,8 @@ def compare(snap: Snapshot, base: Mapping[str, Entry], stats: Mapping[str, Stat]
     for path, item in snap.items.items():
         old = base.get(path)
         if item.type == FILE:
-            if old is not None and old.type == FILE and old.exec == item.exec and stats.get(path) == item.stat:
+            # item[1:4] is (size, mtime_ns, ino) as a plain tuple: equal to a Stat, and cheaper than building one
+            if old is not None and old.type == FILE and old.exec == item.exec and stats.get(path) == item[1:4]:
                 tree[path] = old
             else:
                 to_read.append(path)

@@ -104,7 +104,7 @@ class State:
             (name,),
         )
         for path, kind, mtime, host, size, bptr, sha, ex, target, extra, s_size, s_mtime, s_ino in rows:
-            tree[path] = Entry(kind, mtime, host, size, bptr, sha, bool(ex), target, _thaw(extra))
+            tree[path] = Entry(kind, mtime, host, size, bptr, sha, bool(ex), target, _thaw(extra) if extra else ())
             if s_size is not None:
                 stats[path] = Stat(s_size, s_mtime, s_ino)
         return tree, stats

@@ -115,7 +115,8 @@ def _attempt(share: Share, report: Report) -> bool:
 
     index = ContentIndex(lambda sha: state.content(name, sha), state.content_sizes(name))
     index.add_tree(base_tree)
-    index.add_tree(remote_tree)
+    if remote_tree is not base_tree:
+        index.add_tree(remote_tree)
     writer = repo.writer()
     sizes = {p: snap.items[p].size for p in to_read}
     sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers, sizes)
@@ -256,14 +257,14 @@ def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Ent
         while parent:
             entry = rows[parent][0] if parent in rows else final.get(parent) or base.get(parent)
             if entry is not None:
-                rows[parent] = (entry.with_(bptr=None), None)
+                rows[parent] = (entry.with_bptr(None), None)
             parent = parent_of(parent)
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
     if a.keys() != b.keys():
         return False
-    return all(e == b[p] if e.type != DIR else b[p].type == DIR for p, e in a.items())
+    return all(e is b[p] or (e == b[p] if e.type != DIR else b[p].type == DIR) for p, e in a.items())
 
 
 def _state_rows(
@@ -278,14 +279,18 @@ def _state_rows(
     trust is not kept either.
     """
     rows = {}
+    racy = taken_ns - RACY_NS
     for path, entry in final.items():
         stat = None
         if entry.type == FILE:
-            stat = applied.stats.get(path) or (known[path].stat if path in known else None)
-            if stat is not None and stat.mtime_ns >= taken_ns - RACY_NS:
+            stat = applied.stats.get(path)
+            if stat is None and path in known:
+                stat = known[path][1:4]  # (size, mtime_ns, ino): a Stat only if it goes into a row
+            if stat is not None and stat[1] >= racy:
                 stat = None
-        if base.get(path) != entry or stats.get(path) != stat:
-            rows[path] = (entry, stat)
+        old = base.get(path)
+        if (old is not entry and old != entry) or stats.get(path) != stat:  # mostly the very same object
+            rows[path] = (entry, None if stat is None else Stat(*stat))
     removed = [p for p in base if p not in final]
     return rows, removed
 

@@ -18,7 +18,7 @@ FILE, DIR, SYMLINK = "file", "dir", "symlink"
 TYPES = (FILE, DIR, SYMLINK)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One listing entry, without its name (the path is the key in a Tree).
 
@@ -52,6 +52,10 @@ class Entry:
 
     def with_(self, **changes) -> "Entry":
         return replace(self, **changes)
+
+    def with_bptr(self, bptr: bytes | None) -> "Entry":
+        """This entry stored at ``bptr`` (the hot case of ``with_``: one call per file pushed)."""
+        return Entry(self.type, self.mtime, self.host, self.size, bptr, self.sha256, self.exec, self.target, self.extra)
 
 
 Tree = dict  # dict[str, Entry]: "a/b.txt" -> Entry; parents always present

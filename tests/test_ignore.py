@@ -122,3 +122,20 @@ def test_for_folder_with_an_unreadable_ignore_file(tmp_path):
     (tmp_path / IGNORE_FILE).write_bytes(b"\xff\xfe*.x\n")
     i = Ignore.for_folder(str(tmp_path))  # not UTF-8: ignored, not fatal
     assert not i.ignored("a.x")
+
+
+@pytest.mark.parametrize("patterns", [["a[!x]b"], ["a[!x]b", "!keep"]], ids=["fast", "with-negation"])
+def test_a_negated_class_never_matches_a_slash(patterns):
+    ig = Ignore(patterns)
+    assert ig.ignored("ayb")
+    assert not ig.ignored("a/b")
+    assert not ig.ignored_here("a/b")
+
+
+@pytest.mark.parametrize("patterns", [["*.log"], ["*.log", "!keep"]], ids=["fast", "with-negation"])
+def test_name_patterns_and_path_patterns_give_the_same_answers_both_ways(patterns):
+    ig = Ignore([*patterns, "build/out", "/top.txt", "deep/**/x"])
+    cases = {"a.log": True, "d/a.log": True, "a.log.txt": False, "build/out": True, "x/build/out": False,
+             "top.txt": True, "d/top.txt": False, "deep/1/2/x": True, "deep/x": True, "x": False}
+    for path, expected in cases.items():
+        assert ig.ignored_here(path) is expected, path
