@@ -44,17 +44,24 @@ class Head:
 
 
 class Uploads:
-    """A bounded pool of concurrent ``store.put`` calls; the first error is raised by ``wait``."""
+    """A bounded pool of concurrent ``store.put`` calls; the first error is raised by ``wait``.
+
+    With ``workers=0`` each put runs in the calling thread and raises there
+    (a local file write costs less than the hand-off to another thread).
+    """
 
     def __init__(self, store: Store, workers: int = 16, depth: int = 64) -> None:
         self._store = store
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fogsync-put")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fogsync-put") if workers else None
         self._cond = threading.Condition()
         self._in_flight = 0
         self._depth = depth
         self._error: BaseException | None = None
 
     def put(self, key: str, data: bytes) -> None:
+        if self._pool is None:
+            self._store.put(key, data)
+            return
         with self._cond:
             while self._in_flight >= self._depth and self._error is None:
                 self._cond.wait()
@@ -69,7 +76,8 @@ class Uploads:
             self._raise_error()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def _run(self, key: str, data: bytes) -> None:
         try:
@@ -160,7 +168,7 @@ class Repo:
     def writer(self) -> BlobWriter:
         """A BlobWriter whose blocks go to the store through the upload pool."""
         if self._uploads is None:
-            self._uploads = Uploads(self.store)
+            self._uploads = Uploads(self.store, workers=self.store.put_concurrency)
         uploads = self._uploads
         return BlobWriter(self.keys, lambda h, data: uploads.put(self.block_key(h), data))
 

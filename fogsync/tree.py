@@ -53,6 +53,11 @@ class Entry:
     def with_(self, **changes) -> "Entry":
         return replace(self, **changes)
 
+    def __reduce__(self) -> tuple:
+        # Positional: 2.5x cheaper to pickle than the dataclass default (worker processes send one per file).
+        return Entry, (self.type, self.mtime, self.host, self.size, self.bptr, self.sha256, self.exec, self.target,
+                       self.extra)
+
     def with_bptr(self, bptr: bytes | None) -> "Entry":
         """This entry stored at ``bptr`` (the hot case of ``with_``: one call per file pushed)."""
         return Entry(self.type, self.mtime, self.host, self.size, bptr, self.sha256, self.exec, self.target, self.extra)

@@ -9,6 +9,7 @@ and the refusal of two hosts with one name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -811,3 +812,51 @@ def test_a_file_that_cannot_be_read_is_retried_not_forgotten(two, monkeypatch):
     assert laptop.sync_here().committed is not None
     desktop.sync_here()
     assert desktop.read("doc.txt") == b"second"
+
+
+@pytest.mark.parametrize("size", [3000, 5 << 20], ids=["small", "chunked"])
+def test_a_full_store_fails_the_pass_in_one_error_and_the_next_pass_catches_up(hosts, tmp_path, monkeypatch, size):
+    from fogsync.errors import StoreError
+    from fogsync.store import local
+
+    laptop, desktop = hosts("laptop", str(tmp_path / "store")), hosts("desktop", str(tmp_path / "store"))
+    laptop.write("a.txt", "first")
+    laptop.sync_here()
+    laptop.write("big.bin", os.urandom(size))
+    real = local._write_all
+    calls = []
+
+    def full(fd, data):
+        calls.append(len(data))
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(local, "_write_all", full)
+    with pytest.raises(StoreError, match="store is full: .*blocks"):
+        laptop.sync_here()
+    monkeypatch.setattr(local, "_write_all", real)
+    desktop.sync_here()
+    assert desktop.tree() == {"a.txt": ("file", b"first", False)}  # the head did not move
+    laptop.sync_here()
+    desktop.sync_here()
+    assert desktop.read("big.bin") == laptop.read("big.bin")
+
+
+def test_content_that_left_the_tree_is_reused_when_it_comes_back(make):
+    laptop = make("laptop")
+    data = os.urandom(200_000)
+    laptop.write("photo.jpg", data)
+    laptop.sync_here()
+    state, sha = laptop.share().state, hashlib.sha256(data).hexdigest()
+    assert state.content(laptop.share_name, sha) is None  # while the tree holds it, the tree is the index
+    laptop.remove("photo.jpg")
+    laptop.sync_here()
+    assert state.content(laptop.share_name, sha) is not None  # it left the tree: remembered
+    laptop.write("again/photo.jpg", data)
+    writers = []
+    repo = laptop.share().repo
+    real = repo.writer
+    repo.writer = lambda: writers.append(real()) or writers[-1]
+    laptop.sync_here()
+    assert sum(w.bytes_written for w in writers) < 10_000  # two listings and a root; the content is 200 kB

@@ -42,6 +42,9 @@ class Store(abc.ABC):
     #: reads worth having in flight at once for one reader: many where each
     #: is a network round trip, few where a thread hand-off costs more than the read
     read_concurrency: int = 2
+    #: puts worth having in flight at once (threads of the upload pool); 0: each
+    #: put runs in the thread that made the block, where a put is a local write
+    put_concurrency: int = 16
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

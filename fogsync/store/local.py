@@ -45,6 +45,10 @@ _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 class LocalStore(Store):
     """Objects as files under ``root``; key ``a/b/c`` is the file ``root/a/b/c``."""
 
+    # A put is ~50 us of file creation: handing it to an upload thread cost more
+    # (a 512 MiB file synced in 3.05 s instead of 3.77 s, the mixed corpus in 5.9-6.2 s instead of 6.65 s).
+    put_concurrency = 0
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.root = _root_of(url)
