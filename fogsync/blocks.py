@@ -97,12 +97,15 @@ class _Partial:
         return BLOCK_SIZE - len(self.buf)
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
-    """A blob's pieces as written; block hashes may still be computing, the tail's still unknown."""
+    """A blob's pieces as written; block hashes may still be computing, the tail's still unknown.
+
+    One per file pushed is alive until the commit resolves them: kept small (slots, no list for no pieces).
+    """
 
     depth: int
-    full: list[Bptr | Future]
+    full: Sequence[Bptr | Future]
     tail: tuple[_Partial, int, int] | None
     length: int
 
@@ -174,7 +177,7 @@ class BlobWriter:
 
     def write_bytes(self, sealed: bytes, depth: int = 0) -> Pending:
         if len(sealed) < BLOCK_SIZE:  # the common small blob: a tail and nothing else, no copies
-            return Pending(depth, [], self._add_tail(sealed) if sealed else None, len(sealed))
+            return Pending(depth, (), self._add_tail(sealed) if sealed else None, len(sealed))
         return self.write((sealed,), depth)
 
     def store_blocks(self, data: bytes | bytearray | memoryview, depth: int = 0) -> list[Bptr]:
@@ -196,7 +199,7 @@ class BlobWriter:
 
     def write_after(self, stored: list[Bptr], rest: bytes, depth: int = 0) -> Pending:
         """A blob whose first pieces are ``stored`` (by ``store_blocks``) and whose remaining bytes are ``rest``."""
-        after = self.write((rest,), depth) if rest else Pending(depth, [], None, 0)
+        after = self.write((rest,), depth) if rest else Pending(depth, (), None, 0)
         return Pending(depth, [*stored, *after.full], after.tail, len(stored) * BLOCK_SIZE + after.length)
 
     def flush(self) -> None:

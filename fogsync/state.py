@@ -5,7 +5,9 @@ and that root's whole tree as flat rows, one per path — together with the
 local ``stat`` (size, mtime_ns, inode) each file had then. The engine uses
 the base as the common ancestor of a three-way merge, and the stats to skip
 unchanged files without opening them. A content index (sha256 -> bptr)
-lets moved or copied files reuse what the store already holds. The roots
+of stored content that the base tree no longer holds (the tree itself
+indexes the rest) lets files moved back, copied or restored reuse what the
+store already has. The roots
 this host committed are remembered too, so a root under this host's name
 that it did not make reveals a second host using the same name.
 

@@ -51,15 +51,7 @@ def chunks(blob: bytes, size: int = MIB):
 
 def open_to_bytes(blob: bytes, pieces=None) -> tuple[bytes, str, int]:
     out = bytearray()
-    lock = threading.Lock()
-
-    def write_at(offset: int, data: bytes) -> None:
-        with lock:
-            if len(out) < offset + len(data):
-                out.extend(bytes(offset + len(data) - len(out)))
-            out[offset : offset + len(data)] = data
-
-    sha, n = bigblob.open_into(KEYS, pieces or chunks(blob), len(blob), write_at)
+    sha, n = bigblob.open_into(KEYS, pieces or chunks(blob), len(blob), out.extend)
     return bytes(out), sha, n
 
 
@@ -112,7 +104,7 @@ def test_pieces_that_are_not_whole_chunks_are_a_format_error():
 def test_a_short_stream_is_a_format_error():
     blob = crypto.seal(KEYS, os.urandom(3 * MIB), compress=False)
     with pytest.raises(FormatError, match="not the"):
-        bigblob.open_into(KEYS, chunks(blob[: 2 * MIB]), len(blob), lambda offset, data: None)
+        bigblob.open_into(KEYS, chunks(blob[: 2 * MIB]), len(blob), lambda data: None)
 
 
 def test_a_file_that_shrinks_while_it_is_read_is_a_short_read(tmp_path):
@@ -126,24 +118,52 @@ def test_a_file_that_shrinks_while_it_is_read_is_a_short_read(tmp_path):
         os.close(fd)
 
 
-def test_a_failing_write_stops_the_blob_with_no_job_left_running():
+def test_a_failing_write_stops_the_blob_with_no_job_left_running(monkeypatch):
     blob = crypto.seal(KEYS, os.urandom(8 * MIB), compress=False)
     running = []
     lock = threading.Lock()
+    real = bigblob.xor_at
 
-    def write_at(offset: int, data: bytes) -> None:
+    def slow_xor(*args):
         with lock:
-            running.append(offset)
-        if offset >= 2 * MIB:
-            raise OSError(28, "No space left on device")
+            running.append(1)
+        real(*args)
         with lock:
-            running.remove(offset)
+            running.pop()
 
+    def write(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bigblob, "xor_at", slow_xor)
+    free_before = bigblob._chunk_slots()._value
     with pytest.raises(OSError, match="No space"):
-        bigblob.open_into(KEYS, chunks(blob), len(blob), write_at)
-    assert all(offset >= 2 * MIB for offset in running)  # none still between its two steps
+        bigblob.open_into(KEYS, chunks(blob), len(blob), write)
+    assert running == []  # no worker is still decrypting once open_into has returned
+    assert bigblob._chunk_slots()._value == free_before
 
 
 def test_store_blocks_refuses_a_partial_block():
     with pytest.raises(ValueError, match="whole"):
         BlobWriter(KEYS, Blocks().put).store_blocks(bytes(BLOCK_SIZE + 1))
+
+
+def test_many_blobs_at_once_share_the_chunk_slots_and_all_finish():
+    blobs = [crypto.seal(KEYS, os.urandom(6 * MIB), compress=False) for _ in range(6)]
+    slots = bigblob._chunk_slots()
+    free_before = slots._value
+    results, errors = {}, []
+
+    def one(i: int) -> None:
+        try:
+            results[i] = open_to_bytes(blobs[i])[1]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(blobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert len(results) == len(blobs)
+    assert slots._value == free_before  # every slot given back

@@ -61,15 +61,18 @@ def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path, compress):
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzipped"])
-def test_a_write_error_on_a_worker_thread_is_one_error_and_no_temp(repo, tmp_path, monkeypatch, compress):
+def test_a_write_error_on_a_big_file_is_one_error_and_no_temp(repo, tmp_path, monkeypatch, compress):
     entry = stored(repo, os.urandom(bigblob.MIN_SIZE + 1), compress)
     dest = tmp_path / "out"
     dest.mkdir()
+    real = repo.open_into
 
-    def full_disk(fd, data, offset):
-        raise OSError(28, "No space left on device")
+    def full_disk(ref, what, write):
+        def failing(data):
+            raise OSError(28, "No space left on device")
+        return real(ref, what, failing)
 
-    monkeypatch.setattr(pull, "_pwrite_all", full_disk)
+    monkeypatch.setattr(repo, "open_into", full_disk)
     with pytest.raises(LocalError, match="No space left on device"):
         pull.restore(repo, {"big.bin": entry}, str(dest))
     assert os.listdir(dest) == []
