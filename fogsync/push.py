@@ -332,7 +332,7 @@ def write_listings(
     mtimes = mtimes or {}
     out = dict(tree)
     dirty = dirty_dirs(tree, previous) | {""}
-    kids = children_by_dir(tree)
+    kids = children_by_dir(tree, only=dirty)
     by_depth: dict[int, list[str]] = {}
     for d in dirty:
         by_depth.setdefault(d.count("/") + 1 if d else 0, []).append(d)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator, Mapping
+from typing import Container, Iterable, Iterator, Mapping
 
 from .errors import FormatError
 
@@ -87,12 +87,14 @@ def check_name(name: str) -> str:
     return name
 
 
-def children_by_dir(tree: Mapping[str, Entry]) -> dict[str, list[str]]:
-    """Directory path -> the paths directly inside it ('' is the top)."""
+def children_by_dir(tree: Mapping[str, Entry], only: Container[str] | None = None) -> dict[str, list[str]]:
+    """Directory path -> the paths directly inside it ('' is the top); just the directories in ``only`` if given."""
     out: dict[str, list[str]] = {"": []}
     for path, entry in tree.items():
-        out.setdefault(parent_of(path), []).append(path)
-        if entry.type == DIR:
+        parent = parent_of(path)
+        if only is None or parent in only:
+            out.setdefault(parent, []).append(path)
+        if entry.type == DIR and (only is None or path in only):
             out.setdefault(path, [])
     return out
 

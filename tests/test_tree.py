@@ -63,6 +63,12 @@ def test_empty_dir_has_its_own_children_list():
     assert children_by_dir({"e": Entry(DIR, 1, "h")}) == {"": ["e"], "e": []}
 
 
+def test_children_of_only_some_directories():
+    tree = {"a": Entry(DIR, 1, "h"), "a/x": f(), "a/b": Entry(DIR, 1, "h"), "a/b/y": f(), "e": Entry(DIR, 1, "h")}
+    assert children_by_dir(tree, only={"a/b", "e"}) == {"": [], "a/b": ["a/b/y"], "e": []}
+    assert children_by_dir(tree, only={"a/b", "e"})["a/b"] == children_by_dir(tree)["a/b"]
+
+
 # --- encoding -------------------------------------------------------------------------------
 
 
