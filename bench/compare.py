@@ -17,15 +17,16 @@ through the same sequence, each run on a fresh repository/store:
     change    (small corpus only) one file appended to, then a backup/sync;
               the file is put back afterwards
 
-Nothing is deleted while a tool is timed or just before: a tool's work dir
-is moved aside and the pile is deleted after every tool of that corpus and
-run is done, then ``sync(2)`` and a 61 s wait. On ext4 without a journal
-(these machines), an inode freed less than 60 s ago is skipped by every
-file create, and each skip costs a buffer-cache lookup: a tool that creates
-thousands of files (fogsync's one object per 64 KiB block, any restore of
-the small corpus) right after another tool's 50,000-file cleanup spends
-most of its time in ``recently_deleted()``, which measures the cleanup,
-not the tool.
+Nothing is deleted while the tools run: a tool's work dir is moved aside
+and the pile is deleted at the end, or, when the disk would not hold it
+all, after every tool of a corpus and run is done, followed by ``sync(2)``
+and a 61 s wait. On ext4 without a journal (these machines), an inode freed
+less than 60 s ago (360 s while its inode-table block is dirty, which new
+files nearby make it) is skipped by every file create, and each skip costs
+a buffer-cache lookup: a tool that creates thousands of files (fogsync's one
+object per 64 KiB block, any restore of the small corpus) right after
+another tool's 50,000-file cleanup spends most of its time in
+``recently_deleted()``, which measures the cleanup, not the tool.
 
 Each command runs as a child process, timed with a monotonic clock and
 reaped with ``os.wait4`` for its peak RSS (ru_maxrss). ``sync(2)`` runs
@@ -383,8 +384,11 @@ class Trash:
         self._serial += 1
         os.rename(path, os.path.join(self.root, f"{self._serial}-{os.path.basename(path)}"))
 
-    def empty(self, wait: bool) -> None:
+    def empty(self, wait: bool, unless_room_for: int = 0) -> None:
+        """Delete the pile, unless the disk still has ``unless_room_for`` bytes to spare besides it."""
         if not os.path.exists(self.root):
+            return
+        if unless_room_for and shutil.disk_usage(self.root).free > unless_room_for:
             return
         shutil.rmtree(self.root, ignore_errors=True)
         os.sync()
@@ -439,7 +443,8 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
             finally:
                 if not ARGS.keep:
                     trash.add(work)
-        trash.empty(wait=not ARGS.smoke)
+        # Room for another round of every tool (repository and restore, about 2x the corpus each) and 10 GB more.
+        trash.empty(wait=not ARGS.smoke, unless_room_for=2 * len(tools) * sum(files.values()) + 10 * 10**9)
 
 
 def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -> str:
@@ -514,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes[name] = sum(corpus_files(path).values())
             bench_corpus(name, path, present, args.runs, work_root, results, trash)
     finally:
+        trash.empty(wait=False)
         if not args.keep and not args.work:
             shutil.rmtree(work_root, ignore_errors=True)
 

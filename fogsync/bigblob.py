@@ -6,13 +6,13 @@ the two running hashes (the plaintext's SHA-256 for the listing, the HMAC
 over the sealed bytes) must see the chunks in order. This layer adds that
 split: worker threads read (or receive), encrypt or decrypt, and on the way
 in also hash and store the chunk's blocks; the calling thread feeds the two
-hashes in order (and, on the way out, writes the plaintext). Chunks in
-flight are bounded across all blobs together, so memory stays flat however
-many files are written side by side. ctypes and hashlib release the GIL for big buffers, so on
-two cores every core is busy with Twofish or a hash.
+hashes in order (and, on the way out, writes the plaintext). ctypes and
+hashlib release the GIL for big buffers, so on two cores every core is busy
+with Twofish or a hash. Chunks in flight are bounded across all blobs
+together, so memory stays flat however many files are written side by side.
 
 The bytes are exactly those of ``crypto.seal_stream`` / ``crypto.open_stream``
-for the same nonce; the contract is the same too: ``open_chunks`` hands out
+for the same nonce; the contract is the same too: ``open_into`` hands out
 plaintext before the tag is known and raises IntegrityError after the last
 piece if the tag does not verify, so callers write to a temporary file.
 A compressed blob is sequential by nature (gzip), and is left to

@@ -113,7 +113,6 @@ def _write_big(repo: Repo, tmp: str, entry: Entry, durable: bool, dest: str) -> 
 def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:
     h = hashlib.sha256()
     n = 0
-
     with open(tmp, "wb") as f:
         for chunk in chunks:
             h.update(chunk)
