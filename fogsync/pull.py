@@ -33,12 +33,16 @@ from .processes import map_in_processes
 from .repo import Repo
 from .scan import Local
 from .state import Stat
+from .store.local import sync_filesystem
 from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
 CHUNK = 1 << 20
 _BATCH = 256
 _WORKERS = 4  # files written at once
 PROCESSES_MIN = 2000  # this many one-block files are worth starting worker processes for
+# Files written to temporary names, then made durable with one syncfs, then renamed into place:
+# an fsync per file cost 13 s of a 50,000-file first pull.
+_DURABLE_BATCH = 1024
 
 
 @dataclass
@@ -62,9 +66,12 @@ def _temp_name(dest: str) -> str:
     return os.path.join(os.path.dirname(dest), f"{_TEMP_TAG}-{next(_temp_serial)}")
 
 
-def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None, durable: bool = False) -> str:
-    """Write ``entry`` to a temporary file beside ``dest``; returns its name, ready to rename."""
-    return _prepared(dest, entry, lambda tmp: _write_content(repo, tmp, entry, source, durable, dest))
+def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None) -> str:
+    """Write ``entry`` to a temporary file beside ``dest``; returns its name, ready to rename.
+
+    Not fsynced: callers that replace files make a whole batch durable at once (``sync_filesystem``).
+    """
+    return _prepared(dest, entry, lambda tmp: _write_content(repo, tmp, entry, source, dest))
 
 
 def _prepared(dest: str, entry: Entry, write_content: Callable[[str], None]) -> str:
@@ -85,32 +92,29 @@ def _prepared(dest: str, entry: Entry, write_content: Callable[[str], None]) -> 
         raise
 
 
-def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, durable: bool, dest: str) -> None:
+def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, dest: str) -> None:
     if source is not None:
         try:
-            _write_checked(tmp, _local_chunks(source), entry, durable)
+            _write_checked(tmp, _local_chunks(source), entry)
             return
         except (OSError, IntegrityError):
             pass  # the local copy changed or vanished: fetch from the store instead
     if entry.size == 0:
-        _write_checked(tmp, iter(()), entry, durable)
+        _write_checked(tmp, iter(()), entry)
     elif entry.size >= bigblob.MIN_SIZE:
-        _write_big(repo, tmp, entry, durable, dest)
+        _write_big(repo, tmp, entry, dest)
     else:
-        _write_checked(tmp, repo.streamed(entry.bptr, dest), entry, durable)
+        _write_checked(tmp, repo.streamed(entry.bptr, dest), entry)
 
 
-def _write_big(repo: Repo, tmp: str, entry: Entry, durable: bool, dest: str) -> None:
+def _write_big(repo: Repo, tmp: str, entry: Entry, dest: str) -> None:
     """A big file, decrypted a chunk per core (``bigblob``), hashed and written in order."""
     with open(tmp, "wb") as f:
         sha, n = repo.open_into(entry.bptr, dest, f.write)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
     _check_content(sha, n, entry)
 
 
-def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: bool) -> None:
+def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry) -> None:
     h = hashlib.sha256()
     n = 0
     with open(tmp, "wb") as f:
@@ -118,9 +122,6 @@ def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry, durable: boo
             h.update(chunk)
             f.write(chunk)
             n += len(chunk)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
     _check_content(h.hexdigest(), n, entry)
 
 
@@ -225,7 +226,7 @@ def _restore_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -
             plain = crypto.open_blob(keys, sealed)
         except (IntegrityError, FormatError) as e:
             raise type(e)(f"{target}: {e}") from None
-        _write_checked(tmp, iter((plain,)), entry, False)
+        _write_checked(tmp, iter((plain,)), entry)
 
     try:
         _place(_prepared(target, entry, write), target)
@@ -245,6 +246,17 @@ def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, path
             result = _restore_sealed(repo.keys, *item)
         if result is not True:
             raise result
+
+
+def _map_all(fn, items, workers: int) -> None:
+    """``fn`` over ``items`` on ``workers`` threads; returns when every call has returned."""
+    if workers <= 1 or len(items) < 2:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-write") as pool:
+        for _ in pool.map(fn, items):
+            pass
 
 
 def _run_all(fn, items, workers: int) -> None:
@@ -337,6 +349,10 @@ def _real_parent(real_folder: str, full: str, path: str) -> bool:
 
 
 def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int) -> None:
+    # Threads only where each read is a network round trip. On a local store they fight over
+    # the GIL and the directories' inode locks: a 50,000-file first pull took 17.3 s on 4
+    # threads, 16.4 s on 2, 7.8 s on 1.
+    workers = workers if repo.store.read_concurrency > 2 else 1
     real_folder = os.path.realpath(folder)
     dirs = sorted(p for p in paths if target[p].type == DIR)
     for d in dirs:
@@ -352,22 +368,32 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             except OSError as e:
                 raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
 
-    def one(path: str) -> None:
+    parents: dict[str, bool] = {}  # parent dir -> made and inside the folder (once a batch; again before each rename)
+
+    def parent_ok(path: str, full: str) -> bool:
+        parent = parent_of(path)
+        if parent not in parents:
+            try:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                parents[parent] = _real_parent(real_folder, full, path)
+            except (FileExistsError, NotADirectoryError):
+                parents[parent] = False  # a parent is no longer a directory
+        return parents[parent]
+
+    def prepare_one(path: str) -> tuple[str, str, str] | None:
         entry = target[path]
         full = os.path.join(folder, path)
         if path in out.left_alone:
-            return  # _remove_all found it holding what the merge has not seen (ignored files)
-        try:
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            out.skipped.append(path)  # a parent is no longer a directory
-            return
-        if not _real_parent(real_folder, full, path):
+            return None  # _remove_all found it holding what the merge has not seen (ignored files)
+        if not parent_ok(path, full):
             out.skipped.append(path)
-            return
+            return None
         source = sources.get(entry.sha256) if entry.type == FILE else None
-        tmp = prepare(repo, full, entry, source, durable=True)
-        if not _unchanged(full, known.get(path)):
+        return path, full, prepare(repo, full, entry, source)
+
+    def place(prepared: tuple[str, str, str]) -> None:
+        path, full, tmp = prepared
+        if not _real_parent(real_folder, full, path) or not _unchanged(full, known.get(path)):
             _remove_quietly(tmp)
             out.skipped.append(path)
             return
@@ -376,8 +402,38 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
         out.stats[path] = Stat(s.st_size, s.st_mtime_ns, s.st_ino)
 
     before = len(out.stats)
-    _run_all(one, [p for p in paths if target[p].type != DIR], workers)
+    files = [p for p in paths if target[p].type != DIR]
+    for start in range(0, len(files), _DURABLE_BATCH):
+        parents.clear()
+        prepared = _prepare_batch(prepare_one, files[start : start + _DURABLE_BATCH], workers)
+        try:
+            sync_filesystem(folder)  # the batch's content is on disk before any of it replaces anything
+        except OSError as e:
+            for _, _, tmp in prepared:
+                _remove_quietly(tmp)
+            raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
+        _map_all(place, prepared, workers)
     out.written += len(out.stats) - before  # counted here: writer threads share ``out``
+
+
+def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[tuple[str, str, str]]:
+    """Temporary files for ``paths`` (None results dropped); if one fails, none is left behind."""
+    results: list = []
+    failures: list[BaseException] = []
+
+    def guarded(path: str) -> None:
+        try:
+            results.append(prepare_one(path))
+        except BaseException as e:  # handed to the caller once every other temp file is accounted for
+            failures.append(e)
+
+    _map_all(guarded, paths, workers)
+    prepared = [r for r in results if r is not None]
+    if failures:
+        for _, _, tmp in prepared:
+            _remove_quietly(tmp)
+        raise failures[0]
+    return prepared
 
 
 def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> set[str]:

@@ -128,3 +128,35 @@ def test_a_file_that_cannot_be_renamed_into_place_is_one_clear_error(repo, tmp_p
         else:
             pull._place(pull.prepare(repo, str(dest / "b"), tree["b"]), str(dest / "b"))
     assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
+
+
+def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_path, monkeypatch):
+    target = {f"f{i}.txt": stored(repo, f"file {i}".encode()) for i in range(5)}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    real = pull._write_checked
+    calls = []
+
+    def third_fails(tmp, chunks, entry):
+        calls.append(tmp)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(tmp, chunks, entry)
+
+    monkeypatch.setattr(pull, "_write_checked", third_fails)
+    with pytest.raises(LocalError, match="No space left on device"):
+        pull.apply(repo, str(folder), {}, {}, target)
+    assert os.listdir(folder) == []  # the batch is renamed into place only once all of it is written
+
+
+def test_apply_writes_a_batch_then_renames_it(repo, tmp_path, monkeypatch):
+    target = {f"d/f{i}.txt": stored(repo, f"file {i}".encode()) for i in range(5)}
+    target["d"] = Entry("dir", MTIME, "h")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    synced = []
+    monkeypatch.setattr(pull, "sync_filesystem", lambda path: synced.append(sorted(os.listdir(folder / "d"))))
+    applied = pull.apply(repo, str(folder), {}, {}, target)
+    assert not applied.skipped and applied.written == 6
+    assert len(synced) == 1 and all(name.startswith(".fogsync-tmp-") for name in synced[0])
+    assert sorted(os.listdir(folder / "d")) == [f"f{i}.txt" for i in range(5)]

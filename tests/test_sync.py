@@ -441,8 +441,8 @@ def test_an_edit_made_while_the_merge_is_applied_is_kept(two, monkeypatch):
     original = pull.prepare
     edited = []
 
-    def prepare(repo, dest, entry, source=None, durable=False):
-        tmp = original(repo, dest, entry, source, durable)
+    def prepare(repo, dest, entry, source=None):
+        tmp = original(repo, dest, entry, source)
         if dest.endswith("f.txt") and not edited:
             edited.append(dest)
             with open(dest, "w") as f:  # the person saves, right before fogsync would replace the file
@@ -600,8 +600,8 @@ def test_a_path_replaced_while_the_merge_is_applied_restarts_the_pass(two, monke
     original = pull.prepare
     swapped = []
 
-    def prepare(repo, dest, entry, source=None, durable=False):
-        tmp = original(repo, dest, entry, source, durable)
+    def prepare(repo, dest, entry, source=None):
+        tmp = original(repo, dest, entry, source)
         if not swapped:
             swapped.append(dest)
             os.unlink(desktop.path("d"))

@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlparse
 from ..errors import ConfigError
 from .base import ObjectNotFound, Store, StoreError, SwapConflict, Versioned
 
-__all__ = ["LocalStore"]
+__all__ = ["LocalStore", "sync_filesystem"]
 
 TEMP_PREFIX = ".tmp-"
 LOCK_SUFFIX = ".lock"
@@ -113,17 +113,11 @@ class LocalStore(Store):
     def flush(self) -> None:
         """Make every put so far durable: one syncfs(2) of the root's file system."""
         try:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            sync_filesystem(self.root)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise _store_error(exc, self.root, "flush") from exc
-        try:
-            _syncfs(fd)
-        except OSError as exc:
-            raise _store_error(exc, self.root, "flush") from exc
-        finally:
-            os.close(fd)
 
     def _path(self, key: str) -> str:
         parts = key.split("/")
@@ -244,6 +238,15 @@ def _libc_syncfs() -> Callable[[int], int] | None:
         return ctypes.CDLL(None, use_errno=True).syncfs
     except (AttributeError, OSError):
         return None
+
+
+def sync_filesystem(directory: str) -> None:
+    """Make everything written so far on ``directory``'s file system durable: one syncfs(2), else sync(2)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _syncfs(fd)
+    finally:
+        os.close(fd)
 
 
 def _syncfs(fd: int) -> None:
