@@ -43,6 +43,7 @@ PROCESSES_MIN = 2000  # this many one-block files are worth starting worker proc
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
 # an fsync per file cost 13 s of a 50,000-file first pull.
 _DURABLE_BATCH = 1024
+_FSYNC_EACH_MAX = 16  # a batch this small is fsynced file by file instead
 
 
 @dataclass
@@ -407,13 +408,30 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
         parents.clear()
         prepared = _prepare_batch(prepare_one, files[start : start + _DURABLE_BATCH], workers)
         try:
-            sync_filesystem(folder)  # the batch's content is on disk before any of it replaces anything
+            _make_durable(folder, [tmp for path, _, tmp in prepared if target[path].type == FILE])
         except OSError as e:
             for _, _, tmp in prepared:
                 _remove_quietly(tmp)
             raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
         _map_all(place, prepared, workers)
     out.written += len(out.stats) - before  # counted here: writer threads share ``out``
+
+
+def _make_durable(folder: str, temps: list[str]) -> None:
+    """The batch's content is on disk before any of it replaces anything.
+
+    A few files are fsynced one by one: one syncfs would also wait for
+    whatever else is being written to the same file system.
+    """
+    if len(temps) > _FSYNC_EACH_MAX:
+        sync_filesystem(folder)
+        return
+    for tmp in temps:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[tuple[str, str, str]]:

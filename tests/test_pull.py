@@ -150,13 +150,26 @@ def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_pat
 
 
 def test_apply_writes_a_batch_then_renames_it(repo, tmp_path, monkeypatch):
-    target = {f"d/f{i}.txt": stored(repo, f"file {i}".encode()) for i in range(5)}
+    target = {f"d/f{i:02d}.txt": stored(repo, f"file {i}".encode()) for i in range(pull._FSYNC_EACH_MAX + 1)}
     target["d"] = Entry("dir", MTIME, "h")
     folder = tmp_path / "folder"
     folder.mkdir()
     synced = []
     monkeypatch.setattr(pull, "sync_filesystem", lambda path: synced.append(sorted(os.listdir(folder / "d"))))
     applied = pull.apply(repo, str(folder), {}, {}, target)
-    assert not applied.skipped and applied.written == 6
+    assert not applied.skipped and applied.written == len(target)
     assert len(synced) == 1 and all(name.startswith(".fogsync-tmp-") for name in synced[0])
-    assert sorted(os.listdir(folder / "d")) == [f"f{i}.txt" for i in range(5)]
+    assert sorted(os.listdir(folder / "d")) == sorted(p.split("/")[1] for p in target if p != "d")
+
+
+def test_a_small_batch_is_fsynced_file_by_file(repo, tmp_path, monkeypatch):
+    target = {"a.txt": stored(repo, b"a"), "link": Entry("symlink", MTIME, "h", 5, target="a.txt")}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    monkeypatch.setattr(pull, "sync_filesystem", lambda path: pytest.fail("syncfs for two entries"))
+    fsynced = []
+    real = os.fsync
+    monkeypatch.setattr(pull.os, "fsync", lambda fd: fsynced.append(fd) or real(fd))
+    pull.apply(repo, str(folder), {}, {}, target)
+    assert len(fsynced) == 1  # the file; a symlink has no content to fsync
+    assert (folder / "a.txt").read_bytes() == b"a" and os.readlink(folder / "link") == "a.txt"
