@@ -249,18 +249,8 @@ def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, path
             raise result
 
 
-def _map_all(fn, items, workers: int) -> None:
-    """``fn`` over ``items`` on ``workers`` threads; returns when every call has returned."""
-    if workers <= 1 or len(items) < 2:
-        for item in items:
-            fn(item)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-write") as pool:
-        for _ in pool.map(fn, items):
-            pass
-
-
 def _run_all(fn, items, workers: int) -> None:
+    """``fn`` over ``items`` on ``workers`` threads; returns when every call has returned."""
     if workers <= 1 or len(items) < 2:
         for item in items:
             fn(item)
@@ -413,7 +403,7 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             for _, _, tmp in prepared:
                 _remove_quietly(tmp)
             raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
-        _map_all(place, prepared, workers)
+        _run_all(place, prepared, workers)
     out.written += len(out.stats) - before  # counted here: writer threads share ``out``
 
 
@@ -445,7 +435,7 @@ def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[tuple[st
         except BaseException as e:  # handed to the caller once every other temp file is accounted for
             failures.append(e)
 
-    _map_all(guarded, paths, workers)
+    _run_all(guarded, paths, workers)
     prepared = [r for r in results if r is not None]
     if failures:
         for _, _, tmp in prepared:
