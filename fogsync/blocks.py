@@ -189,13 +189,7 @@ class BlobWriter:
         view = memoryview(data).cast("B")
         if len(view) % BLOCK_SIZE:
             raise ValueError(f"store_blocks takes whole {BLOCK_SIZE}-byte blocks, not {len(view)} bytes")
-        out = []
-        for start in range(0, len(view), BLOCK_SIZE):
-            piece = bytes(view[start : start + BLOCK_SIZE])
-            h = block_hash(piece)
-            self._store(h, piece)
-            out.append(Bptr(h, 0, BLOCK_SIZE, depth))
-        return out
+        return [self._stored(bytes(view[i : i + BLOCK_SIZE]), depth) for i in range(0, len(view), BLOCK_SIZE)]
 
     def write_after(self, stored: list[Bptr], rest: bytes, depth: int = 0) -> Pending:
         """A blob whose first pieces are ``stored`` (by ``store_blocks``) and whose remaining bytes are ``rest``."""
@@ -241,11 +235,15 @@ class BlobWriter:
 
     def _hash_and_store(self, piece: bytes, depth: int) -> Bptr:
         try:
-            h = block_hash(piece)
-            self._store(h, piece)
-            return Bptr(h, 0, BLOCK_SIZE, depth)
+            return self._stored(piece, depth)
         finally:
             self._ahead.release()
+
+    def _stored(self, piece: bytes, depth: int) -> Bptr:
+        """Hash and store one full piece in this thread."""
+        h = block_hash(piece)
+        self._store(h, piece)
+        return Bptr(h, 0, BLOCK_SIZE, depth)
 
     def _add_tail(self, tail: bytes) -> tuple[_Partial, int, int]:
         room_needed = BLOCK_SIZE - len(tail)

@@ -311,14 +311,11 @@ class _GcryptCTR:
 
     def _xor_in_halves(self, view: memoryview) -> None:
         half = len(view) // 32 * 16
-        helper = _pool.take(self._gc, self._key)
+        second = _splitter().submit(xor_at, self._key, self._counter0, self._done + half, view[half:], GCRYPT)
         try:
-            self._set_counter(helper, self._done + half)
-            second = _splitter().submit(self._gc.encrypt_inplace, helper, view[half:])
             self._gc.encrypt_inplace(self._handle, view[:half])
-            second.result()
         finally:
-            _pool.give(self._gc, self._key, helper)
+            second.result()
         self._set_counter(self._handle, self._done + len(view))
 
     def _set_counter(self, handle: ctypes.c_void_p, offset: int) -> None:

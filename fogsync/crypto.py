@@ -190,8 +190,8 @@ def is_uncompressed(prefix: bytes | bytearray | memoryview) -> bool:
     return bytes(prefix[NONCE_LEN:PREFIX_LEN]) == _header(COMP_NONE)
 
 
-def check_tag(mac: hmac.HMAC, tag: bytes | memoryview) -> None:
-    """IntegrityError unless ``mac`` (fed the whole authenticated blob) gives ``tag``, compared in constant time."""
+def check_tag(mac: Any, tag: bytes | memoryview) -> None:
+    """IntegrityError unless ``mac`` (an HMAC fed the whole authenticated blob) gives ``tag``, in constant time."""
     if len(tag) != TAG_LEN or not hmac.compare_digest(mac.digest(), tag):
         raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
 
@@ -432,8 +432,7 @@ def open_blob(keys: ShareKeys, blob: bytes) -> bytes:
         stream.xor_into(body)
     finally:
         stream.close()
-    if not hmac.compare_digest(mac.digest(), view[end:]):
-        raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
+    check_tag(mac, view[end:])
     compression = _check_header(view[NONCE_LEN:PREFIX_LEN])
     return _gunzip_all(body) if compression == COMP_GZIP else bytes(body)
 
@@ -476,8 +475,7 @@ def verify_blob(keys: ShareKeys, chunks: Iterable[bytes]) -> int:
         mac.update(piece)
     if splitter.length < MIN_BLOB_LEN:
         raise _too_short(splitter.length)
-    if not hmac.compare_digest(mac.digest(), splitter.tag):
-        raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
+    check_tag(mac, splitter.tag)
     return _check_header(head[NONCE_LEN:])
 
 
@@ -568,5 +566,4 @@ def _decrypted(
 def _check_tag(splitter: _TagSplitter, mac: _MacPipe) -> None:
     if splitter.length < MIN_BLOB_LEN:
         raise _too_short(splitter.length)
-    if not hmac.compare_digest(mac.digest(), splitter.tag):
-        raise IntegrityError(f"sealed blob {_AUTH_FAILED}")
+    check_tag(mac, splitter.tag)

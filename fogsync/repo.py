@@ -350,16 +350,12 @@ class Repo:
         this iterator ends cleanly; use ``verified`` where output cannot be
         taken back (standard output).
         """
-        try:
+        with _naming(what):
             pieces = self.pieces(ref)
             if len(pieces) == 1:  # a small blob: verified whole before any plaintext exists
                 yield crypto.open_blob(self.keys, self.piece(pieces[0]))
             else:
                 yield from crypto.open_stream(self.keys, self.sealed_chunks(pieces))
-        except IntegrityError as e:
-            raise type(e)(f"{what}: {e}") from None
-        except FormatError as e:
-            raise FormatError(f"{what}: {e}") from None
 
     def open_into(self, ref: bytes, what: str, write: Callable[[bytes], None]) -> tuple[str, int]:
         """Decrypt a content blob into ``write(data)``, in order, a chunk per core (``bigblob``).
@@ -370,12 +366,8 @@ class Repo:
         """
         pieces = self.pieces(ref)
         length = sum(p.length for p in pieces)
-        try:
+        with _naming(what):
             return bigblob.open_into(self.keys, self.sealed_chunks(pieces), length, write)
-        except IntegrityError as e:
-            raise type(e)(f"{what}: {e}") from None
-        except FormatError as e:
-            raise FormatError(f"{what}: {e}") from None
 
     @contextmanager
     def verified(self, ref: bytes, what: str) -> Iterator[Iterator[bytes]]:
@@ -386,7 +378,7 @@ class Repo:
         """
         pieces = self.pieces(ref)
         total = sum(p.length for p in pieces)
-        try:
+        with _naming(what):
             if total <= IN_MEMORY_LIMIT:
                 chunks = list(self.sealed_chunks(pieces))
                 crypto.verify_blob(self.keys, chunks)
@@ -396,10 +388,17 @@ class Repo:
                 crypto.verify_blob(self.keys, _tee(self.sealed_chunks(pieces), spool))
                 spool.seek(0)
                 yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(1 << 20), b""))
-        except IntegrityError as e:
-            raise type(e)(f"{what}: {e}") from None
-        except FormatError as e:
-            raise FormatError(f"{what}: {e}") from None
+
+
+@contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """A content blob that fails to verify or decode names the file it was for."""
+    try:
+        yield
+    except IntegrityError as e:
+        raise type(e)(f"{what}: {e}") from None
+    except FormatError as e:
+        raise FormatError(f"{what}: {e}") from None
 
 
 def _tee(chunks: Iterator[bytes], spool) -> Iterator[bytes]:
