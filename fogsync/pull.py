@@ -276,6 +276,8 @@ def apply(
     Anything else found in the way is left alone and reported in ``left_alone``.
     """
     out = Applied()
+    if target is local:  # nobody else committed: the folder holds the target already
+        return out
     removals = [p for p, item in known.items() if p not in target or target[p].type != item.type]
     writes = [p for p, e in target.items() if p not in known or not _same(e, local.get(p))]
     present = [p for p in writes if p not in known and os.path.lexists(os.path.join(folder, p))]

@@ -25,7 +25,7 @@ from .processes import map_in_processes
 from .blocks import BlobWriter, Pending
 from .roots import Root, format_date
 from .state import Stat
-from .tree import DIR, FILE, Entry, children_by_dir, encode_listing, name_of, parent_of
+from .tree import DIR, FILE, Entry, children_by_dir, encode_listing, name_of, parent_of, touched
 
 CHUNK = 1 << 20
 PROBE = 1 << 16
@@ -308,16 +308,15 @@ def dirty_dirs(tree: Mapping[str, Entry], previous: Mapping[str, Entry]) -> set[
                 return
             path = parent_of(path)
 
-    for path, e in tree.items():
-        old = previous.get(path)
-        if old is not e and old != e:  # mostly the very same object: unchanged since the base
+    for path in touched(tree, previous):
+        e = tree[path]
+        if previous.get(path) != e:
             mark(path if e.type == DIR else parent_of(path))
-    for path in previous:
-        if path not in tree:
-            parent = parent_of(path)
-            while parent and (parent not in tree or tree[parent].type != DIR):
-                parent = parent_of(parent)  # gone with it, or no longer a directory
-            mark(parent)
+    for path in previous.keys() - tree.keys():
+        parent = parent_of(path)
+        while parent and (parent not in tree or tree[parent].type != DIR):
+            parent = parent_of(parent)  # gone with it, or no longer a directory
+        mark(parent)
     return dirty
 
 

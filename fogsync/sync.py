@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .errors import ConfigError, FogsyncError, SwapConflict
 from .ignore import Ignore
@@ -26,7 +26,7 @@ from .repo import Head, Repo
 from .roots import Root
 from .scan import RACY_NS, Local, Snapshot, compare, scan
 from .state import Stat, State
-from .tree import DIR, FILE, Entry, parent_of
+from .tree import DIR, FILE, Entry, parent_of, touched
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _attempt(share: Share, report: Report) -> bool:
         except SwapConflict:
             return False
 
-    rows, removed = _state_rows(final_tree, base_tree, stats, known, snap.taken_ns, applied)
+    rows, removed = _state_rows(final_tree, base_tree, stats, known, sealed.stats, snap.taken_ns, applied)
     _keep_base_for(applied.left_alone, rows, removed, base_tree, final_tree)
     # Where a path was left alone the folder is not in step with the new head: keeping the old
     # base makes the next pass merge with the head again (head == base would skip the merge).
@@ -265,12 +265,12 @@ def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Ent
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
     if a.keys() != b.keys():
         return False
-    return all(e is b[p] or (e == b[p] if e.type != DIR else b[p].type == DIR) for p, e in a.items())
+    return all(a[p] == b[p] if a[p].type != DIR else b[p].type == DIR for p in touched(a, b))
 
 
 def _state_rows(
     final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
-    known: Mapping[str, Local], taken_ns: int, applied: Applied,
+    known: Mapping[str, Local], read: Iterable[str], taken_ns: int, applied: Applied,
 ) -> tuple[dict[str, tuple[Entry, Stat | None]], list[str]]:
     """The state rows that differ from what the database holds.
 
@@ -281,19 +281,31 @@ def _state_rows(
     """
     rows = {}
     racy = taken_ns - RACY_NS
-    for path, entry in final.items():
-        stat = None
+    for path in _row_candidates(final, base, known, read, applied):
+        entry, stat = final[path], None
         if entry.type == FILE:
             stat = applied.stats.get(path)
             if stat is None and path in known:
                 stat = known[path][1:4]  # (size, mtime_ns, ino): a Stat only if it goes into a row
             if stat is not None and stat[1] >= racy:
                 stat = None
-        old = base.get(path)
-        if (old is not entry and old != entry) or stats.get(path) != stat:  # mostly the very same object
+        if base.get(path) != entry or stats.get(path) != stat:
             rows[path] = (entry, None if stat is None else Stat(*stat))
     removed = [p for p in base if p not in final]
     return rows, removed
+
+
+def _row_candidates(
+    final: Mapping[str, Entry], base: Mapping[str, Entry], known: Mapping[str, Local], read: Iterable[str],
+    applied: Applied,
+) -> set[str]:
+    """The paths whose state row may change; every other row keeps its entry and its stat.
+
+    A row changes with its entry, or with its stat. A stat is new only for a
+    file this pass read or wrote, and is dropped for a path the scan did not
+    see; a file left unread was found by ``compare`` with the stat its row has.
+    """
+    return {*touched(final, base), *read, *applied.stats, *(final.keys() - known.keys())} & final.keys()
 
 
 def _contents_outside(

@@ -9,8 +9,7 @@ listing JSON. It does no I/O: storing and fetching listings is ``repo``'s.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
-from typing import Container, Iterable, Iterator, Mapping
+from typing import Container, Iterable, Iterator, Mapping, NamedTuple
 
 from .errors import FormatError
 
@@ -18,13 +17,16 @@ FILE, DIR, SYMLINK = "file", "dir", "symlink"
 TYPES = (FILE, DIR, SYMLINK)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One listing entry, without its name (the path is the key in a Tree).
 
     ``bptr`` is the raw 48-byte reference (None for an empty file);
     ``sha256`` is hex. For a directory, ``size``/``bptr``/``sha256`` describe
     its listing and are filled in when the listing is built.
+
+    A tuple, so immutable; it is built in C (a frozen dataclass took 1.7 us
+    an entry, most of loading 50,000 from the state database). Equality
+    leaves out ``extra``.
     """
 
     type: str
@@ -35,7 +37,20 @@ class Entry:
     sha256: str | None = None
     exec: bool = False
     target: str | None = None
-    extra: tuple = field(default=(), compare=False)  # unknown keys, kept for round trips
+    extra: tuple = ()  # unknown keys, kept for round trips
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return self is other or self[:8] == other[:8]
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return self is not other and self[:8] != other[:8]
+
+    def __hash__(self) -> int:
+        return hash(self[:8])
 
     def same_content(self, other: "Entry | None") -> bool:
         """Whether two entries hold the same thing, ignoring time, host and where it is stored.
@@ -51,12 +66,7 @@ class Entry:
         return True
 
     def with_(self, **changes) -> "Entry":
-        return replace(self, **changes)
-
-    def __reduce__(self) -> tuple:
-        # Positional: 2.5x cheaper to pickle than the dataclass default (worker processes send one per file).
-        return Entry, (self.type, self.mtime, self.host, self.size, self.bptr, self.sha256, self.exec, self.target,
-                       self.extra)
+        return self._replace(**changes)
 
     def with_bptr(self, bptr: bytes | None) -> "Entry":
         """This entry stored at ``bptr`` (the hot case of ``with_``: one call per file pushed)."""
@@ -97,6 +107,15 @@ def children_by_dir(tree: Mapping[str, Entry], only: Container[str] | None = Non
         if entry.type == DIR and (only is None or path in only):
             out.setdefault(path, [])
     return out
+
+
+def touched(tree: Mapping[str, Entry], base: Mapping[str, Entry]) -> list[str]:
+    """The paths of ``tree`` whose entry is not ``base``'s very object: every change is among them.
+
+    Trees share unchanged entries with the tree they came from, so this one
+    identity pass (9 ms for 50,000 paths) leaves only a handful to compare.
+    """
+    return [p for p, e in tree.items() if e is not base.get(p)]
 
 
 def subtree(tree: Mapping[str, Entry], top: str) -> Iterator[str]:
