@@ -56,7 +56,7 @@ def _translate(glob: str) -> str:
 
 
 class _Rule:
-    __slots__ = ("regex", "negate", "dir_only", "name_pattern")
+    __slots__ = ("regex", "negate", "dir_only", "name_pattern", "glob")
 
     def __init__(self, line: str) -> None:
         self.negate = line.startswith("!")
@@ -67,6 +67,7 @@ class _Rule:
         anchored = "/" in line
         line = line.lstrip("/")
         prefix = "" if anchored else "(?:.*/)?"
+        self.glob = line
         body = _translate(line)
         self.regex = re.compile(prefix + body + "$")
         # An unanchored pattern without "**" only ever looks at the last component.
@@ -112,11 +113,16 @@ class Ignore:
         return self.ignored_here(path, is_dir)
 
     def ignored_here(self, path: str, is_dir: bool = False) -> bool:
-        """Whether ``path`` is left out, its parents being known not to be (a scan's case)."""
+        """Whether ``path`` is left out, its parents being known not to be."""
+        return self.ignored_name(path[path.rfind("/") + 1 :], path, is_dir)
+
+    def ignored_name(self, name: str, path: str, is_dir: bool) -> bool:
+        """``ignored_here`` for a scan, which has the last component ``name`` of ``path`` at hand."""
         if self._any is not None:
-            by_name, by_path = self._any[is_dir]
-            if by_name is not None and by_name.fullmatch(path[path.rfind("/") + 1 :]) is not None:
-                return True
+            by_name, affixes, by_path = self._any[is_dir]
+            if by_name is not None and (affixes is None or name.startswith(affixes[0]) or name.endswith(affixes[1])):
+                if by_name.fullmatch(name) is not None:
+                    return True
             return by_path is not None and by_path.match(path) is not None
         verdict = False
         for rule in self._rules:
@@ -125,14 +131,46 @@ class Ignore:
         return verdict
 
 
-def _split(rules: Iterable[_Rule]) -> tuple[re.Pattern | None, re.Pattern | None]:
-    """One regex for the rules that look at the name only, one for the others (None: no such rule)."""
+def _split(rules: Iterable[_Rule]) -> tuple[re.Pattern | None, tuple | None, re.Pattern | None]:
+    """One regex for the rules that look at the name only, one for the others (None: no such rule).
+
+    Between them, the prefixes and suffixes a name must have for the name
+    regex to have a chance (``_affixes``): two string tests, five times
+    cheaper than the regex, settle most names.
+    """
     rules = list(rules)
-    names = [r.name_pattern for r in rules if r.name_pattern is not None]
+    names = [r for r in rules if r.name_pattern is not None]
     paths = [r.regex.pattern for r in rules if r.name_pattern is None]
-    by_name = re.compile("|".join(f"(?:{p})" for p in names)) if names else None
+    by_name = re.compile("|".join(f"(?:{r.name_pattern})" for r in names)) if names else None
     by_path = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
-    return by_name, by_path
+    return by_name, _affixes(r.glob for r in names), by_path
+
+
+def _affixes(globs: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(prefixes, suffixes) such that a name matching any glob starts with one or ends with the other.
+
+    None when some glob has no literal start or end (``*``, ``?x``): then
+    every name goes to the regex.
+    """
+    prefixes, suffixes = [], []
+    for glob in globs:
+        start = _literal_run(glob)
+        end = _literal_run(glob[::-1])[::-1]
+        if start:
+            prefixes.append(start)
+        elif end:
+            suffixes.append(end)
+        else:
+            return None
+    return tuple(prefixes), tuple(suffixes)
+
+
+def _literal_run(glob: str) -> str:
+    """The start of ``glob`` up to its first special character."""
+    for i, c in enumerate(glob):
+        if c in "*?[]\\":
+            return glob[:i]
+    return glob
 
 
 def _clean(lines: Iterable[str]) -> list[str]:

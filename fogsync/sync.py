@@ -263,9 +263,13 @@ def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Ent
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
-    if a.keys() != b.keys():
+    if len(a) != len(b):
         return False
-    return all(a[p] == b[p] if a[p].type != DIR else b[p].type == DIR for p in touched(a, b))
+    for path in touched(a, b):  # a path missing from b is touched too: equal lengths make the key sets equal
+        e, other = a[path], b.get(path)
+        if other is None or (e != other if e.type != DIR else other.type != DIR):
+            return False
+    return True
 
 
 def _state_rows(

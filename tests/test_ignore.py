@@ -139,3 +139,17 @@ def test_name_patterns_and_path_patterns_give_the_same_answers_both_ways(pattern
              "top.txt": True, "d/top.txt": False, "deep/1/2/x": True, "deep/x": True, "x": False}
     for path, expected in cases.items():
         assert ig.ignored_here(path) is expected, path
+
+
+NAME_GLOBS = ["*.log", "a*", "#*#", ".~lock.*#", "exact", "a?c", "[ab]x*", "*[0-9]", "x*y*z", "\\q*", "?*", "*"]
+NAMES = ["a.log", "log", ".log", "abc", "a", "#x#", "#", "##", ".~lock.f#", ".~lock.", "exact", "exactly", "inexact",
+         "axc", "bxq", "cx", "f9", "9f", "xyz", "x1y2z", "xz", "\\qq", "q", "", "b", "ü.log", "x/a.log"]
+
+
+@pytest.mark.parametrize("glob", NAME_GLOBS)
+def test_the_quick_name_filter_never_changes_an_answer(glob):
+    quick = Ignore([glob])
+    rule_by_rule = Ignore([glob, "!never-matches-anything"])  # a "!" rule turns the quick path off
+    for name in NAMES:
+        for is_dir in (False, True):
+            assert quick.ignored_here(name, is_dir) is rule_by_rule.ignored_here(name, is_dir), (glob, name)
