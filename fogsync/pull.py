@@ -58,13 +58,17 @@ class Applied:
 # --- writing one entry ------------------------------------------------------------
 
 
-_TEMP_TAG = f"{TEMP_PREFIX}tmp-{os.getpid()}-{secrets.token_hex(4)}"
+_TEMP_TOKEN = secrets.token_hex(4)
 _temp_serial = itertools.count()
 
 
 def _temp_name(dest: str) -> str:
-    """A name beside ``dest`` that no other writer uses (process tag + serial)."""
-    return os.path.join(os.path.dirname(dest), f"{_TEMP_TAG}-{next(_temp_serial)}")
+    """A name beside ``dest`` that no other writer uses: pid, token and serial.
+
+    The pid is read at each call: worker processes forked from a process
+    that had imported this module share its token and its serial count.
+    """
+    return os.path.join(os.path.dirname(dest), f"{TEMP_PREFIX}tmp-{os.getpid()}-{_TEMP_TOKEN}-{next(_temp_serial)}")
 
 
 def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None) -> str:

@@ -173,3 +173,17 @@ def test_a_small_batch_is_fsynced_file_by_file(repo, tmp_path, monkeypatch):
     pull.apply(repo, str(folder), {}, {}, target)
     assert len(fsynced) == 1  # the file; a symlink has no content to fsync
     assert (folder / "a.txt").read_bytes() == b"a" and os.readlink(folder / "link") == "a.txt"
+
+
+def test_a_forked_worker_never_picks_the_temporary_name_its_parent_would(tmp_path):
+    dest = str(tmp_path / "f.txt")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child inherits the token and the serial count
+        os.write(w, pull._temp_name(dest).encode())
+        os._exit(0)
+    os.close(w)
+    child_name = os.read(r, 4096).decode()
+    os.waitpid(pid, 0)
+    assert child_name and child_name != pull._temp_name(dest)
+    assert os.path.dirname(child_name) == str(tmp_path)
