@@ -187,3 +187,65 @@ def test_a_forked_worker_never_picks_the_temporary_name_its_parent_would(tmp_pat
     os.waitpid(pid, 0)
     assert child_name and child_name != pull._temp_name(dest)
     assert os.path.dirname(child_name) == str(tmp_path)
+
+
+def temporary_files(folder) -> list[str]:
+    return [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if n.startswith(".fogsync-tmp")]
+
+
+def mixed_target(repo) -> dict[str, Entry]:
+    target = {f"d/f{i:03d}.txt": stored(repo, os.urandom(i * 37)) for i in range(1, 40)}
+    target["d"] = Entry("dir", MTIME, "h")
+    target["run.sh"] = stored(repo, b"#!/bin/sh\n").with_(exec=True)
+    target["big.bin"] = stored(repo, os.urandom(200_000))  # several blocks: written by this process
+    target["empty"] = Entry(FILE, MTIME, "h", 0, None, None)
+    return target
+
+
+def test_apply_in_worker_processes_writes_what_threads_write(repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(pull, "_DURABLE_BATCH", 7)  # several batches, the last one short
+    target = mixed_target(repo)
+    applied = {}
+    for name, processes_min in (("threads", 10**9), ("processes", 1)):
+        (tmp_path / name).mkdir()
+        applied[name] = pull.apply(repo, str(tmp_path / name), {}, {}, target, processes_min=processes_min)
+    a, b = tmp_path / "threads", tmp_path / "processes"
+    assert applied["threads"].written == applied["processes"].written == len(target)
+    assert not applied["processes"].skipped and set(applied["processes"].stats) == set(applied["threads"].stats)
+    for name, e in target.items():
+        if e.type == FILE:
+            sa, sb = os.stat(a / name), os.stat(b / name)
+            assert (a / name).read_bytes() == (b / name).read_bytes()
+            assert (sa.st_mode, sa.st_mtime_ns) == (sb.st_mode, sb.st_mtime_ns) and sb.st_mtime_ns == MTIME
+    assert temporary_files(b) == []
+
+
+def test_a_tampered_file_fails_apply_in_worker_processes_and_leaves_no_temporary_file(repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(pull, "_DURABLE_BATCH", 5)
+    target = mixed_target(repo)
+    flip_last_block(repo, target["d/f020.txt"])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(IntegrityError, match=f"{folder / 'd' / 'f020.txt'}: .*authentication failed"):
+        pull.apply(repo, str(folder), {}, {}, target, processes_min=1)
+    assert temporary_files(folder) == []
+    assert not (folder / "d" / "f020.txt").exists()
+
+
+def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their_files(repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(pull, "_DURABLE_BATCH", 3)
+    real, calls = pull._make_durable, []
+
+    def second_fails(folder, temps):
+        calls.append(temps)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(folder, temps)
+
+    monkeypatch.setattr(pull, "_make_durable", second_fails)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(LocalError, match="No space left on device"):
+        pull.apply(repo, str(folder), {}, {}, mixed_target(repo), processes_min=1)
+    assert len(calls) == 2 and temporary_files(folder) == []  # the first batch is in place; nothing else is left
+    assert len(os.listdir(folder / "d")) == 3

@@ -588,6 +588,30 @@ def test_a_symlink_repointed_during_the_pass_is_never_written_through(two, tmp_p
     assert tree[f"d (conflict from desktop {STAMP})"] == ("symlink", str(outside))  # the re-pointed link is kept
 
 
+@pytest.mark.parametrize("depth", ["d", "a/d"])
+def test_a_directory_moved_out_and_linked_to_is_never_written_through(two, tmp_path, monkeypatch, depth):
+    laptop, desktop = two
+    moved_to = tmp_path / "outside"
+    laptop.write(f"{depth}/old.txt", "old\n")
+    sync_all(*two)
+    laptop.write(f"{depth}/new.txt", "new\n")
+    laptop.sync_here()
+    original = pull.prepare
+    top = depth.split("/")[0]
+
+    def prepare(repo, dest, entry, source=None):
+        tmp = original(repo, dest, entry, source)  # written into the real directory, checked to be the folder's
+        if not moved_to.exists():
+            os.rename(desktop.path(top), str(moved_to))  # then it is moved out of the folder,
+            os.symlink(str(moved_to), desktop.path(top))  # and a link to it takes its place
+        return tmp
+
+    monkeypatch.setattr(pull, "prepare", prepare)
+    desktop.sync_here()
+    moved_dir = moved_to / depth.partition("/")[2] if "/" in depth else moved_to
+    assert moved_to.exists() and not (moved_dir / "new.txt").exists()  # never renamed into a place outside
+
+
 def test_a_path_replaced_while_the_merge_is_applied_restarts_the_pass(two, monkeypatch):
     laptop, desktop = two
     os.makedirs(laptop.path("d/a"))
