@@ -510,7 +510,8 @@ def _prepared_in_processes(
     This process reads each sealed blob from the store; a worker verifies,
     decrypts and writes it, as ``restore`` does. After a failure nothing
     more is sent, the files in flight are waited for and removed, and the
-    failure is raised; so is it when the caller stops early.
+    failure is raised. If the caller stops early (``close``), the files in
+    flight are removed too.
     """
     failure: list[FogsyncError] = []
 

@@ -24,8 +24,8 @@ class Entry(NamedTuple):
     ``sha256`` is hex. For a directory, ``size``/``bptr``/``sha256`` describe
     its listing and are filled in when the listing is built.
 
-    A tuple, so immutable; it is built in C (a frozen dataclass took 1.7 us
-    an entry, most of loading 50,000 from the state database). Equality
+    A tuple, so immutable, and built in C: 0.45 us, where a frozen dataclass
+    took 1.7 us (0.09 s of loading 50,000 from the state database). Equality
     leaves out ``extra``.
     """
 
