@@ -13,6 +13,8 @@ config, dummy AWS_* credentials). For each corpus, in order:
     change      (small only) one file appended to, then a sync; then put back
                 and synced again ("changed back")
     restore     ``fogsync restore`` into an empty directory (checked)
+    second host another host (own state, own name) joins: its first sync
+                into an empty folder (checked)
     lost-state  the state database deleted, the share added again, then a sync
                 (the folder already matches the store: the goal is one LIST)
 
@@ -182,11 +184,11 @@ def bench_corpus(srv: Server, name: str, corpus: str, work: str, fogsync: list[s
     state = os.path.join(work, "state")
     logfile = os.path.join(work, "log.txt")
 
-    def add_share() -> None:
+    def add_share(folder: str = corpus, state_dir: str = state, host: str = "bench") -> None:
         with open(config, "w") as f:
-            f.write(f'state_dir = "{state}"\nhost = "bench"\n\n[s3]\nendpoint_url = "{srv.url}"\n')
+            f.write(f'state_dir = "{state_dir}"\nhost = "{host}"\n\n[s3]\nendpoint_url = "{srv.url}"\n')
         os.chmod(config, 0o600)
-        run(fogsync + ["--config", config, "add-share", name, key, "--path", corpus,
+        run(fogsync + ["--config", config, "add-share", name, key, "--path", folder,
                        "--store", f"s3://{bucket}/fogsync"], env, logfile)
 
     rows = []
@@ -213,6 +215,15 @@ def bench_corpus(srv: Server, name: str, corpus: str, work: str, fogsync: list[s
     if problem:
         print(f"WARNING: restore of {name} from S3 differs from the corpus: {problem}")
     shutil.rmtree(dest, ignore_errors=True)
+    second, second_state = os.path.join(work, "second-host"), os.path.join(work, "second-state")
+    os.makedirs(second)
+    add_share(second, second_state, "second")
+    phase("second host", ["sync", name])  # a host joining the share: its first sync into an empty folder
+    problem = verify_restore(corpus, files, second)
+    if problem:
+        print(f"WARNING: a second host's first sync of {name} differs from the corpus: {problem}")
+    shutil.rmtree(second, ignore_errors=True)
+    shutil.rmtree(second_state)
     shutil.rmtree(state)
     add_share()
     phase("lost-state", ["sync", name])

@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import os
 import secrets
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
@@ -279,9 +280,9 @@ def _prepare_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -
 
 def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str]) -> None:
     def items() -> Iterator[tuple[str, Entry, bytes]]:
-        for p in paths:
-            e = tree[p]
-            yield os.path.join(dest, p), e, repo.piece(Bptr.unpack(e.bptr))
+        sealed = repo.pieces_ahead(Bptr.unpack(tree[p].bptr) for p in paths)
+        for p, data in zip(paths, sealed):
+            yield os.path.join(dest, p), tree[p], data
 
     for item, result in map_in_processes(_restore_batch, items(), _init_worker, (repo.keys,)):
         if result is None:  # no worker answered: write it here
@@ -515,21 +516,26 @@ def _prepared_in_processes(
     """
     failure: list[FogsyncError] = []
 
-    def items() -> Iterator[tuple[str, str, Entry, bytes]]:
+    wanted: deque[tuple[str, str]] = deque()  # (path, full path) whose blob is being read, in order
+
+    def bptrs() -> Iterator[Bptr]:
         for i, path in enumerate(paths):
             if failure:
                 return
             if i % _DURABLE_BATCH == 0:
                 new_batch()
             full = checked(path)
-            if full is None:
-                continue
-            try:
-                sealed = repo.piece(Bptr.unpack(target[path].bptr))
-            except FogsyncError as e:  # raised here, it would cut off the answers for what is in flight
-                failure.append(e)
-                return
-            yield path, full, target[path], sealed
+            if full is not None:
+                wanted.append((path, full))
+                yield Bptr.unpack(target[path].bptr)
+
+    def items() -> Iterator[tuple[str, str, Entry, bytes]]:
+        try:
+            for sealed in repo.pieces_ahead(bptrs()):
+                path, full = wanted.popleft()
+                yield path, full, target[path], sealed
+        except FogsyncError as e:  # raised here, it would cut off the answers for what is in flight
+            failure.append(e)
 
     results = map_in_processes(_prepare_batch_sealed, items(), _init_worker, (repo.keys,))
     batch: list[tuple[str, str, str]] = []

@@ -356,3 +356,19 @@ def test_a_partial_block_filled_to_the_last_byte_is_fetched_once(repo, store):
     store.gets.clear()
     assert (reader.piece(pa), reader.piece(pb), reader.piece(pa)) == (a, b, a)
     assert store.gets == [reader.block_key(pa.hash)]
+
+
+@pytest.mark.parametrize("concurrency", [2, 16], ids=["local", "network"])
+def test_pieces_ahead_come_in_order_and_a_shared_block_is_fetched_once(repo, store, concurrency):
+    w = repo.writer()
+    blobs = [os.urandom(n) for n in (100, 5_000, 40_000, 300, 20_000, 60_000, 7)]  # tails share partial blocks
+    bptrs = [Bptr.unpack(r) for r in w.resolve([w.write_bytes(b) for b in blobs])]
+    repo.wait_uploads()
+    store.read_concurrency = concurrency
+    reader = fresh(repo)
+    store.gets.clear()
+    assert list(reader.pieces_ahead(bptrs)) == blobs
+    assert sorted(store.gets) == sorted({reader.block_key(p.hash) for p in bptrs})
+    store.delete(reader.block_key(bptrs[-1].hash))
+    with pytest.raises(FogsyncError, match="is missing"):
+        list(fresh(repo).pieces_ahead(bptrs))
