@@ -6,6 +6,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fogsync.errors import FormatError
 from fogsync.tree import (
@@ -230,3 +232,24 @@ def test_same_content():
     s = Entry(SYMLINK, 1, "h", 1, target="x")
     assert s.same_content(s.with_(mtime=5)) and not s.same_content(s.with_(target="y"))
     assert Entry(DIR, 1, "h").same_content(Entry(DIR, 2, "g", 7, BPTR, SHA))
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=12)  # quotes, backslashes, controls, non-ASCII
+
+
+@st.composite
+def _entries(draw) -> Entry:
+    kind = draw(st.sampled_from([FILE, DIR, SYMLINK]))
+    size = draw(st.integers(0, 2**40))
+    stored = kind != SYMLINK and size > 0
+    extra = draw(st.sampled_from([(), (("colour", "blue"),), (("n", [1, 2]), ("z", None))]))
+    return Entry(kind, draw(st.integers(0, 2**63)), draw(_texts), size, BPTR if stored else None,
+                 draw(st.sampled_from([SHA, '"' * 64])) if stored else None, kind == FILE and draw(st.booleans()),
+                 draw(_texts) if kind == SYMLINK else None, extra)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_texts.filter(bool), _entries()), max_size=6, unique_by=lambda ne: ne[0]))
+def test_listing_text_is_what_json_dumps_writes(entries):
+    as_dicts = [entry_to_json(n, e) for n, e in sorted(entries, key=lambda ne: ne[0])]
+    assert encode_listing(entries) == json.dumps(as_dicts, ensure_ascii=False, separators=(",", ":")).encode()
