@@ -190,18 +190,9 @@ def entry_from_json(d: dict) -> tuple[str, Entry]:
         target = d.get("target") if kind == SYMLINK else None
         if kind == SYMLINK and not isinstance(target, str):
             raise FormatError(f"symlink {name!r} has no target")
-        extra = tuple(sorted((k, v) for k, v in d.items() if k not in _KNOWN))
-        return name, Entry(
-            type=kind,
-            mtime=_integer(d["mtime"], "mtime"),
-            host=str(d.get("host", "")),
-            size=size,
-            bptr=bptr,
-            sha256=sha,
-            exec=bool(d.get("exec", False)),
-            target=target,
-            extra=extra,
-        )
+        extra = () if d.keys() <= _KNOWN else tuple(sorted((k, v) for k, v in d.items() if k not in _KNOWN))
+        mtime, host, exec_ = _integer(d["mtime"], "mtime"), str(d.get("host", "")), bool(d.get("exec", False))
+        return name, Entry(kind, mtime, host, size, bptr, sha, exec_, target, extra)
     except FormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
