@@ -323,13 +323,13 @@ def _contents_outside(
     moved back, copied or restored later reuses its blocks. (For a first
     sync of 50,000 files that is 50,000 rows not written.)
     """
-    held = {e.sha256 for e in final.values() if e.type == FILE and e.bptr is not None}
-    out = [c for c in new if c[0] not in held]
-    for path in (*rows, *removed):
-        e = base.get(path)
-        if e is not None and e.type == FILE and e.bptr is not None and e.sha256 not in held:
-            out.append((e.sha256, e.size, e.bptr))
-    return out
+    left = [base[p] for p in (*rows, *removed) if p in base]
+    candidates = [*new, *((e.sha256, e.size, e.bptr) for e in left if e.type == FILE and e.bptr is not None)]
+    if not candidates:
+        return []
+    wanted = {c[0] for c in candidates}  # a set lookup per entry is cheaper than collecting 50,000 hashes
+    held = {e.sha256 for e in final.values() if e.sha256 in wanted and e.type == FILE and e.bptr is not None}
+    return [c for c in candidates if c[0] not in held]
 
 
 def human_size(n: float) -> str:
