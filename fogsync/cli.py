@@ -353,7 +353,7 @@ def cmd_cat(args) -> int:
 def cmd_restore(args) -> int:
     if args.in_place:
         return _restore_in_place(args)
-    from .pull import restore
+    from .restore import restore
 
     cfg, repo = _open(args, args.name)
     path = share_path(args.path)

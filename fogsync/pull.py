@@ -10,7 +10,8 @@ locally instead of fetched.
 target tree. Right before it replaces or deletes a path it checks the path
 still has the stat it was scanned with: a local edit the merge has not seen
 is never overwritten; such paths are reported back and the pass is retried.
-``restore`` writes a tree into an empty directory.
+The writing of one entry, the thread rule and the worker-process side here
+are shared with ``restore``, which writes a tree into an empty directory.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
 CHUNK = 1 << 20
 _BATCH = 256
-_WORKERS = 4  # files written at once
+WORKERS = 4  # files written at once
 PROCESSES_MIN = 2000  # this many one-block files are worth starting worker processes for
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
 # an fsync per file cost 13 s of a 50,000-file first pull.
@@ -93,7 +94,7 @@ def _prepared(dest: str, entry: Entry, write_content: Callable[[str], None]) -> 
         os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
         return tmp
     except BaseException as e:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         if isinstance(e, OSError):
             raise LocalError(f"cannot write {dest}: {e.strerror or e}") from None
         raise
@@ -137,6 +138,18 @@ def _check_content(sha: str, n: int, entry: Entry) -> None:
         raise IntegrityError(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
 
 
+def prepare_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> str:
+    """A temporary file beside ``target`` holding a one-block blob's verified plaintext."""
+    def write(tmp: str) -> None:
+        try:
+            plain = crypto.open_blob(keys, sealed)
+        except (IntegrityError, FormatError) as e:
+            raise type(e)(f"{target}: {e}") from None
+        _write_checked(tmp, iter((plain,)), entry)
+
+    return _prepared(target, entry, write)
+
+
 def _local_chunks(path: str) -> Iterator[bytes]:
     with open(path, "rb") as f:
         yield from iter(lambda: f.read(CHUNK), b"")
@@ -151,7 +164,7 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once: setting it is a process-wide race with other threads
 
 
-def _remove_quietly(path: str) -> None:
+def remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -169,51 +182,15 @@ def set_dir_mtimes(folder: str, tree: Mapping[str, Entry], paths) -> None:
                 pass
 
 
-# --- restore into an empty directory --------------------------------------------------
+# --- writing many: thread groups, worker processes ------------------------------------
 
 
-def restore(
-    repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = _WORKERS, processes_min: int = PROCESSES_MIN,
-) -> int:
-    """Write ``tree`` into ``dest`` (empty or absent). Returns the number of entries written."""
-    os.makedirs(dest, exist_ok=True)
-    if os.listdir(dest):
-        raise LocalError(f"restore target {dest} is not empty")
-    dirs = sorted(p for p, e in tree.items() if e.type == DIR)
-    for d in dirs:
-        os.makedirs(os.path.join(dest, d), exist_ok=True)
-
-    def one(path: str) -> None:
-        target = os.path.join(dest, path)
-        _place(prepare(repo, target, tree[path]), target)
-
-    others = [p for p, e in tree.items() if e.type != DIR]
-    small = [p for p in others if _one_block(tree[p])]
-    if workers <= 1 or len(small) < processes_min or (os.cpu_count() or 1) < 2:
-        small = []
-    if small:
-        _restore_in_processes(repo, tree, dest, small)
-    chosen = set(small)
-    for group, threads in _thread_groups(repo, tree, [p for p in others if p not in chosen], workers):
-        _run_all(one, group, threads)
-    set_dir_mtimes(dest, tree, dirs)
-    return len(tree)
-
-
-def _place(tmp: str, target: str) -> None:
-    """Rename a prepared file into place (restore: nothing is there to check first)."""
-    try:
-        os.replace(tmp, target)
-    except OSError as e:
-        _remove_quietly(tmp)
-        raise LocalError(f"cannot write {target}: {e.strerror or e}") from None
-
-
-def _one_block(e: Entry) -> bool:
+def one_block(e: Entry) -> bool:
+    """A non-empty file whose sealed blob fits in one block: a job for a worker process."""
     return e.type == FILE and e.size > 0 and Bptr.unpack(e.bptr).depth == 0
 
 
-def _thread_groups(
+def thread_groups(
     repo: Repo, tree: Mapping[str, Entry], paths: list[str], workers: int,
 ) -> list[tuple[list[str], int]]:
     """``paths`` in groups, each with how many threads should write it.
@@ -227,13 +204,13 @@ def _thread_groups(
     """
     if repo.store.read_concurrency > 2:
         return [(paths, workers)]
-    big = [p for p in paths if tree[p].type == FILE and tree[p].size > 0 and not _one_block(tree[p])]
+    big = [p for p in paths if tree[p].type == FILE and tree[p].size > 0 and not one_block(tree[p])]
     chosen = set(big)
     return [(big, min(workers, os.cpu_count() or 1)), ([p for p in paths if p not in chosen], 1)]
 
 
-# Many small files are Python-bound work (open, verify, decrypt, write, rename):
-# worker processes write them from sealed bytes this process reads from the store.
+# Many small files are Python-bound work (open, verify, decrypt, write): worker processes
+# write them to temporary names from sealed bytes this process reads; this process renames them.
 
 _worker_keys: list[ShareKeys] = []
 
@@ -242,56 +219,18 @@ def _init_worker(keys: ShareKeys) -> None:
     _worker_keys[:] = [keys]
 
 
-def _restore_batch(items: list[tuple[str, Entry, bytes]]) -> list[bool | FogsyncError]:
-    return [_restore_sealed(_worker_keys[0], *item) for item in items]
-
-
-def _restore_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> bool | FogsyncError:
-    """Write one small file from its sealed blob; the error instead of raising, to hand it back."""
-    try:
-        _place(_prepare_sealed(keys, target, entry, sealed), target)
-        return True
-    except FogsyncError as e:
-        return e
-
-
 def _prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[str | FogsyncError]:
     return [_prepared_or_error(_worker_keys[0], full, entry, sealed) for _, full, entry, sealed in items]
 
 
 def _prepared_or_error(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> str | FogsyncError:
     try:
-        return _prepare_sealed(keys, target, entry, sealed)
+        return prepare_sealed(keys, target, entry, sealed)
     except FogsyncError as e:
         return e
 
 
-def _prepare_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> str:
-    """A temporary file beside ``target`` holding a one-block blob's verified plaintext."""
-    def write(tmp: str) -> None:
-        try:
-            plain = crypto.open_blob(keys, sealed)
-        except (IntegrityError, FormatError) as e:
-            raise type(e)(f"{target}: {e}") from None
-        _write_checked(tmp, iter((plain,)), entry)
-
-    return _prepared(target, entry, write)
-
-
-def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str]) -> None:
-    def items() -> Iterator[tuple[str, Entry, bytes]]:
-        sealed = repo.pieces_ahead(Bptr.unpack(tree[p].bptr) for p in paths)
-        for p, data in zip(paths, sealed):
-            yield os.path.join(dest, p), tree[p], data
-
-    for item, result in map_in_processes(_restore_batch, items(), _init_worker, (repo.keys,)):
-        if result is None:  # no worker answered: write it here
-            result = _restore_sealed(repo.keys, *item)
-        if result is not True:
-            raise result
-
-
-def _run_all(fn, items, workers: int) -> None:
+def run_all(fn, items, workers: int) -> None:
     """``fn`` over ``items`` on ``workers`` threads; returns when every call has returned."""
     if workers <= 1 or len(items) < 2:
         for item in items:
@@ -308,7 +247,7 @@ def _run_all(fn, items, workers: int) -> None:
 
 def apply(
     repo: Repo, folder: str, known: Mapping[str, Local], local: Mapping[str, Entry],
-    target: Mapping[str, Entry], workers: int = _WORKERS, processes_min: int = PROCESSES_MIN,
+    target: Mapping[str, Entry], workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
 ) -> Applied:
     """Make the folder hold ``target`` where it now holds ``local``.
 
@@ -466,38 +405,38 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
             os.replace(tmp, full)
         except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
             out.skipped.append(path)
             return
         except OSError as e:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
             raise LocalError(f"cannot write {full}: {e.strerror or e}") from None
         s = os.lstat(full)
         out.stats[path] = Stat(s.st_size, s.st_mtime_ns, s.st_ino)
 
     before = len(out.stats)
     files = [p for p in paths if target[p].type != DIR]
-    sealed = [p for p in files if _one_block(target[p]) and target[p].sha256 not in sources]
+    sealed = [p for p in files if one_block(target[p]) and target[p].sha256 not in sources]
     if workers <= 1 or len(sealed) < processes_min or (os.cpu_count() or 1) < 2:
         sealed = []
     chosen = set(sealed)
     rest = [p for p in files if p not in chosen]
     # closing: if a batch fails, the worker processes' files in flight are removed right away
     with contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers:
-        here = (prepared_here(group, threads) for group, threads in _thread_groups(repo, target, rest, workers))
+        here = (prepared_here(group, threads) for group, threads in thread_groups(repo, target, rest, workers))
         for prepared in itertools.chain(by_workers, *here):
             try:
                 _make_durable(folder, [tmp for path, _, tmp in prepared if target[path].type == FILE])
             except OSError as e:
                 for _, _, tmp in prepared:
-                    _remove_quietly(tmp)
+                    remove_quietly(tmp)
                 raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
             for i, item in enumerate(prepared):  # quick local calls: threads would only fight over the GIL
                 try:
                     place(item)
                 except BaseException:
                     for _, _, tmp in prepared[i + 1 :]:
-                        _remove_quietly(tmp)
+                        remove_quietly(tmp)
                     raise
     out.written += len(out.stats) - before  # counted here: writer threads share ``out``
 
@@ -546,7 +485,7 @@ def _prepared_in_processes(
             if isinstance(tmp, FogsyncError):
                 failure.append(tmp)
             elif failure:
-                _remove_quietly(tmp)
+                remove_quietly(tmp)
             else:
                 batch.append((path, full, tmp))
                 if len(batch) == _DURABLE_BATCH:
@@ -556,11 +495,11 @@ def _prepared_in_processes(
         failure.append(LocalError("stopped"))
         for _, tmp in results:
             if isinstance(tmp, str):
-                _remove_quietly(tmp)
+                remove_quietly(tmp)
         raise
     if failure:
         for _, _, tmp in batch:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
         raise failure[0]
     if batch:
         yield batch
@@ -597,11 +536,11 @@ def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[tuple[st
         except BaseException as e:  # handed to the caller once every other temp file is accounted for
             failures.append(e)
 
-    _run_all(guarded, paths, workers)
+    run_all(guarded, paths, workers)
     prepared = [r for r in results if r is not None]
     if failures:
         for _, _, tmp in prepared:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
         raise failures[0]
     return prepared
 

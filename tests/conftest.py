@@ -14,8 +14,10 @@ from typing import Callable, Iterator
 
 import pytest
 
+from fogsync.repo import Repo
 from fogsync.store import Store
-from helpers import folder_tree
+from fogsync.store.local import LocalStore
+from helpers import KEYS, folder_tree
 
 # --- S3 (moto server) ---------------------------------------------------------
 
@@ -52,6 +54,14 @@ def _serialise_moto_puts(mp: pytest.MonkeyPatch) -> None:
             return original(self, *args, **kwargs)
 
     mp.setattr(S3Response, "put_object", put_object)
+
+
+@pytest.fixture
+def repo(tmp_path) -> Iterator[Repo]:
+    """A share on a local store in ``tmp_path`` (test modules may define their own)."""
+    r = Repo(LocalStore(str(tmp_path / "store")), KEYS, "share")
+    yield r
+    r.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
+
+from fogsync import crypto
+from fogsync.repo import Repo
+from fogsync.tree import FILE, Entry
+
+KEYS = crypto.ShareKeys.derive(bytes(range(32)))
+MTIME = 1_700_000_000_123_456_789
 
 
 def folder_tree(folder, mtimes: bool = False) -> dict[str, tuple]:
@@ -27,3 +35,29 @@ def folder_tree(folder, mtimes: bool = False) -> dict[str, tuple]:
                 item = ("file", p.read_bytes(), bool(s.st_mode & stat.S_IXUSR))
             out[p.relative_to(folder).as_posix()] = item + ((s.st_mtime_ns,) if mtimes else ())
     return out
+
+
+def stored(repo: Repo, data: bytes, compress: bool = False) -> Entry:
+    """``data`` sealed into ``repo`` as a file entry (mtime MTIME)."""
+    w = repo.writer()
+    (ref,) = w.resolve([w.write(crypto.seal_stream(repo.keys, [data], compress=compress))])
+    repo.wait_uploads()
+    return Entry(FILE, MTIME, "h", len(data), ref, hashlib.sha256(data).hexdigest())
+
+
+def small_tree(repo: Repo, files: dict[str, bytes]) -> dict[str, Entry]:
+    return {p: stored(repo, d) for p, d in files.items()}
+
+
+def flip_last_block(repo: Repo, entry: Entry) -> None:
+    """Flip one bit in the last byte of ``entry``'s last piece, in a local store's block file."""
+    last = repo.pieces(entry.bptr)[-1]
+    path = os.path.join(repo.store.root, *repo.block_key(last.hash).split("/"))
+    block = bytearray(open(path, "rb").read())
+    block[last.end - 1] ^= 1
+    open(path, "wb").write(bytes(block))
+
+
+def temporary_files(folder) -> list[str]:
+    """fogsync's temporary files anywhere under ``folder``."""
+    return [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if n.startswith(".fogsync-tmp")]
