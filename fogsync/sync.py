@@ -274,7 +274,7 @@ def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
 
 def _state_rows(
     final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
-    known: Mapping[str, Local], read: Iterable[str], taken_ns: int, applied: Applied,
+    known: Mapping[str, Local], read: Mapping[str, Stat], taken_ns: int, applied: Applied,
 ) -> tuple[dict[str, tuple[Entry, Stat | None]], list[str]]:
     """The state rows that differ from what the database holds.
 
@@ -288,13 +288,13 @@ def _state_rows(
     for path in _row_candidates(final, base, known, read, applied):
         entry, stat = final[path], None
         if entry.type == FILE:
-            stat = applied.stats.get(path)
+            stat = applied.stats.get(path) or read.get(path)  # the very Stat objects: 50,000 on a first sync
             if stat is None and path in known:
-                stat = known[path][1:4]  # (size, mtime_ns, ino): a Stat only if it goes into a row
-            if stat is not None and stat[1] >= racy:
+                stat = Stat(*known[path][1:4])
+            if stat is not None and stat.mtime_ns >= racy:
                 stat = None
         if base.get(path) != entry or stats.get(path) != stat:
-            rows[path] = (entry, None if stat is None else Stat(*stat))
+            rows[path] = (entry, stat)
     removed = [p for p in base if p not in final]
     return rows, removed
 
