@@ -190,6 +190,11 @@ def one_block(e: Entry) -> bool:
     return e.type == FILE and e.size > 0 and Bptr.unpack(e.bptr).depth == 0
 
 
+def worth_processes(count: int, workers: int, processes_min: int) -> bool:
+    """Whether ``count`` one-block files are worth starting worker processes for, on this machine."""
+    return workers > 1 and count >= processes_min and (os.cpu_count() or 1) >= 2
+
+
 def thread_groups(
     repo: Repo, tree: Mapping[str, Entry], paths: list[str], workers: int,
 ) -> list[tuple[list[str], int]]:
@@ -417,7 +422,7 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     before = len(out.stats)
     files = [p for p in paths if target[p].type != DIR]
     sealed = [p for p in files if one_block(target[p]) and target[p].sha256 not in sources]
-    if workers <= 1 or len(sealed) < processes_min or (os.cpu_count() or 1) < 2:
+    if not worth_processes(len(sealed), workers, processes_min):
         sealed = []
     chosen = set(sealed)
     rest = [p for p in files if p not in chosen]
@@ -425,20 +430,28 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     with contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers:
         here = (prepared_here(group, threads) for group, threads in thread_groups(repo, target, rest, workers))
         for prepared in itertools.chain(by_workers, *here):
-            try:
-                _make_durable(folder, [tmp for path, _, tmp in prepared if target[path].type == FILE])
-            except OSError as e:
-                for _, _, tmp in prepared:
-                    remove_quietly(tmp)
-                raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
-            for i, item in enumerate(prepared):  # quick local calls: threads would only fight over the GIL
-                try:
-                    place(item)
-                except BaseException:
-                    for _, _, tmp in prepared[i + 1 :]:
-                        remove_quietly(tmp)
-                    raise
+            _place_batch(folder, target, prepared, place)
     out.written += len(out.stats) - before  # counted here: writer threads share ``out``
+
+
+def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[tuple[str, str, str]], place: Callable) -> None:
+    """Make a batch durable, then rename it in, one by one (threads would only fight over the GIL).
+
+    If that fails part way, no temporary file of the batch is left behind.
+    """
+    done = 0
+    try:
+        try:
+            _make_durable(folder, [tmp for path, _, tmp in prepared if target[path].type == FILE])
+        except OSError as e:
+            raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
+        for item in prepared:
+            place(item)
+            done += 1
+    except BaseException:
+        for _, _, tmp in prepared[done:]:
+            remove_quietly(tmp)
+        raise
 
 
 def _prepared_in_processes(

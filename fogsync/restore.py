@@ -20,6 +20,7 @@ from .errors import FogsyncError, LocalError
 from .processes import map_in_processes
 from .pull import (
     PROCESSES_MIN, WORKERS, one_block, prepare, prepare_sealed, remove_quietly, run_all, set_dir_mtimes, thread_groups,
+    worth_processes,
 )
 from .repo import Repo
 from .tree import DIR, Entry
@@ -42,7 +43,7 @@ def restore(
 
     others = [p for p, e in tree.items() if e.type != DIR]
     small = [p for p in others if one_block(tree[p])]
-    if workers <= 1 or len(small) < processes_min or (os.cpu_count() or 1) < 2:
+    if not worth_processes(len(small), workers, processes_min):
         small = []
     if small:
         _restore_in_processes(repo, tree, dest, small)
