@@ -33,7 +33,7 @@ from .crypto import ShareKeys
 from .errors import FogsyncError, FormatError, IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
 from .processes import map_in_processes
-from .repo import Repo
+from .repo import Repo, by_block
 from .scan import Local
 from .state import Stat
 from .store.local import sync_filesystem
@@ -422,8 +422,7 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     before = len(out.stats)
     files = [p for p in paths if target[p].type != DIR]
     sealed = [p for p in files if one_block(target[p]) and target[p].sha256 not in sources]
-    if not worth_processes(len(sealed), workers, processes_min):
-        sealed = []
+    sealed = by_block(target, sealed) if worth_processes(len(sealed), workers, processes_min) else []
     chosen = set(sealed)
     rest = [p for p in files if p not in chosen]
     # closing: if a batch fails, the worker processes' files in flight are removed right away

@@ -132,6 +132,19 @@ def _reader_pool() -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_read_pool.clear)
 
 
+def _block_of(p: Bptr) -> bytes:
+    return p.hash
+
+
+def by_block(tree: Mapping[str, Entry], paths: Iterable[str]) -> list[str]:
+    """One-block files in the order of their bptrs: files that share a partial block come together.
+
+    Tails are packed in the order files were sealed, which is not the
+    order a tree lists them in (``pieces_ahead`` then reads each block once).
+    """
+    return sorted(paths, key=lambda p: tree[p].bptr)
+
+
 def _fetched_ahead(fetch: Callable, items: Iterable, ahead_n: int) -> Iterator:
     """``fetch(item)`` for each item, in order, with up to ``ahead_n`` running on the reader pool."""
     pool, items = _reader_pool(), iter(items)
@@ -229,14 +242,18 @@ class Repo:
                 self._fetching.pop(h).set()
 
     def _fetch(self, h: bytes, shared: bool) -> bytes:
+        data = self._read_block(h)
+        if shared or len(data) < BLOCK_SIZE:
+            self._cache.add(h, data)
+        return data
+
+    def _read_block(self, h: bytes) -> bytes:
         try:
             data = self.store.get(self.block_key(h))
         except ObjectNotFound:
             raise ObjectNotFound(f"block {h.hex()} of {self.where()} is missing") from None
         if self.verify_hashes and hashlib.sha256(data).digest() != h:
             raise IntegrityError(f"block {h.hex()} of {self.where()} is corrupt (its hash does not match its name)")
-        if shared or len(data) < BLOCK_SIZE:
-            self._cache.add(h, data)
         return data
 
     def piece(self, p: Bptr) -> bytes:
@@ -350,13 +367,24 @@ class Repo:
     def pieces_ahead(self, bptrs: Iterable[Bptr]) -> Iterator[bytes]:
         """Each bptr's bytes, in order: one-block blobs of many files, read for worker processes.
 
-        Where a read is a round trip (S3), ``read_concurrency`` are fetched
-        ahead; files side by side share partial blocks, which are fetched
-        once. A local block reads faster than a hand-off between threads.
+        Bptrs side by side that point into one block cost one read of it
+        (callers sort them with ``by_block``), and that block is not kept in
+        the cache: a 50,000-file restore in tree order kept all its 854
+        partial blocks there, 55 MB. Where a read is a round trip (S3),
+        ``read_concurrency`` blocks are fetched ahead; a local block reads
+        faster than a hand-off between threads.
         """
+        runs = (list(run) for _, run in itertools.groupby(bptrs, key=_block_of))
         if self.store.read_concurrency <= 2:
-            return map(self.piece, bptrs)
-        return _fetched_ahead(self.piece, bptrs, self.store.read_concurrency)
+            blocks = map(self._pieces_of, runs)
+        else:
+            blocks = _fetched_ahead(self._pieces_of, runs, self.store.read_concurrency)
+        return itertools.chain.from_iterable(blocks)
+
+    def _pieces_of(self, run: list[Bptr]) -> list[bytes]:
+        """The bytes of bptrs that all point into one block, which is read once."""
+        block = self._cache.get(run[0].hash) or self._read_block(run[0].hash)
+        return [piece_bytes(p, lambda _: block) for p in run]
 
     def streamed(self, ref: bytes, what: str) -> Iterator[bytes]:
         """The plaintext of a content blob in one pass, raising at the end if its tag fails.

@@ -22,7 +22,7 @@ from .pull import (
     PROCESSES_MIN, WORKERS, one_block, prepare, prepare_sealed, remove_quietly, run_all, set_dir_mtimes, thread_groups,
     worth_processes,
 )
-from .repo import Repo
+from .repo import Repo, by_block
 from .tree import DIR, Entry
 
 
@@ -46,7 +46,7 @@ def restore(
     if not worth_processes(len(small), workers, processes_min):
         small = []
     if small:
-        _restore_in_processes(repo, tree, dest, small)
+        _restore_in_processes(repo, tree, dest, by_block(tree, small))
     chosen = set(small)
     for group, threads in thread_groups(repo, tree, [p for p in others if p not in chosen], workers):
         run_all(one, group, threads)

@@ -359,6 +359,27 @@ def test_a_partial_block_filled_to_the_last_byte_is_fetched_once(repo, store):
 
 
 @pytest.mark.parametrize("concurrency", [2, 16], ids=["local", "network"])
+def test_files_in_block_order_read_each_block_once_and_leave_nothing_cached(repo, store, concurrency):
+    w = repo.writer()
+    blobs = {f"d{i % 7}/f{i}": os.urandom(1000 + 37 * i) for i in range(150)}  # tails filling several partial blocks
+    refs = w.resolve([w.write_bytes(b) for b in blobs.values()])
+    repo.wait_uploads()
+    tree = {p: Entry(FILE, 0, "h", len(b), ref) for (p, b), ref in zip(blobs.items(), refs)}
+    listed = sorted(tree)  # a tree lists files in another order than they were packed in
+    blocks = {Bptr.unpack(ref).hash for ref in refs}
+    store.read_concurrency = concurrency
+    reader = fresh(repo)
+    store.gets.clear()
+
+    order = repomod.by_block(tree, listed)
+    assert sorted(order) == listed
+    assert list(reader.pieces_ahead(Bptr.unpack(tree[p].bptr) for p in order)) == [blobs[p] for p in order]
+    assert len(blocks) > 2 and sorted(store.gets) == sorted(reader.block_key(h) for h in blocks)
+    reader.piece(Bptr.unpack(tree[order[0]].bptr))
+    assert len(store.gets) == len(blocks) + 1  # not kept in the cache
+
+
+@pytest.mark.parametrize("concurrency", [2, 16], ids=["local", "network"])
 def test_pieces_ahead_come_in_order_and_a_shared_block_is_fetched_once(repo, store, concurrency):
     w = repo.writer()
     blobs = [os.urandom(n) for n in (100, 5_000, 40_000, 300, 20_000, 60_000, 7)]  # tails share partial blocks
