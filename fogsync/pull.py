@@ -35,7 +35,7 @@ from .ignore import TEMP_PREFIX
 from .processes import map_in_processes
 from .repo import Repo, by_block
 from .scan import Local
-from .state import Stat
+from .state import Stat, stat_of
 from .store.local import sync_filesystem
 from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
@@ -417,7 +417,7 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             remove_quietly(tmp)
             raise LocalError(f"cannot write {full}: {e.strerror or e}") from None
         s = os.lstat(full)
-        out.stats[path] = Stat(s.st_size, s.st_mtime_ns, s.st_ino)
+        out.stats[path] = stat_of(target[path], s.st_size, s.st_mtime_ns, s.st_ino)
 
     before = len(out.stats)
     files = [p for p in paths if target[p].type != DIR]

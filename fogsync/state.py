@@ -65,6 +65,12 @@ class Stat(NamedTuple):
     ino: int
 
 
+def stat_of(entry: Entry, size: int, mtime_ns: int, ino: int) -> Stat:
+    """A file's Stat, sharing its entry's int objects where they agree, as they do unless it
+    changed: 3 MB less for 50,000 files."""
+    return Stat(entry.size if size == entry.size else size, entry.mtime if mtime_ns == entry.mtime else mtime_ns, ino)
+
+
 @dataclass(frozen=True)
 class ShareState:
     share_id: str
@@ -111,10 +117,10 @@ class State:
                 )
                 # Row by row, not fetchall: 50,000 rows held at once were 8 MB more at the peak.
                 for path, kind, mtime, host, size, bptr, sha, ex, target, extra, s_size, s_mtime, s_ino in rows:
-                    tree[path] = Entry(same(kind, kind), mtime, same(host, host), size, bptr, sha, ex == 1, target,
-                                       _thaw(extra) if extra else ())
+                    tree[path] = entry = Entry(same(kind, kind), mtime, same(host, host), size, bptr, sha, ex == 1,
+                                               target, _thaw(extra) if extra else ())
                     if s_size is not None:
-                        stats[path] = Stat(s_size, s_mtime, s_ino)
+                        stats[path] = stat_of(entry, s_size, s_mtime, s_ino)
             except sqlite3.Error as e:
                 raise LocalError(f"state database {self.path}: {e}") from None
         return tree, stats

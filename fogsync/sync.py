@@ -203,8 +203,12 @@ def _refuse_namesake(share: Share, base: bytes | None, head: bytes | None) -> No
 def _local_tree(
     tree: dict[str, Entry], to_read: list[str], read: Mapping[str, Entry], base: Mapping[str, Entry]
 ) -> dict[str, Entry]:
-    """The folder as entries: unread files keep their base entry; content equal to base keeps base's."""
-    out = dict(tree)
+    """The folder as entries: unread files keep their base entry; content equal to base keeps base's.
+
+    Completes ``tree`` (compare's, which nothing else reads) in place: a
+    copy would be one more 50,000-entry dict at the pass's peak.
+    """
+    out = tree
     for path in to_read:
         entry = read.get(path)
         old = base.get(path)
@@ -232,16 +236,21 @@ def _settling(snap: Snapshot, paths: list[str], settle_ns: int) -> list[str]:
 
 
 def _known(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> dict[str, Local]:
-    """Paths whose content the local tree describes, as they looked when it was learnt."""
-    pending = set(to_read)
-    out = {}
-    for path, item in snap.items.items():
-        if path not in pending:
-            out[path] = item
-        elif path in read:
-            s = read[path]
-            out[path] = Local(FILE, s.size, s.mtime_ns, s.ino, item.exec)
-    return out
+    """Paths whose content the local tree describes, as they looked when it was learnt.
+
+    That is the scan, with each file read replaced by the stat it was read
+    with and each file left unread dropped; built in ``snap.items`` itself
+    (its last reader is the directory mtimes, which this leaves as they
+    are), not beside it.
+    """
+    items = snap.items
+    for path in to_read:
+        s = read.get(path)
+        if s is None:
+            del items[path]
+        else:
+            items[path] = Local(FILE, s.size, s.mtime_ns, s.ino, items[path].exec)
+    return items
 
 
 def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Entry], final) -> None:

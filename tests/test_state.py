@@ -7,7 +7,7 @@ from typing import Mapping
 
 import pytest
 
-from fogsync.state import ShareState, Stat, State
+from fogsync.state import ShareState, Stat, State, stat_of
 from fogsync.tree import DIR, FILE, SYMLINK, Entry
 
 B1, B2 = bytes([1]) * 48, bytes([2]) * 48
@@ -173,3 +173,11 @@ def test_own_roots(db, monkeypatch):
     assert db.own_roots("s", refs) == set(refs[2:])  # only the newest are kept
     db.ensure_share("s", "id2")  # another share id: starts over
     assert db.own_roots("s", refs) == set()
+
+
+def test_stat_of_shares_the_entry_ints_only_where_they_agree():
+    entry = Entry(FILE, 1_700_000_000_123_456_789, "h", 70_000, None, None)
+    same = stat_of(entry, 70_000, 1_700_000_000_123_456_789, 42)
+    assert same == Stat(70_000, 1_700_000_000_123_456_789, 42)
+    assert same.size is entry.size and same.mtime_ns is entry.mtime
+    assert stat_of(entry, 70_001, 5, 42) == Stat(70_001, 5, 42)
