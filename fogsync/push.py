@@ -182,17 +182,15 @@ def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
     return out
 
 
-def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[tuple[str, int, bytes]]:
-    """Fill in the bptrs of newly written files; returns their (sha256, size, bptr) for the index."""
+def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[str]:
+    """Fill in the bptrs of newly written files; returns their paths (their content is new to the store)."""
     paths = list(sealed.pending)
-    refs = writer.resolve([sealed.pending[p] for p in paths])
-    new = []
-    for path, ref in zip(paths, refs):
-        e = sealed.entries[path].with_bptr(ref)
-        sealed.entries[path] = e
-        new.append((e.sha256, e.size, ref))
+    refs = writer.resolve(list(sealed.pending.values()))
     sealed.pending.clear()
-    return new
+    entries = sealed.entries
+    for path, ref in zip(paths, refs):
+        entries[path] = entries[path].with_bptr(ref)
+    return paths
 
 
 def _read_one(folder, path, writer, keys, index, host):

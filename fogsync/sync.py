@@ -11,6 +11,7 @@ advances only when a pass completes, so a crash at any point is safe.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ def _attempt(share: Share, report: Report) -> bool:
     writer = repo.writer()
     sizes = {p: snap.items[p].size for p in to_read}
     sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers, sizes)
-    new_contents = resolve_sealed(sealed, writer)
+    stored = resolve_sealed(sealed, writer)
     report.problems += sealed.problems
     local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
     pushed = [p for p, e in sealed.entries.items() if not e.same_content(base_tree.get(p))]
@@ -131,7 +132,7 @@ def _attempt(share: Share, report: Report) -> bool:
         result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
         target, conflicts = result.tree, list(result.conflicts)
     known = _known(snap, changes.to_read, sealed.stats)
-    if new_contents and head.root != info.base:
+    if stored and head.root != info.base:
         repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
     applied = apply(repo, share.folder, known, local, target, share.workers)
     if applied.skipped:
@@ -156,7 +157,7 @@ def _attempt(share: Share, report: Report) -> bool:
     # Where a path was left alone the folder is not in step with the new head: keeping the old
     # base makes the next pass merge with the head again (head == base would skip the merge).
     unsettled = any(differs(base_tree.get(p), final_tree.get(p)) for p in applied.left_alone)
-    remember = _contents_outside(final_tree, base_tree, new_contents, rows, removed)
+    remember = _contents_outside(final_tree, base_tree, sealed.entries, stored, rows, removed)
     state.save(name, info.base if unsettled else new_root, tag, rows, removed, remember)
     report.root, report.committed, report.conflicts = new_root, committed, conflicts
     report.pushed = len(pushed) if committed else 0
@@ -322,7 +323,7 @@ def _row_candidates(
 
 
 def _contents_outside(
-    final: Mapping[str, Entry], base: Mapping[str, Entry], new: list[tuple[str, int, bytes]],
+    final: Mapping[str, Entry], base: Mapping[str, Entry], read: Mapping[str, Entry], stored: list[str],
     rows: Mapping[str, tuple], removed: list[str],
 ) -> list[tuple[str, int, bytes]]:
     """Stored content the final tree does not hold, for the state's content index.
@@ -330,15 +331,24 @@ def _contents_outside(
     Content in the tree is found through the tree (``ContentIndex.add_tree``):
     the index only needs what left it, or never made it in, so that a file
     moved back, copied or restored later reuses its blocks. (For a first
-    sync of 50,000 files that is 50,000 rows not written.)
+    sync of 50,000 files that is 50,000 rows not written.) ``stored`` are
+    the paths whose content this pass stored (``read`` has their entries);
+    nearly all of them still hold it, which settles those without a search.
     """
     left = [base[p] for p in (*rows, *removed) if p in base]
-    candidates = [*new, *((e.sha256, e.size, e.bptr) for e in left if e.type == FILE and e.bptr is not None)]
+    new = (read[p] for p in stored if not _holds(final.get(p), read[p].sha256))
+    candidates = [
+        (e.sha256, e.size, e.bptr) for e in itertools.chain(new, left) if e.type == FILE and e.bptr is not None
+    ]
     if not candidates:
         return []
     wanted = {c[0] for c in candidates}  # a set lookup per entry is cheaper than collecting 50,000 hashes
     held = {e.sha256 for e in final.values() if e.sha256 in wanted and e.type == FILE and e.bptr is not None}
     return [c for c in candidates if c[0] not in held]
+
+
+def _holds(entry: Entry | None, sha256: str) -> bool:
+    return entry is not None and entry.type == FILE and entry.sha256 == sha256 and entry.bptr is not None
 
 
 def human_size(n: float) -> str:

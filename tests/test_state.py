@@ -92,7 +92,8 @@ class _Exploding(Mapping):
         return len(self._first) + 1
 
     def __iter__(self):
-        return iter(self._first)
+        yield from self._first
+        raise RuntimeError("crash half way")
 
     def items(self):
         yield from self._first.items()
