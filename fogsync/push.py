@@ -18,7 +18,7 @@ import stat as st
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from . import bigblob, crypto
 from .processes import map_in_processes
@@ -41,17 +41,43 @@ COMPRESSED_EXT = frozenset(
 
 @dataclass
 class ContentIndex:
-    """sha256 -> bptr of content the store already holds, with a quick size filter."""
+    """sha256 -> bptr of content the store already holds, with a quick size filter.
 
-    lookup_db: Callable[[str], bytes | None]
-    sizes: set[int]
+    The trees added are held here; the rest (content that left the tree:
+    the state's content table) is asked for by hash. A file is hashed
+    before it is sealed only if some stored content has its size. The
+    table's sizes cost a scan of a table that only grows with history
+    (17 ms at 50,000 rows), so they are read only for a file bigger than
+    ``GUESS_MAX`` or after ``guesses`` small ones: until then a small file
+    is looked up by hash, which costs a second read of at most 64 KiB.
+    """
+
+    lookup_db: Callable[[str], bytes | None] = lambda sha: None
+    db_sizes: Callable[[], set[int]] = set
+    guesses: int = 1000  # small files looked up by hash before the table's sizes are read
     known: dict[str, bytes] = field(default_factory=dict)
+    sizes: set[int] = field(default_factory=set)  # of the content in the trees added
+    _sizes_in_db: set[int] | None = None
+    _guessed: int = 0
+
+    GUESS_MAX: ClassVar[int] = PROBE
 
     def add_tree(self, tree: Mapping[str, Entry]) -> None:
         for e in tree.values():
             if e.type == FILE and e.bptr is not None:
                 self.known[e.sha256] = e.bptr
                 self.sizes.add(e.size)
+
+    def might_hold(self, size: int) -> bool:
+        """Whether stored content may have this size; if not, content of this size is new."""
+        if size in self.sizes:
+            return True
+        if self._sizes_in_db is None:
+            if size <= self.GUESS_MAX and self._guessed < self.guesses:
+                self._guessed += 1  # threads may race here: the count only needs to be about right
+                return True
+            self._sizes_in_db = self.db_sizes()
+        return size in self._sizes_in_db
 
     def get(self, sha: str) -> bytes | None:
         return self.known.get(sha) or self.lookup_db(sha)
@@ -134,7 +160,7 @@ def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, inde
     """A file a worker process read and sealed: reuse known content, else pack its sealed bytes."""
     entry, stat, sealed = result
     if sealed is not None:
-        ref = index.get(entry.sha256) if entry.size in index.sizes else None
+        ref = index.get(entry.sha256) if index.might_hold(entry.size) else None
         if ref is not None:
             entry = entry.with_bptr(ref)
         else:
@@ -172,7 +198,7 @@ def _init_seal_worker(keys: crypto.ShareKeys) -> None:
 
 def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
     keys = _worker_keys[0]
-    no_index = ContentIndex(lambda sha: None, set())  # reuse is decided by the caller, which knows the store
+    no_index = ContentIndex(guesses=0)  # reuse is decided by the caller, which knows the store
     out: list[_PoolResult] = []
     for path in paths:
         try:
@@ -216,8 +242,8 @@ def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host:
     now = os.lstat(full)
     if length != before.st_size or _identity(now) != _identity(before):
         raise _Changing()
-    entry = Entry(
-        FILE, before.st_mtime_ns, host, length, ref, sha if length else None,
+    entry = Entry(  # the size and mtime int objects shared with the Stat: 50,000 files, 1.4 MB
+        FILE, before.st_mtime_ns, host, before.st_size, ref, sha if length else None,
         exec=bool(before.st_mode & st.S_IXUSR),
     )
     return entry, Stat(before.st_size, before.st_mtime_ns, before.st_ino), pending
@@ -231,7 +257,7 @@ def _content(f, full, size, writer, keys, index):
     """(sha256, known bptr or None, Pending or None, bytes read) for an open file."""
     if size == 0:
         return None, None, None, len(f.read(1))
-    if size in index.sizes:
+    if index.might_hold(size):
         sha, length = _hash(f)
         ref = index.get(sha)
         if ref is not None:

@@ -114,7 +114,7 @@ def _attempt(share: Share, report: Report) -> bool:
         remote_root = repo.read_root(head.root)
         remote_tree = repo.load_tree(remote_root.root, known=base_tree)
 
-    index = ContentIndex(lambda sha: state.content(name, sha), state.content_sizes(name))
+    index = ContentIndex(lambda sha: state.content(name, sha), lambda: state.content_sizes(name))
     index.add_tree(base_tree)
     if remote_tree is not base_tree:
         index.add_tree(remote_tree)

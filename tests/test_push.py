@@ -40,7 +40,7 @@ def sealed_here_and_in_processes(repo, folder, paths, index=None):
     sizes = {p: os.lstat(folder / p).st_size for p in paths if os.path.lexists(folder / p)}
     for processes_min in (10**9, 1):
         writer = repo.writer()
-        out = seal_files(str(folder), paths, writer, KEYS, index or ContentIndex(lambda sha: None, set()),
+        out = seal_files(str(folder), paths, writer, KEYS, index or ContentIndex(guesses=0),
                          "host", sizes=sizes | {p: 0 for p in paths if p not in sizes},
                          processes_min=processes_min)
         resolve_sealed(out, writer)
@@ -74,7 +74,7 @@ def test_known_content_is_reused_not_stored_again(repo, tmp_path):
     (folder / "b").write_bytes(b"other")
     known_ref = b"K" * 48
     sha = hashlib.sha256(b"same bytes").hexdigest()
-    index = ContentIndex(lambda s: known_ref if s == sha else None, {len(b"same bytes")})
+    index = ContentIndex(lambda s: known_ref if s == sha else None, lambda: {len(b"same bytes")}, guesses=0)
     here, pooled = sealed_here_and_in_processes(repo, folder, ["a", "b"], index)
     assert here.entries["a"].bptr == pooled.entries["a"].bptr == known_ref
     assert content(repo, pooled.entries["b"]) == b"other"
@@ -97,7 +97,7 @@ def test_a_file_that_grew_large_is_sealed_by_the_caller(repo, tmp_path):
     big = os.urandom(300_000)  # scanned small, but now past the probe: streamed by this process
     (folder / "grew").write_bytes(big)
     writer = repo.writer()
-    out = seal_files(str(folder), ["grew"], writer, KEYS, ContentIndex(lambda s: None, set()), "host",
+    out = seal_files(str(folder), ["grew"], writer, KEYS, ContentIndex(guesses=0), "host",
                      sizes={"grew": 10}, processes_min=1)
     resolve_sealed(out, writer)
     repo.wait_uploads()
@@ -119,7 +119,7 @@ def test_only_many_small_files_go_to_worker_processes(repo, tmp_path, monkeypatc
     assert sorted(sent) == sorted(p for p, data in files.items() if len(data) <= push.PROBE)
     sent.clear()
     writer = repo.writer()
-    seal_files(str(folder), ["empty", "random.bin"], writer, KEYS, ContentIndex(lambda s: None, set()), "host",
+    seal_files(str(folder), ["empty", "random.bin"], writer, KEYS, ContentIndex(guesses=0), "host",
                sizes={"empty": 0, "random.bin": 3000})
     assert sent == []  # two files: not worth starting processes
 
@@ -153,7 +153,7 @@ def test_a_big_file_changed_while_it_is_read_is_read_again_never_torn(repo, tmp_
 
     monkeypatch.setattr(bigblob, "_pread_exact", changing)
     writer = repo.writer()
-    out = seal_files(str(folder), ["big.bin"], writer, KEYS, ContentIndex(lambda sha: None, set()), "host",
+    out = seal_files(str(folder), ["big.bin"], writer, KEYS, ContentIndex(guesses=0), "host",
                      sizes={"big.bin": 3 * bigblob.CHUNK})
     resolve_sealed(out, writer)
     repo.wait_uploads()
@@ -161,3 +161,21 @@ def test_a_big_file_changed_while_it_is_read_is_read_again_never_torn(repo, tmp_
     assert not out.problems
     assert out.entries["big.bin"].sha256 == hashlib.sha256(final).hexdigest()
     assert content(repo, out.entries["big.bin"]) == final
+
+
+def test_content_index_reads_the_tables_sizes_only_when_many_or_big_files_ask():
+    asked = []
+
+    def db_sizes():
+        asked.append(1)
+        return {10}
+
+    index = ContentIndex(lambda sha: None, db_sizes, guesses=3)
+    index.sizes.add(7)  # as add_tree does
+    assert index.might_hold(7) and not asked
+    assert [index.might_hold(n) for n in (1, 2, 3)] == [True] * 3 and not asked  # small: looked up by hash
+    assert not index.might_hold(4) and asked == [1]
+    assert index.might_hold(10) and not index.might_hold(5) and asked == [1]
+
+    big_first = ContentIndex(lambda sha: None, db_sizes)
+    assert not big_first.might_hold(ContentIndex.GUESS_MAX + 1) and asked == [1, 1]
