@@ -10,11 +10,12 @@ unreadable directory never looks like a deletion.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as st
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Iterator, Mapping, NamedTuple
 
 from .errors import LocalError
 from .ignore import Ignore
@@ -59,7 +60,13 @@ class Snapshot:
 
 
 def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -> Snapshot:
-    """Every syncable path under ``folder`` (relative POSIX paths)."""
+    """Every syncable path under ``folder`` (relative POSIX paths).
+
+    Each directory is listed through a file descriptor where the platform
+    allows, so each entry's lstat is an fstatat on its name rather than a
+    walk of its whole path (51,364 paths: 0.163 -> 0.142 s), and a
+    directory below the folder that became a symlink is not followed.
+    """
     if not os.path.isdir(folder):
         raise LocalError(f"share folder {folder} does not exist or is not a directory")
     snap = Snapshot(taken_ns=clock())
@@ -67,16 +74,37 @@ def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -
     while stack:
         rel = stack.pop()
         try:
-            with os.scandir(os.path.join(folder, rel) if rel else folder) as it:
-                entries = list(it)
+            with _listed(os.path.join(folder, rel) if rel else folder, below=bool(rel)) as (entries, dir_fd):
+                _add_entries(snap, rel + "/" if rel else "", entries, ignore, stack, dir_fd)
         except OSError as e:
             _unreadable(snap, rel, e)
-            continue
-        _add_entries(snap, rel + "/" if rel else "", entries, ignore, stack)
     return snap
 
 
-def _add_entries(snap: Snapshot, prefix: str, entries: list[os.DirEntry], ignore: Ignore, stack: list[str]) -> None:
+_BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd and os.readlink in os.supports_dir_fd
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextlib.contextmanager
+def _listed(where: str, below: bool) -> Iterator[tuple[list[os.DirEntry], int | None]]:
+    """A directory's entries, and the descriptor their stat and readlink are relative to (None: by path)."""
+    if not _BY_FD:
+        with os.scandir(where) as it:
+            entries = list(it)
+        yield entries, None
+        return
+    fd = os.open(where, _DIR_FLAGS | (os.O_NOFOLLOW if below else 0))  # the share folder itself may be a link
+    try:
+        with os.scandir(fd) as it:
+            entries = list(it)
+        yield entries, fd
+    finally:
+        os.close(fd)
+
+
+def _add_entries(
+    snap: Snapshot, prefix: str, entries: list[os.DirEntry], ignore: Ignore, stack: list[str], dir_fd: int | None,
+) -> None:
     """One directory's entries into the snapshot; subdirectories onto ``stack``.
 
     The loop body runs once per path (50,000 in the small corpus), so the
@@ -102,7 +130,7 @@ def _add_entries(snap: Snapshot, prefix: str, entries: list[os.DirEntry], ignore
             items[path] = Local(DIR, 0, s.st_mtime_ns, s.st_ino)
             stack.append(path)
         elif kind == _S_IFLNK:
-            item = _symlink(de, path, s, snap)
+            item = _symlink(de, path, s, snap, dir_fd)
             if item is not None:
                 items[path] = item
         else:
@@ -118,9 +146,9 @@ def _valid_name(snap: Snapshot, path: str) -> bool:
         return False
 
 
-def _symlink(de: os.DirEntry, path: str, s: os.stat_result, snap: Snapshot) -> Local | None:
+def _symlink(de: os.DirEntry, path: str, s: os.stat_result, snap: Snapshot, dir_fd: int | None) -> Local | None:
     try:
-        target = os.readlink(de.path)
+        target = os.readlink(de.name, dir_fd=dir_fd) if dir_fd is not None else os.readlink(de.path)
         return Local(SYMLINK, len(target.encode("utf-8")), s.st_mtime_ns, s.st_ino, target=target)
     except UnicodeEncodeError:
         snap.problems.append(f"skipped symlink {path!r}: its target is not valid UTF-8")

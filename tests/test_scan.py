@@ -94,14 +94,23 @@ def test_missing_folder(tmp_path):
 
 
 def _deny(monkeypatch, denied: str) -> None:
-    real = os.scandir
+    """Listing ``denied`` fails as it would without read permission (the tests run as root)."""
+    real_scandir, real_open = os.scandir, os.open
+
+    def refuse(path) -> None:
+        if not isinstance(path, int) and os.path.normpath(os.fspath(path)) == os.path.normpath(denied):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
 
     def scandir(path="."):
-        if os.path.normpath(os.fspath(path)) == os.path.normpath(denied):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
+        refuse(path)
+        return real_scandir(path)
+
+    def open_(path, flags, *args, **kwargs):
+        refuse(path)
+        return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(scanmod.os, "scandir", scandir)
+    monkeypatch.setattr(scanmod.os, "open", open_)
 
 
 def test_unreadable_dir_keeps_its_base_entries(tmp_path, monkeypatch):
@@ -221,3 +230,25 @@ def test_at_or_below():
     assert sorted(at_or_below(tree, "a")) == ["a", "a/b", "a/b/c"]
     assert sorted(at_or_below(tree, "a/b")) == ["a/b", "a/b/c"]
     assert sorted(at_or_below(tree, "")) == sorted(tree)
+
+
+def test_the_share_folder_may_be_a_symlink_but_a_directory_below_it_that_became_one_is_not_followed(tmp_path):
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    (real / "sub" / "a.txt").write_text("a")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("s")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert set(scan(str(link), Ignore()).items) == {"sub", "sub/a.txt"}
+
+    # As if "sub" were swapped for a link between its parent's listing and its own:
+    (real / "sub" / "a.txt").unlink()
+    (real / "sub").rmdir()
+    (real / "sub").symlink_to(tmp_path / "outside")
+    if scanmod._BY_FD:
+        with pytest.raises(OSError):
+            with scanmod._listed(str(real / "sub"), below=True):
+                pass
+    with scanmod._listed(str(link), below=False) as (entries, _):
+        assert [de.name for de in entries] == ["sub"]
