@@ -178,7 +178,9 @@ def test_own_roots(db, monkeypatch):
 
 def test_stat_of_shares_the_entry_ints_only_where_they_agree():
     entry = Entry(FILE, 1_700_000_000_123_456_789, "h", 70_000, None, None)
-    same = stat_of(entry, 70_000, 1_700_000_000_123_456_789, 42)
+    size, mtime = int("70000"), int("1700000000123456789")  # equal, but other objects (as a stat's are)
+    assert size is not entry.size and mtime is not entry.mtime
+    same = stat_of(entry, size, mtime, 42)
     assert same == Stat(70_000, 1_700_000_000_123_456_789, 42)
     assert same.size is entry.size and same.mtime_ns is entry.mtime
     assert stat_of(entry, 70_001, 5, 42) == Stat(70_001, 5, 42)
