@@ -29,12 +29,13 @@ another tool's 50,000-file cleanup spends most of its time in
 ``recently_deleted()``, which measures the cleanup, not the tool.
 
 fogsync's package is byte-compiled first, as a ``pip install`` leaves it
-(``compile_bytecode``). Each command runs as a child process, timed with a monotonic clock and
-reaped with ``os.wait4`` for its peak RSS (ru_maxrss). ``sync(2)`` runs
-before every timed command, and the corpus is read once (warm page cache)
-before each tool's turn. The table shows the median over ``--runs``, MB/s as
-corpus bytes per wall second (initial and restore only), and each tool's
-wall time as a multiple of restic's in the same run ("x restic").
+(``compile_bytecode``). Each command runs as a child process, timed with a
+monotonic clock and reaped with ``os.wait4`` for its peak RSS (ru_maxrss).
+``sync(2)`` runs before every timed command, and the corpus is read once
+(warm page cache) before each tool's turn. The table shows the median over
+``--runs``, MB/s as corpus bytes per wall second (initial and restore only),
+and each tool's wall time as a multiple of restic's in the same run
+("x restic").
 
 ``--smoke`` makes corpora of a few MB with the same recipe (``--scale``,
 default 0.002) and runs fogsync and whichever peers are installed: CI uses it
