@@ -193,9 +193,13 @@ def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> t
 
     Stats tell, without reading; only a file whose stat was too fresh to be
     recorded at the last pass, and whose size is unchanged, is hashed.
+    A folder scanned as the last pass left it waits for nothing.
     """
-    base, stats = state.load(name)
     snap = scan(folder, Ignore.for_folder(folder, exclude))
+    info = state.share(name)
+    if info is not None and info.scan_digest is not None and snap.digest() == info.scan_digest:
+        return 0, 0
+    base, stats = state.load(name)
     changes = compare(snap, base, stats, "")
     changed = [p for p in changes.to_read if not _same_as_base(folder, p, base.get(p), stats.get(p), snap.items[p])]
     gone = [p for p, e in base.items() if e.type != DIR and p not in changes.tree and p not in snap.items]

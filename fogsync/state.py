@@ -9,7 +9,10 @@ of stored content that the base tree no longer holds (the tree itself
 indexes the rest) lets files moved back, copied or restored reuse what the
 store already has. The roots
 this host committed are remembered too, so a root under this host's name
-that it did not make reveals a second host using the same name.
+that it did not make reveals a second host using the same name. And the
+digest of a scan known to match the base unchanged (``Snapshot.digest``)
+lets a pass that scans the same again end without loading the base; every
+``save`` replaces it, as the rows it vouched for change.
 
 All writes of one sync pass happen in one transaction, so a crash leaves
 the previous base intact; the next pass rescans.
@@ -33,7 +36,8 @@ CREATE TABLE IF NOT EXISTS share (
     share_id TEXT NOT NULL,
     base BLOB,
     head_tag TEXT,
-    synced_at TEXT
+    synced_at TEXT,
+    scan_digest TEXT
 );
 CREATE TABLE IF NOT EXISTS entry (
     share TEXT NOT NULL, path TEXT NOT NULL,
@@ -50,6 +54,17 @@ CREATE TABLE IF NOT EXISTS own_root (
     share TEXT NOT NULL, root BLOB NOT NULL,
     UNIQUE (share, root)
 );
+"""
+
+# A remembered scan vouches for the rows it was checked against. Every save moves the base or
+# the head tag and names the scan it vouches for; one that names none, as a FogSync from before
+# the column does, leaves no stale scan behind either.
+TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS share_saved_without_scan AFTER UPDATE OF base, head_tag ON share
+WHEN NEW.scan_digest IS NOT NULL AND NEW.scan_digest IS OLD.scan_digest
+BEGIN
+    UPDATE share SET scan_digest = NULL WHERE name = NEW.name;
+END;
 """
 
 # Roots this host committed, newest kept: a pass only asks about roots newer
@@ -76,6 +91,7 @@ class ShareState:
     share_id: str
     base: bytes | None  # packed bptr of the root the folder last agreed with
     head_tag: str | None
+    scan_digest: str | None = None  # a scan that matched the base unchanged (``Snapshot.digest``)
 
 
 class State:
@@ -89,6 +105,8 @@ class State:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            _add_missing_columns(self._db)
+            self._db.executescript(TRIGGERS)
         except sqlite3.Error as e:
             raise LocalError(f"cannot open state database {path}: {e}") from None
         self._lock = threading.RLock()
@@ -99,8 +117,8 @@ class State:
     # --- reading ------------------------------------------------------------
 
     def share(self, name: str) -> ShareState | None:
-        row = self._query_one("SELECT share_id, base, head_tag FROM share WHERE name=?", (name,))
-        return ShareState(row[0], row[1], row[2]) if row else None
+        row = self._query_one("SELECT share_id, base, head_tag, scan_digest FROM share WHERE name=?", (name,))
+        return ShareState(*row) if row else None
 
     def load(self, name: str) -> tuple[dict[str, Entry], dict[str, Stat]]:
         """The base tree and the local stats recorded with it."""
@@ -157,12 +175,18 @@ class State:
         changed: Mapping[str, tuple[Entry, Stat | None]],
         removed: Iterable[str],
         contents: Iterable[tuple[str, int, bytes]] = (),
+        scan_digest: str | None = None,
     ) -> None:
-        """Record a finished pass: the new base and the rows that changed, atomically."""
+        """Record a finished pass: the new base and the rows that changed, atomically.
+
+        ``scan_digest`` is a scan the new base and stats match unchanged, if
+        the pass knows one; any other remembered scan is forgotten with the
+        old rows.
+        """
         with self._lock, self._transaction():
             self._db.execute(
-                "UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?",
-                (base, head_tag, name),
+                "UPDATE share SET base=?, head_tag=?, scan_digest=?, synced_at=datetime('now') WHERE name=?",
+                (base, head_tag, scan_digest, name),
             )
             self._db.executemany("DELETE FROM entry WHERE share=? AND path=?", ((name, p) for p in removed))
             self._db.executemany(
@@ -174,6 +198,11 @@ class State:
                 "INSERT OR IGNORE INTO content VALUES (?,?,?,?)",
                 ((name, sha, size, bptr) for sha, size, bptr in sorted(contents)),
             )
+
+    def remember_scan(self, name: str, digest: str | None) -> None:
+        """A scan that ``compare`` found to match the base and its stats unchanged."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE share SET scan_digest=? WHERE name=?", (digest, name))
 
     def add_own_root(self, name: str, ref: bytes) -> None:
         """Remember a root this host is about to commit (before its head swap, so a crash cannot lose it)."""
@@ -223,6 +252,20 @@ class _Transaction:
                 raise LocalError(f"cannot save sync state: {e}") from None
         else:
             self._db.execute("ROLLBACK")
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns newer than a database made by an older FogSync."""
+    if "scan_digest" not in _columns(db, "share"):
+        try:
+            db.execute("ALTER TABLE share ADD COLUMN scan_digest TEXT")
+        except sqlite3.OperationalError:
+            if "scan_digest" not in _columns(db, "share"):  # else another process added it first
+                raise
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 def _row(name: str, path: str, e: Entry, s: Stat | None) -> tuple:

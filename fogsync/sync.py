@@ -25,7 +25,7 @@ from .pull import Applied, apply
 from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
 from .repo import Head, Repo
 from .roots import Root
-from .scan import RACY_NS, Local, Snapshot, compare, scan
+from .scan import RACY_NS, Local, Snapshot, compare, scan, unchanged
 from .state import Stat, State
 from .tree import DIR, FILE, Entry, parent_of, touched
 
@@ -96,16 +96,22 @@ def sync_share(share: Share) -> Report:
 def _attempt(share: Share, report: Report) -> bool:
     repo, state, name = share.repo, share.state, share.name
     info = state.share(name)
-    base_tree, stats = state.load(name)
     head = repo.read_head()
     _refuse_vanished_head(share, info.base, head)
     _refuse_namesake(share, info.base, head.root)
     snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
     report.problems = list(snap.problems)
+    digest = snap.digest()
+    if head.root == info.base and digest is not None and digest == info.scan_digest:
+        report.root = head.root  # the folder is as a scan that matched the base: no need to load it
+        return True
+    base_tree, stats = state.load(name)
     changes = compare(snap, base_tree, stats, share.host)
     report.deferred = _settling(snap, changes.to_read, share.settle_ns)
     to_read = [p for p in changes.to_read if p not in report.deferred]
     if head.root == info.base and _untouched(changes, base_tree):
+        if digest != info.scan_digest:
+            state.remember_scan(name, digest)
         report.root = head.root
         return True
 
@@ -131,6 +137,7 @@ def _attempt(share: Share, report: Report) -> bool:
     else:
         result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
         target, conflicts = result.tree, list(result.conflicts)
+    read_as_scanned = not report.deferred and all(sealed.stats.get(p) == snap.items[p][1:4] for p in to_read)
     known = _known(snap, changes.to_read, sealed.stats)
     if stored and head.root != info.base:
         repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
@@ -158,7 +165,10 @@ def _attempt(share: Share, report: Report) -> bool:
     # base makes the next pass merge with the head again (head == base would skip the merge).
     unsettled = any(differs(base_tree.get(p), final_tree.get(p)) for p in applied.left_alone)
     remember = _contents_outside(final_tree, base_tree, sealed.entries, stored, rows, removed)
-    state.save(name, info.base if unsettled else new_root, tag, rows, removed, remember)
+    as_scanned = head.root == info.base and read_as_scanned and _wrote_nothing(applied)
+    if not (as_scanned and _scan_matches(known, final_tree, base_tree, stats, changes.to_read, rows, removed)):
+        digest = None  # the next pass compares the slow way, and remembers its scan if it finds nothing
+    state.save(name, info.base if unsettled else new_root, tag, rows, removed, remember, digest)
     report.root, report.committed, report.conflicts = new_root, committed, conflicts
     report.pushed = len(pushed) if committed else 0
     report.pushed_bytes = sum(sealed.entries[p].size for p in pushed) if committed else 0
@@ -270,6 +280,29 @@ def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Ent
             if entry is not None:
                 rows[parent] = (entry.with_bptr(None), None)
             parent = parent_of(parent)
+
+
+def _wrote_nothing(applied: Applied) -> bool:
+    return not (applied.stats or applied.written or applied.removed or applied.left_alone)
+
+
+def _scan_matches(
+    scanned: Mapping[str, Local], final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
+    to_read: list[str], rows: Mapping[str, tuple[Entry, Stat | None]], removed: list[str],
+) -> bool:
+    """Whether ``compare`` would find the folder, as scanned, unchanged against the base this pass saves.
+
+    Only what the pass read or saved needs a look: every other path matched
+    its row unchanged at this pass's compare, and its row stays as it was.
+    """
+    if len(final) != len(scanned) or any(p in scanned for p in removed):
+        return False
+    for path in itertools.chain(to_read, rows):
+        entry, stat = rows[path] if path in rows else (base.get(path), stats.get(path))
+        item = scanned.get(path)
+        if item is None or entry is None or not unchanged(item, entry, stat):
+            return False
+    return True
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:

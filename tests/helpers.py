@@ -61,3 +61,27 @@ def flip_last_block(repo: Repo, entry: Entry) -> None:
 def temporary_files(folder) -> list[str]:
     """fogsync's temporary files anywhere under ``folder``."""
     return [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if n.startswith(".fogsync-tmp")]
+
+
+def remembered_scan_holds(share) -> bool:
+    """Check the scan digest a share's state remembers against the slow way; whether there was one to check.
+
+    A digest is a promise: the folder, scanned with that digest, matches the
+    base unchanged. So when a scan now has it, ``compare`` must read nothing
+    and keep every base entry, as the no-op pass it lets ``sync`` skip would.
+    """
+    from fogsync.ignore import Ignore
+    from fogsync.scan import compare, scan
+
+    info = share.state.share(share.name)
+    if info is None or info.scan_digest is None:
+        return False
+    snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
+    if snap.digest() != info.scan_digest:
+        return False
+    base, stats = share.state.load(share.name)
+    changes = compare(snap, base, stats, share.host)
+    assert changes.to_read == [], f"the remembered scan hides changed files: {changes.to_read}"
+    assert changes.tree.keys() == base.keys(), f"the remembered scan hides {changes.tree.keys() ^ base.keys()}"
+    assert all(changes.tree[p] is base[p] for p in base), "the remembered scan hides a changed entry"
+    return True

@@ -252,3 +252,67 @@ def test_the_share_folder_may_be_a_symlink_but_a_directory_below_it_that_became_
                 pass
     with scanmod._listed(str(link), below=False) as (entries, _):
         assert [de.name for de in entries] == ["sub"]
+
+
+# --- digest ---------------------------------------------------------------------------------
+
+
+def test_digest_is_the_same_for_the_same_folder(tmp_path):
+    make(tmp_path)
+    first = scan(str(tmp_path), Ignore(), clock=lambda: NOW).digest()
+    again = scan(str(tmp_path), Ignore(), clock=lambda: NOW + 10**9).digest()  # the clock is no part of it
+    assert len(first) == 64 and first == again
+
+
+def _rename(f) -> None:
+    os.rename(f / "a.txt", f / "a2.txt")
+
+
+def _repoint(f) -> None:
+    os.unlink(f / "link")
+    os.symlink("a.txt", f / "link")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda f: (f / "a.txt").write_bytes(b"hellO"),  # same size, new mtime
+        lambda f: os.utime(f / "a.txt", ns=(T - 1, T - 1), follow_symlinks=False),  # mtime alone
+        lambda f: os.chmod(f / "a.txt", 0o755),  # the exec bit alone
+        _rename,
+        _repoint,
+        lambda f: (f / "empty-dir" / "new").write_bytes(b""),
+        lambda f: os.unlink(f / "sub" / "dangling"),
+    ],
+    ids=["content", "mtime", "exec", "rename", "link", "new", "deleted"],
+)
+def test_digest_changes_with_what_compare_looks_at(tmp_path, change):
+    make(tmp_path)
+    before = scan(str(tmp_path), Ignore(), clock=lambda: NOW).digest()
+    change(tmp_path)
+    assert scan(str(tmp_path), Ignore(), clock=lambda: NOW).digest() != before
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"f": Local(FILE, 5, T, 3, exec=True), "d": Local(DIR, 0, T, 4)},
+        {"f": Local(FILE, 5, T, 4), "d": Local(DIR, 0, T, 4)},
+        {"f": Local(FILE, 5, T + 1, 3), "d": Local(DIR, 0, T, 4)},
+        {"f": Local(FILE, 6, T, 3), "d": Local(DIR, 0, T, 4)},
+        {"f": Local(SYMLINK, 5, T, 3, target="abcde"), "d": Local(DIR, 0, T, 4)},
+        {"f": Local(FILE, 5, T, 3), "e": Local(DIR, 0, T, 4)},
+        {"f": Local(FILE, 5, T, 3)},
+        {"f\0d": Local(FILE, 5, T, 3)},
+    ],
+)
+def test_digest_of_any_other_snapshot_differs(other):
+    one = _snap(f=Local(FILE, 5, T, 3), d=Local(DIR, 0, T, 4))
+    assert _snap(**other).digest() != one.digest()
+    assert _snap(f=Local(FILE, 5, T, 3), d=Local(DIR, 0, T, 4)).digest() == one.digest()
+
+
+def test_no_digest_for_a_scan_that_could_not_read_everything(tmp_path, monkeypatch):
+    make(tmp_path)
+    _deny(monkeypatch, str(tmp_path / "sub"))
+    assert scan(str(tmp_path), Ignore(), clock=lambda: NOW).digest() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from typing import Mapping
 
 import pytest
@@ -184,3 +185,44 @@ def test_stat_of_shares_the_entry_ints_only_where_they_agree():
     assert same == Stat(70_000, 1_700_000_000_123_456_789, 42)
     assert same.size is entry.size and same.mtime_ns is entry.mtime
     assert stat_of(entry, 70_001, 5, 42) == Stat(70_001, 5, 42)
+
+
+def test_a_remembered_scan_lasts_until_the_next_save(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [], scan_digest="d1")
+    assert db.share("s").scan_digest == "d1"
+    db.remember_scan("s", "d2")
+    assert db.share("s") == ShareState("id1", B1, "t", "d2")
+    db.save("s", B2, "t2", {}, ["x"])  # new rows: that scan says nothing about them
+    assert db.share("s").scan_digest is None
+
+
+def test_a_database_from_before_the_scan_digest_gains_the_column(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE share (name TEXT PRIMARY KEY, share_id TEXT NOT NULL, base BLOB, head_tag TEXT, synced_at TEXT);"
+        "INSERT INTO share(name, share_id, base, head_tag) VALUES ('s', 'id1', x'01', 'tag');")
+    old.close()
+    for seen, remember in ((None, "d"), ("d", "d2")):  # and opened again, the column is there
+        s = State(path)
+        try:
+            assert s.share("s") == ShareState("id1", b"\x01", "tag", seen)
+            s.remember_scan("s", remember)
+        finally:
+            s.close()
+
+
+def test_a_save_by_a_fogsync_that_knows_no_scan_digest_forgets_it(tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    s = State(path)
+    try:
+        s.ensure_share("s", "id1")
+        s.save("s", B1, "t", sample(), [], scan_digest="d1")
+        old = sqlite3.connect(path)  # an older FogSync's save, which sets no scan_digest
+        with old:
+            old.execute("UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?", (B2, "t2", "s"))
+        old.close()
+        assert s.share("s") == ShareState("id1", B2, "t2", None)
+    finally:
+        s.close()

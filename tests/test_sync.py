@@ -19,10 +19,14 @@ from datetime import datetime, timezone
 
 import pytest
 
+from helpers import remembered_scan_holds
+
 from fogsync import pull
+from fogsync import sync as syncmod
 from fogsync.check import check_share
 from fogsync.errors import ConfigError, FogsyncError
 from fogsync.store import open_store
+from fogsync.state import State
 from fogsync.sync import restore_in_place, sync_share
 
 NOW = datetime(2026, 11, 21, 23, 34, 58, tzinfo=timezone.utc)
@@ -62,6 +66,7 @@ def sync_all(*hs, rounds: int = 2) -> None:
     for _ in range(rounds):
         for h in hs:
             h.sync_here()
+            remembered_scan_holds(h.share())
 
 
 def assert_same(*hs) -> dict:
@@ -884,3 +889,90 @@ def test_content_that_left_the_tree_is_reused_when_it_comes_back(make):
     repo.writer = lambda: writers.append(real()) or writers[-1]
     laptop.sync_here()
     assert sum(w.bytes_written for w in writers) < 10_000  # two listings and a root; the content is 200 kB
+
+
+# --- a pass that finds the folder as it left it -----------------------------------------------
+
+SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
+
+
+def settled(h, rel: str, data: str, ns: int = SETTLED) -> None:
+    h.write(rel, data)
+    os.utime(h.path(rel), ns=(ns, ns))
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list[str]:
+    """The shares whose base ``State.load`` loaded, in order."""
+    seen, real = [], State.load
+
+    def load(self, name):
+        seen.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(State, "load", load)
+    return seen
+
+
+def test_a_pass_that_finds_the_folder_as_its_last_scan_loads_no_base(make, loads):
+    a = make("laptop")
+    settled(a, "d/f.txt", "one")
+    settled(a, "g.txt", "two")
+    os.symlink("g.txt", a.path("ln"))
+    assert a.sync_here().committed is not None  # what it read is what it scanned: it keeps that scan
+    assert remembered_scan_holds(a.share())  # (which loads the base itself)
+    n = len(loads)
+    assert a.sync_here().committed is None and len(loads) == n
+
+    settled(a, "d/f.txt", "ONE", SETTLED + 1)  # same size, another old mtime
+    assert a.sync_here().committed is not None and len(loads) == n + 1
+    assert head_tree(a)["d/f.txt"].sha256 == hashlib.sha256(b"ONE").hexdigest()
+    os.chmod(a.path("g.txt"), 0o755)  # the exec bit alone
+    assert a.sync_here().committed is not None and head_tree(a)["g.txt"].exec
+    os.unlink(a.path("ln"))
+    os.symlink("d/f.txt", a.path("ln"))
+    assert a.sync_here().committed is not None and head_tree(a)["ln"].target == "d/f.txt"
+    assert remembered_scan_holds(a.share())
+
+
+def test_a_file_too_fresh_to_trust_is_read_again_though_its_stat_is_the_same(make):
+    a = make("laptop")
+    a.write("f.txt", "now")  # modified right before the scan: its stat proves nothing yet
+    a.sync_here()
+    before = os.stat(a.path("f.txt"))
+    with open(a.path("f.txt"), "r+") as f:  # same file, same size, and the mtime put back
+        f.write("NOW")
+    os.utime(a.path("f.txt"), ns=(before.st_atime_ns, before.st_mtime_ns))
+    a.sync_here()
+    assert head_tree(a)["f.txt"].sha256 == hashlib.sha256(b"NOW").hexdigest()
+
+
+def test_a_file_edited_between_scan_and_read_is_not_taken_for_in_step(make, monkeypatch):
+    a = make("laptop")
+    settled(a, "f.txt", "one")
+    real = syncmod.seal_files
+
+    def seal_after_an_edit(*args, **kwargs):
+        settled(a, "f.txt", "two!", SETTLED + 5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(syncmod, "seal_files", seal_after_an_edit)
+    a.sync_here()
+    monkeypatch.setattr(syncmod, "seal_files", real)
+    assert a.share().state.share(a.share().name).scan_digest is None
+    a.sync_here()
+    assert head_tree(a)["f.txt"].sha256 == hashlib.sha256(b"two!").hexdigest()
+    assert remembered_scan_holds(a.share())
+
+
+def test_a_pass_that_wrote_files_keeps_no_scan_and_the_next_finds_one(two, loads):
+    a, b = two
+    settled(a, "f.txt", "from a")
+    a.sync_here()
+    b.sync_here()  # pulls f.txt: the folder is no longer as scanned
+    assert b.share().state.share(b.share().name).scan_digest is None
+    b.sync_here()  # compares the slow way, finds nothing to do, and keeps that scan
+    assert remembered_scan_holds(b.share())
+    n = len(loads)
+    assert b.sync_here().written == 0 and len(loads) == n
+    assert b.read("f.txt") == b"from a"

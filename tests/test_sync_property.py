@@ -33,6 +33,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as s
 
+from helpers import remembered_scan_holds
+
 from fogsync import pull
 from fogsync.check import check_share
 from fogsync.ignore import TEMP_PREFIX
@@ -43,6 +45,7 @@ from fogsync.sync import sync_share
 NAMES = ("laptop", "desktop", "server")
 NOW = datetime(2026, 11, 21, 23, 34, 58, tzinfo=timezone.utc)
 # A small world, so paths collide: "d" is a file on one host while "d/a" is written on another.
+SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 PATHS = ("a", "b.txt", "d", "d/a", "d/b.txt", "d/e/a", "e", "e/a", "e/d/b.txt")
 
 host_ix = s.integers(0, len(NAMES) - 1)
@@ -67,8 +70,9 @@ SEQUENCES = s.lists(OPS, min_size=6, max_size=40)
 class World:
     """Three hosts and the model: every content written, and the ones deliberately dropped."""
 
-    def __init__(self, make_host, url: str | None = None) -> None:
+    def __init__(self, make_host, url: str | None = None, settled: bool = False) -> None:
         self.url = url or f"memory://property-{uuid.uuid4().hex}"
+        self.settled = settled  # every write gets its own mtime from long ago: stats are trusted at once
         self.hosts = [make_host(name, self.url) for name in NAMES]
         for h in self.hosts:
             h.share().now = lambda: NOW
@@ -152,6 +156,8 @@ class World:
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(full, "w") as f:
             f.write(text)
+        if self.settled:
+            os.utime(full, ns=(SETTLED + self.counter, SETTLED + self.counter))
         self.written.add("F:" + text)
 
     def link(self, h, path: str) -> None:
@@ -194,6 +200,8 @@ class World:
     def pass_(self, h):
         """One pass of ``h``; what happened shows in ``--hypothesis-show-statistics``."""
         report = sync_share(h.share())
+        if remembered_scan_holds(h.share()):
+            event("a pass left a scan digest the next pass can trust")
         self.commits += report.committed is not None
         if report.conflicts:
             event("a pass kept a conflict copy")
@@ -291,8 +299,8 @@ class World:
             assert checked.problems == []
 
 
-def run_sequence(hosts, ops, url: str | None = None) -> None:
-    world = World(hosts, url)
+def run_sequence(hosts, ops, url: str | None = None, settled: bool = False) -> None:
+    world = World(hosts, url, settled)
     try:
         for op in ops:
             world.run(op)
@@ -308,6 +316,13 @@ COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_
 @given(ops=SEQUENCES)
 def test_three_hosts_converge_and_lose_nothing(hosts, ops):
     run_sequence(hosts, ops)
+
+
+@settings(max_examples=100, **COMMON)
+@given(ops=SEQUENCES)
+def test_three_hosts_with_settled_files_converge_and_lose_nothing(hosts, ops):
+    """As above, with every stat trusted at once: no-op passes take the remembered scan's word."""
+    run_sequence(hosts, ops, settled=True)
 
 
 @pytest.mark.slow

@@ -1,0 +1,42 @@
+"""fogsync.control: what ``status`` says waits to sync, from a real folder and state database."""
+
+from __future__ import annotations
+
+import os
+
+from fogsync.control import waiting
+from fogsync.state import State
+
+SETTLED = 1_700_000_000_000_000_000
+
+
+def counts(h) -> tuple[int, int]:
+    share = h.share()
+    return waiting(share.folder, share.exclude, share.state, share.name)
+
+
+def test_waiting_counts_changed_new_and_gone_files(hosts, tmp_path):
+    h = hosts("laptop", str(tmp_path / "store"))
+    for rel in ("a.txt", "b.txt", "c.txt"):
+        h.write(rel, rel)
+        os.utime(h.path(rel), ns=(SETTLED, SETTLED))
+    assert counts(h) == (3, 15)
+    h.sync_here()
+    assert counts(h) == (0, 0)
+    h.write("a.txt", "changed")
+    h.write("new.txt", "12")
+    h.remove("b.txt")
+    assert counts(h) == (3, 9)
+
+
+def test_a_folder_as_the_last_pass_scanned_it_waits_for_nothing_unloaded(hosts, tmp_path, monkeypatch):
+    h = hosts("laptop", str(tmp_path / "store"))
+    h.write("a.txt", "a")
+    os.utime(h.path("a.txt"), ns=(SETTLED, SETTLED))
+    h.sync_here()
+    loaded = []
+    real = State.load
+    monkeypatch.setattr(State, "load", lambda self, name: loaded.append(name) or real(self, name))
+    assert counts(h) == (0, 0) and loaded == []
+    os.utime(h.path("a.txt"), ns=(SETTLED + 1, SETTLED + 1))  # touched: a pass would read it again
+    assert counts(h) == (1, 1) and loaded == ["docs"]
