@@ -36,6 +36,7 @@ from .processes import map_in_processes
 from .repo import Repo, by_block
 from .scan import Local
 from .state import Stat, stat_of
+from .directio import DirectWriter
 from .store.local import sync_filesystem
 from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
@@ -117,7 +118,7 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, dest:
 
 def _write_big(repo: Repo, tmp: str, entry: Entry, dest: str) -> None:
     """A big file, decrypted a chunk per core (``bigblob``), hashed and written in order."""
-    with open(tmp, "wb") as f:
+    with DirectWriter(tmp, entry.size) as f:
         sha, n = repo.open_into(entry.bptr, dest, f.write)
     _check_content(sha, n, entry)
 

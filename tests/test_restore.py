@@ -7,12 +7,20 @@ import os
 import pytest
 from helpers import MTIME, flip_last_block, small_tree, stored
 
-from fogsync import bigblob, pull, restore
+from fogsync import bigblob, directio, pull, restore
 from fogsync.errors import IntegrityError, LocalError
 from fogsync.tree import FILE, Entry
 
 
-def test_restore_writes_big_and_small_files_with_their_mtimes(repo, tmp_path):
+@pytest.fixture(params=["page cache", "direct"])
+def writes(request, monkeypatch) -> str:
+    """Big files written through the page cache, and (as files of 32 MiB or more are) around it."""
+    if request.param == "direct":
+        monkeypatch.setattr(directio, "MIN_SIZE", 0)
+    return request.param
+
+
+def test_restore_writes_big_and_small_files_with_their_mtimes(repo, tmp_path, writes):
     big = os.urandom(bigblob.MIN_SIZE + 100_000)  # decrypted and written a chunk per worker thread
     tree = {"big.bin": stored(repo, big), "small.txt": stored(repo, b"small")}
     dest = tmp_path / "out"
@@ -24,7 +32,7 @@ def test_restore_writes_big_and_small_files_with_their_mtimes(repo, tmp_path):
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzipped"])
-def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path, compress):
+def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path, compress, writes):
     entry = stored(repo, os.urandom(bigblob.MIN_SIZE + 1), compress)
     flip_last_block(repo, entry)
     dest = tmp_path / "out"
@@ -51,7 +59,7 @@ def test_a_write_error_on_a_big_file_is_one_error_and_no_temp(repo, tmp_path, mo
     assert os.listdir(dest) == []
 
 
-def test_a_big_gzipped_file_is_restored_in_order(repo, tmp_path):
+def test_a_big_gzipped_file_is_restored_in_order(repo, tmp_path, writes):
     data = b"compressible line of text\n" * 200_000
     tree = {"log.txt": stored(repo, data, compress=True)}
     restore.restore(repo, tree, str(tmp_path / "out"))
@@ -97,3 +105,18 @@ def test_a_file_that_cannot_be_renamed_into_place_is_one_clear_error(repo, tmp_p
         else:
             restore._place(pull.prepare(repo, str(dest / "b"), tree["b"]), str(dest / "b"))
     assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
+
+
+def test_a_full_disk_under_a_direct_write_is_one_error_and_no_temp(repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(directio, "MIN_SIZE", 0)
+    entry = stored(repo, os.urandom(bigblob.MIN_SIZE + 1))
+    dest = tmp_path / "out"
+    dest.mkdir()
+
+    def full_disk(self, view):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(directio.DirectWriter, "_write_out", full_disk)
+    with pytest.raises(LocalError, match="No space left on device"):
+        restore.restore(repo, {"big.bin": entry}, str(dest))
+    assert os.listdir(dest) == []
