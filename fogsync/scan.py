@@ -5,7 +5,9 @@ and stat without reading any content. ``compare`` sets that snapshot
 against the base tree and its recorded stats: a file whose size, mtime and
 inode are as recorded keeps its base entry unread; the rest must be read.
 Paths that could not be read are reported and keep their base entries, so an
-unreadable directory never looks like a deletion.
+unreadable directory never looks like a deletion. ``Snapshot.digest``
+fingerprints what ``compare`` looks at, so that a pass can tell the folder
+is as a scan already compared, without the base.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import hashlib
 import itertools
 import marshal
 import os
-import sys
 import stat as st
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, NamedTuple
