@@ -83,6 +83,34 @@ def test_thousands_of_small_files_sealed_in_worker_processes_arrive_intact(cli_h
     assert folder_tree(tmp_path / "restored", mtimes=True) == folder_tree(a.folder, mtimes=True)
 
 
+def test_a_file_written_around_the_page_cache_arrives_intact(cli_host, tmp_path):
+    from fogsync import directio
+
+    a = cli_host("alpha", str(tmp_path / "store"))
+    b = cli_host("beta", str(tmp_path / "store"))
+    (a.folder / "disk.img").write_bytes(os.urandom(directio.MIN_SIZE + 12_345))  # O_DIRECT, then a buffered end
+    (a.folder / "small.txt").write_text("small\n")
+    a.sync()
+    b.sync()
+    assert folder_tree(b.folder, mtimes=True) == folder_tree(a.folder, mtimes=True)
+    b.run("restore", "docs", "--to", str(tmp_path / "restored"))
+    assert folder_tree(tmp_path / "restored", mtimes=True) == folder_tree(a.folder, mtimes=True)
+
+
+def test_an_edit_after_a_pass_that_found_nothing_to_do_is_pushed(cli_host, share_store):
+    a = cli_host("alpha", share_store)
+    b = cli_host("beta", share_store)
+    make_sample(a.folder)  # mtimes from 2023: stats trusted at once, so the scan is remembered
+    assert "committed v1" in a.sync()
+    assert "in step" in a.sync()
+    (a.folder / "notes.txt").write_text("HELLO\n" * 100)  # same size, another old mtime
+    os.utime(a.folder / "notes.txt", ns=(1_700_000_001_000_000_000, 1_700_000_001_000_000_000))
+    assert "committed v2" in a.sync()
+    b.sync()
+    assert (b.folder / "notes.txt").read_text() == "HELLO\n" * 100
+    assert "in step" in b.sync() and "in step" in a.sync()
+
+
 def test_edits_deletes_flow_both_ways(cli_host, share_store):
     a = cli_host("alpha", share_store)
     b = cli_host("beta", share_store)
