@@ -30,13 +30,13 @@ from typing import Callable, Iterator, Mapping
 from . import bigblob, crypto
 from .blocks import Bptr
 from .crypto import ShareKeys
+from .directio import DirectWriter
 from .errors import FogsyncError, FormatError, IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
 from .processes import map_in_processes
 from .repo import Repo, by_block
 from .scan import Local
 from .state import Stat, stat_of
-from .directio import DirectWriter
 from .store.local import sync_filesystem
 from .tree import DIR, FILE, SYMLINK, Entry, parent_of
 
