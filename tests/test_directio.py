@@ -123,7 +123,7 @@ def test_a_disk_slower_than_the_writer_gets_the_rest_through_the_page_cache(tmp_
         direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
         kinds.append(direct)
         if direct:
-            time.sleep(0.02)  # 50 MB/s; filling the next buffer takes well under a millisecond
+            time.sleep(0.05)  # 20 MB/s; filling the next buffer takes well under a millisecond
         return real(fd, data)
 
     monkeypatch.setattr(directio.os, "write", slow_direct_write)
@@ -134,4 +134,4 @@ def test_a_disk_slower_than_the_writer_gets_the_rest_through_the_page_cache(tmp_
             f.write(piece)
         assert not f.direct
     assert open(tmp_path / "f", "rb").read() == data
-    assert kinds[:2] == [True, True] and kinds[-1] is False and kinds.count(True) <= 4
+    assert kinds[:2] == [True, True] and kinds[-1] is False and kinds.count(True) <= 6
