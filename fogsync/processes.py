@@ -45,6 +45,11 @@ def _start_worker(initializer: Callable[..., None], initargs: tuple) -> None:
     initializer(*initargs)
 
 
+def worth_processes(count: int, workers: int, processes_min: int) -> bool:
+    """Whether ``count`` small items are worth starting worker processes for, on this machine."""
+    return workers > 1 and count >= processes_min and (os.cpu_count() or 1) >= 2
+
+
 def map_in_processes(
     fn: Callable[[list[T]], list[R]], items: Iterable[T], initializer: Callable[..., None],
     initargs: tuple = (), workers: int | None = None, batch: int = BATCH,

@@ -33,7 +33,7 @@ from .crypto import ShareKeys
 from .directio import DirectWriter
 from .errors import FogsyncError, FormatError, IntegrityError, LocalError
 from .ignore import TEMP_PREFIX
-from .processes import map_in_processes
+from .processes import map_in_processes, worth_processes
 from .repo import Repo, by_block
 from .scan import Local
 from .state import Stat, stat_of
@@ -189,11 +189,6 @@ def set_dir_mtimes(folder: str, tree: Mapping[str, Entry], paths) -> None:
 def one_block(e: Entry) -> bool:
     """A non-empty file whose sealed blob fits in one block: a job for a worker process."""
     return e.type == FILE and e.size > 0 and Bptr.unpack(e.bptr).depth == 0
-
-
-def worth_processes(count: int, workers: int, processes_min: int) -> bool:
-    """Whether ``count`` one-block files are worth starting worker processes for, on this machine."""
-    return workers > 1 and count >= processes_min and (os.cpu_count() or 1) >= 2
 
 
 def thread_groups(

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from . import bigblob, crypto
-from .processes import map_in_processes
+from .processes import map_in_processes, worth_processes
 from .blocks import BlobWriter, Pending
 from .roots import Root, format_date
 from .state import Stat
@@ -138,7 +138,7 @@ def seal_files(
         big = []
     chosen = set(big)
     tiny = [p for p in paths if p not in chosen and sizes.get(p, PARALLEL_MIN) <= PROBE]
-    if workers <= 1 or len(tiny) < processes_min or (os.cpu_count() or 1) < 2:
+    if not worth_processes(len(tiny), workers, processes_min):
         tiny = []
     chosen.update(tiny)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="fogsync-seal") as pool:

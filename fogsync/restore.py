@@ -17,10 +17,9 @@ from typing import Iterator, Mapping
 from .blocks import Bptr
 from .crypto import ShareKeys
 from .errors import FogsyncError, LocalError
-from .processes import map_in_processes
+from .processes import map_in_processes, worth_processes
 from .pull import (
     PROCESSES_MIN, WORKERS, one_block, prepare, prepare_sealed, remove_quietly, run_all, set_dir_mtimes, thread_groups,
-    worth_processes,
 )
 from .repo import Repo, by_block
 from .tree import DIR, Entry

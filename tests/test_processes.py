@@ -41,3 +41,14 @@ def test_a_broken_pool_hands_back_what_is_unanswered():
     assert all(r == i + 100 for i, r in answered.items())
     assert 13 not in answered and 12 not in answered  # the crashed batch is unanswered
     assert answered.keys() == set(range(len(answered)))  # a prefix: the rest comes back for the caller
+
+
+def test_worker_processes_are_worth_it_only_for_enough_items_and_cores(monkeypatch):
+    from fogsync import processes
+
+    monkeypatch.setattr(processes.os, "cpu_count", lambda: 2)
+    assert processes.worth_processes(2000, workers=3, processes_min=2000)
+    assert not processes.worth_processes(1999, workers=3, processes_min=2000)
+    assert not processes.worth_processes(5000, workers=1, processes_min=2000)
+    monkeypatch.setattr(processes.os, "cpu_count", lambda: 1)
+    assert not processes.worth_processes(5000, workers=3, processes_min=2000)
