@@ -18,7 +18,7 @@ import stat as st
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from . import bigblob, crypto
 from .processes import map_in_processes, worth_processes
@@ -67,6 +67,12 @@ class ContentIndex:
             if e.type == FILE and e.bptr is not None:
                 self.known[e.sha256] = e.bptr
                 self.sizes.add(e.size)
+
+    def add_contents(self, contents: Iterable[tuple[str, int, bytes]]) -> None:
+        """Stored content as (sha256, size, bptr), such as ``State.contents_of_sizes`` finds."""
+        for sha, size, bptr in contents:
+            self.known[sha] = bptr
+            self.sizes.add(size)
 
     def might_hold(self, size: int) -> bool:
         """Whether stored content may have this size; if not, content of this size is new."""

@@ -10,9 +10,11 @@ indexes the rest) lets files moved back, copied or restored reuse what the
 store already has. The roots
 this host committed are remembered too, so a root under this host's name
 that it did not make reveals a second host using the same name. And the
-digest of a scan known to match the base unchanged (``Snapshot.digest``)
-lets a pass that scans the same again end without loading the base; every
-``save`` replaces it, as the rows it vouched for change.
+digests of the directories a scan found as in the base
+(``Snapshot.dir_digests``), sealed by their whole-scan digest in the share
+row, let a pass load only the directories whose scan moved
+(``load_dirs``), or none; every ``save`` replaces the seal, as the rows it
+vouched for change.
 
 All writes of one sync pass happen in one transaction, so a crash leaves
 the previous base intact; the next pass rescans.
@@ -49,6 +51,10 @@ CREATE TABLE IF NOT EXISTS entry (
 CREATE TABLE IF NOT EXISTS content (
     share TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, bptr BLOB NOT NULL,
     PRIMARY KEY (share, sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scan_dir (
+    share TEXT NOT NULL, dir TEXT NOT NULL, digest BLOB NOT NULL,
+    PRIMARY KEY (share, dir)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS own_root (
     share TEXT NOT NULL, root BLOB NOT NULL,
@@ -91,7 +97,7 @@ class ShareState:
     share_id: str
     base: bytes | None  # packed bptr of the root the folder last agreed with
     head_tag: str | None
-    scan_digest: str | None = None  # a scan that matched the base unchanged (``Snapshot.digest``)
+    scan_digest: str | None = None  # the seal of the directory digests that match the base (``scan.digest_of``)
 
 
 class State:
@@ -124,14 +130,18 @@ class State:
         """The base tree and the local stats recorded with it."""
         tree: dict[str, Entry] = {}
         stats: dict[str, Stat] = {}
+        self._load_into(tree, stats, "", (name,))
+        return tree, stats
+
+    def _load_into(self, tree: dict[str, Entry], stats: dict[str, Stat], where: str, args: tuple) -> None:
         words: dict[str, str] = {}  # one str object per distinct type and host, not one per row
         same = words.setdefault
         with self._lock:
             try:
                 rows = self._db.execute(
                     "SELECT path, type, mtime, host, size, bptr, sha256, exec, target, extra,"
-                    " st_size, st_mtime, st_ino FROM entry WHERE share=?",
-                    (name,),
+                    " st_size, st_mtime, st_ino FROM entry WHERE share=?" + where,
+                    args,
                 )
                 # Row by row, not fetchall: 50,000 rows held at once were 8 MB more at the peak.
                 for path, kind, mtime, host, size, bptr, sha, ex, target, extra, s_size, s_mtime, s_ino in rows:
@@ -141,11 +151,46 @@ class State:
                         stats[path] = stat_of(entry, s_size, s_mtime, s_ino)
             except sqlite3.Error as e:
                 raise LocalError(f"state database {self.path}: {e}") from None
+
+    def load_dirs(self, name: str, dirs: Iterable[str]) -> tuple[dict[str, Entry], dict[str, Stat]]:
+        """Like ``load``, for just the entries directly in ``dirs`` ('' is the top)."""
+        tree: dict[str, Entry] = {}
+        stats: dict[str, Stat] = {}
+        for where in dirs:
+            if not where:
+                self._load_into(tree, stats, " AND instr(path, '/') = 0", (name,))
+                continue
+            # A range of the primary key (what follows 'where/' and precedes 'where0', as '0'
+            # follows '/'), then its direct children: no parent column to keep.
+            self._load_into(tree, stats, " AND path >= ? AND path < ? AND instr(substr(path, ?), '/') = 0",
+                            (name, where + "/", where + "0", len(where) + 2))
         return tree, stats
+
+    def scan_dirs(self, name: str) -> dict[str, bytes]:
+        """The directory digests of the remembered scan (``Snapshot.dir_digests``), as far as they go.
+
+        Only those ``ShareState.scan_digest`` seals are to be trusted (``scan.digest_of``).
+        """
+        return dict(self._query("SELECT dir, digest FROM scan_dir WHERE share=?", (name,)))
 
     def content(self, name: str, sha256: str) -> bytes | None:
         row = self._query_one("SELECT bptr FROM content WHERE share=? AND sha256=?", (name, sha256))
         return row[0] if row else None
+
+    def contents_of_sizes(self, name: str, sizes: Iterable[int]) -> list[tuple[str, int, bytes]]:
+        """(sha256, size, bptr) of each stored file in the base tree with one of ``sizes``.
+
+        For a pass that loaded part of the base (``load_dirs``): only content
+        of a size it reads can be reused, so these are all it needs of the rest.
+        """
+        wanted = sorted(set(sizes))
+        out: list[tuple[str, int, bytes]] = []
+        for i in range(0, len(wanted), 500):  # well under any SQLite's limit on parameters
+            chunk = wanted[i:i + 500]
+            out += self._query(
+                "SELECT sha256, size, bptr FROM entry WHERE share=? AND type='file' AND bptr IS NOT NULL"
+                f" AND size IN ({','.join('?' * len(chunk))})", (name, *chunk))
+        return out
 
     def content_sizes(self, name: str) -> set[int]:
         return {r[0] for r in self._query("SELECT DISTINCT size FROM content WHERE share=?", (name,))}
@@ -176,12 +221,15 @@ class State:
         removed: Iterable[str],
         contents: Iterable[tuple[str, int, bytes]] = (),
         scan_digest: str | None = None,
+        scan_dirs: Mapping[str, bytes] | None = None,
     ) -> None:
         """Record a finished pass: the new base and the rows that changed, atomically.
 
-        ``scan_digest`` is a scan the new base and stats match unchanged, if
-        the pass knows one; any other remembered scan is forgotten with the
-        old rows.
+        ``scan_dirs`` are the directories of this pass's scan that the new
+        base and stats match unchanged, by digest (``Snapshot.dir_digests``),
+        and ``scan_digest`` their seal; any other remembered scan is
+        forgotten with the old rows. Without ``scan_dirs`` the directory
+        digests stay as they were, and only a seal they match makes them count.
         """
         with self._lock, self._transaction():
             self._db.execute(
@@ -198,11 +246,24 @@ class State:
                 "INSERT OR IGNORE INTO content VALUES (?,?,?,?)",
                 ((name, sha, size, bptr) for sha, size, bptr in sorted(contents)),
             )
+            if scan_dirs is not None:
+                self._replace_scan_dirs(name, scan_dirs)
 
-    def remember_scan(self, name: str, digest: str | None) -> None:
-        """A scan that ``compare`` found to match the base and its stats unchanged."""
+    def remember_scan(self, name: str, digest: str | None, dirs: Mapping[str, bytes] | None = None) -> None:
+        """A scan that ``compare`` found to match the base and its stats unchanged, in ``dirs`` (sealed by ``digest``)."""
         with self._lock, self._transaction():
             self._db.execute("UPDATE share SET scan_digest=? WHERE name=?", (digest, name))
+            if dirs is not None:
+                self._replace_scan_dirs(name, dirs)
+
+    def _replace_scan_dirs(self, name: str, dirs: Mapping[str, bytes]) -> None:
+        """Make the share's directory digests ``dirs``, writing only the rows that differ."""
+        old = dict(self._db.execute("SELECT dir, digest FROM scan_dir WHERE share=?", (name,)))
+        self._db.executemany("DELETE FROM scan_dir WHERE share=? AND dir=?", ((name, d) for d in old if d not in dirs))
+        self._db.executemany(
+            "INSERT OR REPLACE INTO scan_dir VALUES (?,?,?)",
+            ((name, d, dirs[d]) for d in sorted(dirs) if old.get(d) != dirs[d]),
+        )
 
     def add_own_root(self, name: str, ref: bytes) -> None:
         """Remember a root this host is about to commit (before its head swap, so a crash cannot lose it)."""
@@ -216,7 +277,8 @@ class State:
 
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
-            for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share")):
+            for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share"),
+                               ("scan_dir", "share")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     # --- plumbing -----------------------------------------------------------

@@ -7,6 +7,11 @@ tree (``pull.apply``), and if that tree differs from the head's, commits it
 as a new root on top of the head and swaps the head. A lost swap, or a file
 that changed under the pass, starts the pass again; the state database
 advances only when a pass completes, so a crash at any point is safe.
+
+A pass on its base looks only where the folder moved: the state vouches
+for each directory whose entries a pass found unchanged against the base,
+by the digest of its scan, and a pass loads and compares just the
+directories whose digest moved and those above them (``_moved_dirs``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from .pull import Applied, apply
 from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
 from .repo import Head, Repo
 from .roots import Root
-from .scan import RACY_NS, Local, Snapshot, compare, scan, unchanged
+from .scan import RACY_NS, Local, Snapshot, compare, digest_of, scan, unchanged
 from .state import Stat, State
 from .tree import DIR, FILE, Entry, parent_of, touched
 
@@ -101,19 +106,24 @@ def _attempt(share: Share, report: Report) -> bool:
     _refuse_namesake(share, info.base, head.root)
     snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
     report.problems = list(snap.problems)
-    remembered = info.scan_digest if head.root == info.base else None
-    digest = snap.digest() if remembered is not None else None  # 13-22 ms, only spent where it may pay
-    if digest is not None and digest == remembered:
+    # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
+    dirs = snap.dir_digests() if head.root == info.base else None
+    vouched = _vouched_dirs(state, name, info) if dirs is not None else None
+    if vouched is not None and vouched == dirs:
         report.root = head.root  # the folder is as a scan that matched the base: no need to load it
         return True
-    base_tree, stats = state.load(name)
+    loaded = _moved_dirs(dirs, vouched) if vouched is not None else None
+    if loaded is not None:
+        snap = snap.only(loaded)  # every other directory is as a scan that matched the base
+        base_tree, stats = state.load_dirs(name, loaded)
+    else:
+        base_tree, stats = state.load(name)
     changes = compare(snap, base_tree, stats, share.host)
     report.deferred = _settling(snap, changes.to_read, share.settle_ns)
     to_read = [p for p in changes.to_read if p not in report.deferred]
     if head.root == info.base and _untouched(changes, base_tree):
-        digest = digest or snap.digest()
-        if digest != info.scan_digest:
-            state.remember_scan(name, digest)
+        if vouched != dirs:
+            state.remember_scan(name, digest_of(dirs) if dirs is not None else None, dirs)
         report.root = head.root
         return True
 
@@ -126,8 +136,10 @@ def _attempt(share: Share, report: Report) -> bool:
     index.add_tree(base_tree)
     if remote_tree is not base_tree:
         index.add_tree(remote_tree)
-    writer = repo.writer()
     sizes = {p: snap.items[p].size for p in to_read}
+    if loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
+        index.add_contents(state.contents_of_sizes(name, sizes.values()))
+    writer = repo.writer()
     sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers, sizes)
     stored = resolve_sealed(sealed, writer)
     report.problems += sealed.problems
@@ -139,7 +151,7 @@ def _attempt(share: Share, report: Report) -> bool:
     else:
         result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
         target, conflicts = result.tree, list(result.conflicts)
-    read_as_scanned = not report.deferred and all(sealed.stats.get(p) == snap.items[p][1:4] for p in to_read)
+    scanned = {p: snap.items[p] for p in changes.to_read}  # as found, before ``known`` has them as read
     known = _known(snap, changes.to_read, sealed.stats)
     if stored and head.root != info.base:
         repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
@@ -167,12 +179,13 @@ def _attempt(share: Share, report: Report) -> bool:
     # base makes the next pass merge with the head again (head == base would skip the merge).
     unsettled = any(differs(base_tree.get(p), final_tree.get(p)) for p in applied.left_alone)
     remember = _contents_outside(final_tree, base_tree, sealed.entries, stored, rows, removed)
-    as_scanned = head.root == info.base and read_as_scanned and _wrote_nothing(applied)
-    if as_scanned and _scan_matches(known, final_tree, base_tree, stats, changes.to_read, rows, removed):
-        digest = digest or snap.digest()  # of ``known`` now, which holds what the scan found, read or not
+    if dirs is not None and _wrote_nothing(applied):
+        unsure = _unvouched(scanned, known, final_tree, base_tree, stats, changes.to_read, rows, removed)
+        keep = {d: digest for d, digest in dirs.items() if d not in unsure}
+        seal = digest_of(keep)
     else:
-        digest = None  # the next pass compares the slow way, and remembers its scan if it finds nothing
-    state.save(name, info.base if unsettled else new_root, tag, rows, removed, remember, digest)
+        keep = seal = None  # the next pass compares the slow way, and vouches for what it finds unchanged
+    state.save(name, info.base if unsettled else new_root, tag, rows, removed, remember, seal, keep)
     report.root, report.committed, report.conflicts = new_root, committed, conflicts
     report.pushed = len(pushed) if committed else 0
     report.pushed_bytes = sum(sealed.entries[p].size for p in pushed) if committed else 0
@@ -290,23 +303,46 @@ def _wrote_nothing(applied: Applied) -> bool:
     return not (applied.stats or applied.written or applied.removed or applied.left_alone)
 
 
-def _scan_matches(
-    scanned: Mapping[str, Local], final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
-    to_read: list[str], rows: Mapping[str, tuple[Entry, Stat | None]], removed: list[str],
-) -> bool:
-    """Whether ``compare`` would find the folder, as scanned, unchanged against the base this pass saves.
+def _vouched_dirs(state: State, name: str, info) -> dict[str, bytes] | None:
+    """The directory digests the state vouches for, if its seal still holds them (and None if not)."""
+    if info.scan_digest is None:
+        return None
+    dirs = state.scan_dirs(name)
+    return dirs if digest_of(dirs) == info.scan_digest else None
+
+
+def _moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:
+    """The directories a pass must load: each whose digest moved, and each above one (their listings
+    name it); None when that is every directory, and the base is loaded whole."""
+    moved = {d for d in scanned.keys() | vouched.keys() if scanned.get(d) != vouched.get(d)}
+    out = {""}
+    for d in moved:
+        while d not in out:
+            out.add(d)
+            d = parent_of(d)
+    return out if len(out) < len(scanned) else None
+
+
+def _unvouched(
+    scanned: Mapping[str, Local], known: Mapping[str, Local], final: Mapping[str, Entry],
+    base: Mapping[str, Entry], stats: Mapping[str, Stat], to_read: list[str],
+    rows: Mapping[str, tuple[Entry, Stat | None]], removed: list[str],
+) -> set[str]:
+    """The directories where ``compare`` would not find the folder, as scanned, unchanged against
+    the base this pass saves; each other directory's digest can vouch for it.
 
     Only what the pass read or saved needs a look: every other path matched
     its row unchanged at this pass's compare, and its row stays as it was.
+    ``scanned`` holds the files to read as the scan found them (``known``
+    has them as read, or not at all).
     """
-    if len(final) != len(scanned) or any(p in scanned for p in removed):
-        return False
+    unsure = {parent_of(p) for p in removed if p in known or p in scanned}
     for path in itertools.chain(to_read, rows):
         entry, stat = rows[path] if path in rows else (base.get(path), stats.get(path))
-        item = scanned.get(path)
-        if item is None or entry is None or not unchanged(item, entry, stat):
-            return False
-    return True
+        item = scanned.get(path) or known.get(path)
+        if item is None or entry is None or path not in final or not unchanged(item, entry, stat):
+            unsure.add(parent_of(path))
+    return unsure
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:

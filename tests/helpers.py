@@ -63,25 +63,38 @@ def temporary_files(folder) -> list[str]:
     return [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if n.startswith(".fogsync-tmp")]
 
 
-def remembered_scan_holds(share) -> bool:
-    """Check the scan digest a share's state remembers against the slow way; whether there was one to check.
+def vouched_dirs(share) -> dict[str, bytes]:
+    """The directory digests a share's state vouches for: those its seal still holds ({} if none)."""
+    from fogsync.scan import digest_of
 
-    A digest is a promise: the folder, scanned with that digest, matches the
-    base unchanged. So when a scan now has it, ``compare`` must read nothing
-    and keep every base entry, as the no-op pass it lets ``sync`` skip would.
+    info = share.state.share(share.name)
+    dirs = share.state.scan_dirs(share.name)
+    return dirs if info is not None and info.scan_digest is not None and digest_of(dirs) == info.scan_digest else {}
+
+
+def remembered_scan_holds(share) -> bool:
+    """Check the directories a share's state vouches for against the slow way; whether the whole scan was vouched.
+
+    A directory's digest is a promise: where a scan has it, ``compare``
+    finds every path directly in that directory unchanged against the base,
+    and the base holds nothing else there. ``sync`` skips loading and
+    comparing those directories, or the whole base when every digest matches.
     """
     from fogsync.ignore import Ignore
     from fogsync.scan import compare, scan
+    from fogsync.tree import parent_of
 
-    info = share.state.share(share.name)
-    if info is None or info.scan_digest is None:
-        return False
+    vouched = vouched_dirs(share)
     snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
-    if snap.digest() != info.scan_digest:
+    dirs = snap.dir_digests()
+    if not vouched or dirs is None:
         return False
+    same = {d for d, digest in dirs.items() if vouched.get(d) == digest}
     base, stats = share.state.load(share.name)
     changes = compare(snap, base, stats, share.host)
-    assert changes.to_read == [], f"the remembered scan hides changed files: {changes.to_read}"
-    assert changes.tree.keys() == base.keys(), f"the remembered scan hides {changes.tree.keys() ^ base.keys()}"
-    assert all(changes.tree[p] is base[p] for p in base), "the remembered scan hides a changed entry"
-    return True
+    inside = [p for p in (*base, *changes.tree, *changes.to_read) if parent_of(p) in same]
+    assert not [p for p in changes.to_read if parent_of(p) in same], "a vouched directory hides a changed file"
+    assert {p for p in inside if p in base} == {p for p in inside if p in changes.tree}, (
+        "a vouched directory hides an added or removed path")
+    assert all(changes.tree[p] is base[p] for p in inside if p in base), "a vouched directory hides a changed entry"
+    return vouched == dirs

@@ -316,3 +316,59 @@ def test_no_digest_for_a_scan_that_could_not_read_everything(tmp_path, monkeypat
     make(tmp_path)
     _deny(monkeypatch, str(tmp_path / "sub"))
     assert scan(str(tmp_path), Ignore(), clock=lambda: NOW).digest() is None
+
+
+# --- directory digests ----------------------------------------------------------------------
+
+
+def test_every_directory_listed_has_a_digest_and_they_make_the_scan_digest(tmp_path):
+    make(tmp_path)
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    dirs = snap.dir_digests()
+    assert set(dirs) == {"", "sub", "sub/deep", "empty-dir"}
+    assert all(len(d) == 32 for d in dirs.values())
+    assert snap.digest() == scanmod.digest_of(dirs)
+    assert scanmod.digest_of({**dirs, "sub": bytes(32)}) != snap.digest()
+    assert scanmod.digest_of({k: v for k, v in dirs.items() if k != "empty-dir"}) != snap.digest()
+
+
+def test_a_snapshot_made_by_hand_has_the_digests_a_scan_has(tmp_path):
+    make(tmp_path)
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    by_hand = Snapshot(items=dict(snap.items), taken_ns=NOW)  # no ``listed``: grouped by each path's parent
+    assert by_hand.dir_digests() == snap.dir_digests()
+    del snap.items["a.txt"]  # ``listed`` no longer accounts for every item
+    assert snap.dir_digests() == Snapshot(items=dict(snap.items)).dir_digests()
+
+
+@pytest.mark.parametrize(
+    "change, moved",
+    [
+        (lambda f: (f / "sub" / "deep" / "ü.txt").write_bytes(b"y" * 1000), {"sub/deep"}),
+        (lambda f: os.chmod(f / "run.sh", 0o644), {""}),
+        (lambda f: (f / "sub" / "new").write_bytes(b""), {"sub"}),
+        (lambda f: (f / "empty-dir" / "d").mkdir(), {"empty-dir", "empty-dir/d"}),
+        (lambda f: os.utime(f / "sub" / "deep", ns=(T, T)), {"sub"}),  # its entry in sub, not its own entries
+    ],
+    ids=["file", "exec", "new", "new-dir", "dir-mtime"],
+)
+def test_a_change_moves_the_digest_of_the_directory_it_is_in_and_no_other(tmp_path, change, moved):
+    make(tmp_path)
+    before = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    change(tmp_path)
+    for d, item in before.items.items():  # a new or removed entry moves its directory's mtime: put it back
+        if item.type == DIR and d not in ("sub/deep",):
+            os.utime(tmp_path / d, ns=(item.mtime_ns, item.mtime_ns))
+    before = before.dir_digests()
+    after = scan(str(tmp_path), Ignore(), clock=lambda: NOW).dir_digests()
+    assert {d for d in before.keys() | after.keys() if before.get(d) != after.get(d)} == moved
+
+
+def test_only_keeps_the_entries_directly_in_the_directories_named(tmp_path):
+    make(tmp_path)
+    snap = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    part = snap.only({"", "sub/deep"})
+    assert set(part.items) == {"sub", "empty-dir", "a.txt", "run.sh", "link", "sub/deep/ü.txt"}
+    assert part.taken_ns == NOW and part.unreadable == set()
+    assert part.dir_digests() == {d: v for d, v in snap.dir_digests().items() if d in ("", "sub/deep")}
+    assert all(part.items[p] is snap.items[p] for p in part.items)

@@ -226,3 +226,43 @@ def test_a_save_by_a_fogsync_that_knows_no_scan_digest_forgets_it(tmp_path):
         assert s.share("s") == ShareState("id1", B2, "t2", None)
     finally:
         s.close()
+
+
+def test_load_dirs_loads_just_the_entries_directly_in_each_directory(db):
+    db.ensure_share("s", "id1")
+    f = (Entry(FILE, 1, "h", 3, B1, SHA), Stat(3, 1, 7))
+    d = (Entry(DIR, 1, "h", 40, B2, SHA), None)
+    rows = {"a": d, "a/b": d, "a/b/c": f, "a/f": f, "a-b": d, "a-b/f": f, "a0": f, "ab": f, "a/ü": f, "z": f}
+    db.save("s", B1, "t", rows, [])
+    db.save("other", B1, "t", {"a/f": f}, [])  # another share's rows are no part of it
+    tree, stats = db.load_dirs("s", ["a"])
+    assert set(tree) == {"a/b", "a/f", "a/ü"} and stats == {"a/f": f[1], "a/ü": f[1]}
+    assert set(db.load_dirs("s", [""])[0]) == {"a", "a-b", "a0", "ab", "z"}
+    assert set(db.load_dirs("s", ["a/b", "a-b"])[0]) == {"a/b/c", "a-b/f"}
+    assert db.load_dirs("s", ["nowhere"]) == ({}, {})
+    full, full_stats = db.load("s")
+    assert db.load_dirs("s", ["", "a", "a/b", "a-b"]) == (full, full_stats)
+
+
+def test_directory_digests_are_replaced_with_each_scan_remembered(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [], scan_digest="d1", scan_dirs={"": b"1", "a": b"2"})
+    assert db.scan_dirs("s") == {"": b"1", "a": b"2"}
+    db.save("s", B2, "t2", {}, ["x"])  # no digests: they stay, and no seal vouches for them
+    assert db.scan_dirs("s") == {"": b"1", "a": b"2"} and db.share("s").scan_digest is None
+    db.remember_scan("s", "d2", {"": b"3", "b": b"4"})
+    assert db.scan_dirs("s") == {"": b"3", "b": b"4"} and db.share("s").scan_digest == "d2"
+    db.forget("s")
+    assert db.scan_dirs("s") == {}
+
+
+def test_contents_of_sizes_finds_base_files_of_those_sizes(db):
+    db.ensure_share("s", "id1")
+    rows = {f"f{n}": (Entry(FILE, 1, "h", n, n.to_bytes(48, "big"), f"{n:064x}"), None) for n in range(1, 1200)}
+    rows["empty"] = (Entry(FILE, 1, "h", 0), None)
+    rows["d"] = (Entry(DIR, 1, "h", 5, B2, SHA), None)
+    db.save("s", B1, "t", rows, [])
+    found = db.contents_of_sizes("s", [5, 7, 7, 0, 1100, 5000])
+    assert sorted(found) == sorted((f"{n:064x}", n, n.to_bytes(48, "big")) for n in (5, 7, 1100))
+    many = db.contents_of_sizes("s", range(1, 1200))  # in several queries
+    assert len(many) == 1199

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helpers import remembered_scan_holds
+from helpers import remembered_scan_holds, vouched_dirs
 
 from fogsync import pull
 from fogsync import sync as syncmod
@@ -28,6 +28,7 @@ from fogsync.errors import ConfigError, FogsyncError
 from fogsync.store import open_store
 from fogsync.state import State
 from fogsync.sync import restore_in_place, sync_share
+from fogsync.tree import DIR, FILE
 
 NOW = datetime(2026, 11, 21, 23, 34, 58, tzinfo=timezone.utc)
 STAMP = "2026-11-21 2334"
@@ -959,9 +960,118 @@ def test_a_file_edited_between_scan_and_read_is_not_taken_for_in_step(make, monk
     monkeypatch.setattr(syncmod, "seal_files", seal_after_an_edit)
     a.sync_here()
     monkeypatch.setattr(syncmod, "seal_files", real)
-    assert a.share().state.share(a.share().name).scan_digest is None
+    assert "" not in vouched_dirs(a.share())  # f.txt's directory: the next pass looks at it again
     a.sync_here()
     assert head_tree(a)["f.txt"].sha256 == hashlib.sha256(b"two!").hexdigest()
+    assert remembered_scan_holds(a.share())
+
+
+@pytest.fixture
+def loaded_dirs(monkeypatch) -> list[set[str]]:
+    """The directories each partial load (``State.load_dirs``) loaded, in order."""
+    seen, real = [], State.load_dirs
+
+    def load_dirs(self, name, dirs):
+        seen.append(set(dirs))
+        return real(self, name, dirs)
+
+    monkeypatch.setattr(State, "load_dirs", load_dirs)
+    return seen
+
+
+def _settled_tree(h) -> None:
+    for rel in ("a/x/1", "a/x/2", "b/y/1", "b/y/2", "c/f", "d/z/1", "e/1", "top.txt"):
+        settled(h, rel, f"content of {rel}")
+
+
+def _full_pass_tree(h) -> dict:
+    """What the head would hold after a pass that loaded and compared the whole base."""
+    from fogsync.ignore import Ignore
+    from fogsync.scan import compare, scan
+
+    share = h.share()
+    base, stats = share.state.load(share.name)
+    changes = compare(scan(share.folder, Ignore.for_folder(share.folder, ()), share.clock_ns), base, stats, share.host)
+    return {p: (e.type, e.sha256 if e.type == FILE else e.target) for p, e in changes.tree.items()}
+
+
+def _head(h) -> dict:
+    return {p: (e.type, e.sha256 if e.type == FILE else e.target) for p, e in head_tree(h).items()}
+
+
+def test_a_change_loads_only_the_directories_whose_digest_moved_and_those_above(make, loads, loaded_dirs):
+    a = make("laptop")
+    _settled_tree(a)
+    a.sync_here()
+    assert remembered_scan_holds(a.share())
+    n = len(loads)
+    settled(a, "b/y/2", "changed", SETTLED + 1)
+    assert a.sync_here().committed is not None
+    assert len(loads) == n and loaded_dirs == [{"", "b", "b/y"}]
+    assert _head(a)["b/y/2"] == (FILE, hashlib.sha256(b"changed").hexdigest())
+    assert remembered_scan_holds(a.share())  # a settled change: every directory is vouched for again
+    assert _head(a) == _full_pass_tree(a) and len(_head(a)) == 16
+
+
+def test_a_partial_pass_takes_removed_added_and_retyped_paths(make, loads, loaded_dirs):
+    a = make("laptop")
+    _settled_tree(a)
+    a.sync_here()
+    n = len(loads)
+    a.remove("a")  # a whole subtree: its directories' digests are gone from the scan
+    settled(a, "n/m/new", "new")
+    a.remove("c/f")
+    settled(a, "c/f/inside", "now a directory")
+    assert a.sync_here().committed is not None and len(loads) == n
+    assert loaded_dirs[-1] == {"", "a", "a/x", "n", "n/m", "c", "c/f"}
+    head = _head(a)
+    assert not [p for p in head if p.startswith("a")] and head["c/f"] == (DIR, None)
+    assert head["n/m/new"] == (FILE, hashlib.sha256(b"new").hexdigest()) and "b/y/1" in head
+    assert head == _full_pass_tree(a) and remembered_scan_holds(a.share())
+
+
+def test_a_copy_of_a_file_in_a_directory_not_loaded_reuses_its_blocks(make, loaded_dirs):
+    a = make("laptop")
+    _settled_tree(a)
+    data = os.urandom(200_000)
+    settled(a, "b/y/photo.jpg", data)
+    a.sync_here()
+    assert remembered_scan_holds(a.share())
+    settled(a, "a/x/copy.jpg", data)
+    writers = []
+    repo = a.share().repo
+    real = repo.writer
+    repo.writer = lambda: writers.append(real()) or writers[-1]
+    a.sync_here()
+    assert loaded_dirs[-1] == {"", "a", "a/x"}
+    assert sum(w.bytes_written for w in writers) < 10_000  # three listings and a root; the content is 200 kB
+    assert head_tree(a)["a/x/copy.jpg"].bptr == head_tree(a)["b/y/photo.jpg"].bptr
+
+
+def test_a_file_too_fresh_to_trust_leaves_just_its_directory_to_look_at_again(make, loads, loaded_dirs):
+    a = make("laptop")
+    _settled_tree(a)
+    a.sync_here()
+    a.write("b/y/2", "just now")  # its stat proves nothing yet
+    a.sync_here()
+    assert set(vouched_dirs(a.share())) == {"", "a", "a/x", "b", "c", "d", "d/z", "e"}
+    n = len(loads)
+    os.utime(a.path("b/y/2"), ns=(SETTLED, SETTLED))
+    a.sync_here()
+    assert len(loads) == n and loaded_dirs[-1] == {"", "b", "b/y"}
+    assert a.sync_here().committed is None and len(loads) == n and len(loaded_dirs) == 2
+    assert remembered_scan_holds(a.share())
+
+
+def test_directory_digests_no_seal_holds_are_not_trusted(make, loads, loaded_dirs):
+    a = make("laptop")
+    _settled_tree(a)
+    a.sync_here()
+    a.share().state.remember_scan(a.share().name, "not their seal")  # as an older FogSync would leave it
+    n = len(loads)
+    settled(a, "b/y/2", "changed", SETTLED + 1)
+    assert a.sync_here().committed is not None
+    assert len(loads) == n + 1 and loaded_dirs == []
     assert remembered_scan_holds(a.share())
 
 

@@ -199,7 +199,14 @@ class World:
 
     def pass_(self, h):
         """One pass of ``h``; what happened shows in ``--hypothesis-show-statistics``."""
-        report = sync_share(h.share())
+        state, partial = h.share().state, []
+        state.load_dirs = lambda name, dirs, real=state.load_dirs: partial.append(dirs) or real(name, dirs)
+        try:
+            report = sync_share(h.share())
+        finally:
+            del state.load_dirs
+        if partial:
+            event("a pass loaded only the directories whose scan moved")
         if remembered_scan_holds(h.share()):
             event("a pass left a scan digest the next pass can trust")
         self.commits += report.committed is not None
