@@ -101,27 +101,32 @@ class _Partial:
 class Pending:
     """A blob's pieces as written; block hashes may still be computing, the tail's still unknown.
 
-    One per file pushed is alive until the commit resolves them: kept small (slots, no list for no pieces).
+    One per file pushed is alive until the commit resolves them: kept small
+    (slots; no list for no pieces; the tail's end not kept, as the length
+    gives it: 4.6 MB less for 50,000 small files).
     """
 
     depth: int
     full: Sequence[Bptr | Future]
-    tail: tuple[_Partial, int, int] | None
+    tail: _Partial | None  # the partial block holding the blob's last piece, from ``start``
+    start: int
     length: int
 
     def pieces(self) -> list[Bptr]:
         full = [p.result() if isinstance(p, Future) else p for p in self.full]
         if self.tail is None:
             return full
-        return full + [Bptr(self._tail_hash(), self.tail[1], self.tail[2], self.depth)]
+        return full + [Bptr(self._tail_hash(), self.start, self._tail_end(), self.depth)]
 
     def packed_tail(self) -> bytes:
         """The reference of a blob that is nothing but its tail, packed (a small file: the common case)."""
-        _, start, end = self.tail
-        return _BPTR.pack(self._tail_hash(), start, end, self.depth, 0)
+        return _BPTR.pack(self._tail_hash(), self.start, self._tail_end(), self.depth, 0)
+
+    def _tail_end(self) -> int:
+        return self.start + self.length - len(self.full) * BLOCK_SIZE
 
     def _tail_hash(self) -> bytes:
-        part = self.tail[0]
+        part = self.tail
         if part.closing is not None:
             part.closing.result()
         if part.hash is None:
@@ -172,12 +177,13 @@ class BlobWriter:
             while len(buf) >= BLOCK_SIZE:
                 full.append(self._put_full(bytes(buf[:BLOCK_SIZE]), depth))
                 del buf[:BLOCK_SIZE]
-        tail = self._add_tail(bytes(buf)) if buf else None
-        return Pending(depth, full, tail, length)
+        tail, start = self._add_tail(bytes(buf)) if buf else (None, 0)
+        return Pending(depth, full, tail, start, length)
 
     def write_bytes(self, sealed: bytes, depth: int = 0) -> Pending:
         if len(sealed) < BLOCK_SIZE:  # the common small blob: a tail and nothing else, no copies
-            return Pending(depth, (), self._add_tail(sealed) if sealed else None, len(sealed))
+            tail, start = self._add_tail(sealed) if sealed else (None, 0)
+            return Pending(depth, (), tail, start, len(sealed))
         return self.write((sealed,), depth)
 
     def store_blocks(self, data: bytes | bytearray | memoryview, depth: int = 0) -> list[Bptr]:
@@ -193,8 +199,8 @@ class BlobWriter:
 
     def write_after(self, stored: list[Bptr], rest: bytes, depth: int = 0) -> Pending:
         """A blob whose first pieces are ``stored`` (by ``store_blocks``) and whose remaining bytes are ``rest``."""
-        after = self.write((rest,), depth) if rest else Pending(depth, (), None, 0)
-        return Pending(depth, [*stored, *after.full], after.tail, len(stored) * BLOCK_SIZE + after.length)
+        after = self.write((rest,), depth) if rest else Pending(depth, (), None, 0, 0)
+        return Pending(depth, [*stored, *after.full], after.tail, after.start, len(stored) * BLOCK_SIZE + after.length)
 
     def flush(self) -> None:
         """Close every open partial block, so each pending tail has a hash."""
@@ -246,7 +252,7 @@ class BlobWriter:
         self._store(h, piece)
         return Bptr(h, 0, BLOCK_SIZE, depth)
 
-    def _add_tail(self, tail: bytes) -> tuple[_Partial, int, int]:
+    def _add_tail(self, tail: bytes) -> tuple[_Partial, int]:
         room_needed = BLOCK_SIZE - len(tail)
         with self._lock:
             for part in self._open:
@@ -260,7 +266,7 @@ class BlobWriter:
             to_close = self._pick_to_close(part)
         for p in to_close:
             self._close(p)
-        return part, start, start + len(tail)
+        return part, start
 
     def _pick_to_close(self, just_used: _Partial) -> list[_Partial]:
         """Under the lock: retire blocks that are nearly full, and the fullest when too many are open.

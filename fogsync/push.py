@@ -138,15 +138,11 @@ def seal_files(
         else:
             _take_pooled(path, result, out, writer, index)
 
-    sizes = sizes or {}
-    big = [p for p in paths if sizes.get(p, PARALLEL_MIN) >= PARALLEL_MIN]
+    big, tiny, rest = _by_size(paths, sizes or {})
     if workers <= 1 or len(big) < 2:
-        big = []
-    chosen = set(big)
-    tiny = [p for p in paths if p not in chosen and sizes.get(p, PARALLEL_MIN) <= PROBE]
+        big, rest = [], big + rest
     if not worth_processes(len(tiny), workers, processes_min):
-        tiny = []
-    chosen.update(tiny)
+        tiny, rest = [], tiny + rest
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="fogsync-seal") as pool:
         done = [pool.submit(one, p) for p in big]
         if tiny:
@@ -154,12 +150,22 @@ def seal_files(
                 functools.partial(_seal_batch, folder, host), tiny, _init_seal_worker, (keys,)
             ):
                 take(path, result)
-        for p in paths:
-            if p not in chosen:
-                one(p)
+        for p in rest:
+            one(p)
         for f in done:
             f.result()
     return out
+
+
+def _by_size(paths: list[str], sizes: Mapping[str, int]) -> tuple[list[str], list[str], list[str]]:
+    """``paths`` as (big: ``PARALLEL_MIN`` or more, or of unknown size; tiny: ``PROBE`` or less; the rest)."""
+    big: list[str] = []
+    tiny: list[str] = []
+    rest: list[str] = []
+    for p in paths:
+        n = sizes.get(p, PARALLEL_MIN)
+        (big if n >= PARALLEL_MIN else tiny if n <= PROBE else rest).append(p)
+    return big, tiny, rest
 
 
 def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, index: ContentIndex) -> None:

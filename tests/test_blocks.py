@@ -253,7 +253,7 @@ def _fake_full(n: int) -> list[Bptr]:
 def test_1364_pieces_fit_one_list_block_exactly(writer, blocks):
     # 1364 * 48 + 64 = 65536: the depth-1 list is one full block.
     full = _fake_full(1364)
-    (ref,) = writer.resolve([Pending(0, full, None, 1364 * BLOCK_SIZE)])
+    (ref,) = writer.resolve([Pending(0, full, None, 0, 1364 * BLOCK_SIZE)])
     b = Bptr.unpack(ref)
     assert (b.start, b.end, b.depth) == (0, BLOCK_SIZE, 1)
     assert read_pieces(KEYS, b, blocks.get_block) == full
@@ -262,7 +262,7 @@ def test_1364_pieces_fit_one_list_block_exactly(writer, blocks):
 @pytest.mark.parametrize("n", [1365, 1366, 3000])
 def test_more_than_1364_pieces_need_a_depth_2_block_list(writer, blocks, n):
     full = _fake_full(n)  # the data blocks themselves are never fetched by read_pieces
-    (ref,) = writer.resolve([Pending(0, full, None, n * BLOCK_SIZE)])
+    (ref,) = writer.resolve([Pending(0, full, None, 0, n * BLOCK_SIZE)])
     b = Bptr.unpack(ref)
     assert b.depth == 2
     level1 = unpack_bptrs(crypto.open_blob(KEYS, b"".join(iter_blob([b], blocks.get_block))))
