@@ -37,7 +37,7 @@ from .ignore import Ignore
 from .roots import Root
 from .scan import Local, compare, scan
 from .state import Stat, State
-from .sync import human_size
+from .sync import human_size, moved_dirs, vouched_dirs
 from .tree import DIR, FILE, Entry
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,21 @@ def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> t
 
     Stats tell, without reading; only a file whose stat was too fresh to be
     recorded at the last pass, and whose size is unchanged, is hashed.
-    A folder scanned as the last pass left it waits for nothing.
+    A folder scanned as the last pass left it waits for nothing, and only
+    the directories whose scan moved since are compared (as ``sync`` does).
     """
     snap = scan(folder, Ignore.for_folder(folder, exclude))
     info = state.share(name)
-    if info is not None and info.scan_digest is not None and snap.digest() == info.scan_digest:
+    dirs = snap.dir_digests()
+    vouched = vouched_dirs(state, name, info) if info is not None and dirs is not None else None
+    if vouched is not None and vouched == dirs:
         return 0, 0
-    base, stats = state.load(name)
+    look = moved_dirs(dirs, vouched) if vouched is not None else None
+    if look is not None:  # as a pass would: where the digest holds, the folder is as the base
+        snap = snap.only(look)
+        base, stats = state.load_dirs(name, look)
+    else:
+        base, stats = state.load(name)
     changes = compare(snap, base, stats, "")
     changed = [p for p in changes.to_read if not _same_as_base(folder, p, base.get(p), stats.get(p), snap.items[p])]
     gone = [p for p, e in base.items() if e.type != DIR and p not in changes.tree and p not in snap.items]

@@ -11,7 +11,7 @@ advances only when a pass completes, so a crash at any point is safe.
 A pass on its base looks only where the folder moved: the state vouches
 for each directory whose entries a pass found unchanged against the base,
 by the digest of its scan, and a pass loads and compares just the
-directories whose digest moved and those above them (``_moved_dirs``).
+directories whose digest moved and those above them (``moved_dirs``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .push import ContentIndex, resolve_sealed, seal_files, write_listings, writ
 from .repo import Head, Repo
 from .roots import Root
 from .scan import RACY_NS, Local, Snapshot, compare, digest_of, scan, unchanged
-from .state import Stat, State
+from .state import ShareState, Stat, State
 from .tree import DIR, FILE, Entry, parent_of, touched
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,11 @@ def _attempt(share: Share, report: Report) -> bool:
     report.problems = list(snap.problems)
     # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
     dirs = snap.dir_digests() if head.root == info.base else None
-    vouched = _vouched_dirs(state, name, info) if dirs is not None else None
+    vouched = vouched_dirs(state, name, info) if dirs is not None else None
     if vouched is not None and vouched == dirs:
         report.root = head.root  # the folder is as a scan that matched the base: no need to load it
         return True
-    loaded = _moved_dirs(dirs, vouched) if vouched is not None else None
+    loaded = moved_dirs(dirs, vouched) if vouched is not None else None
     if loaded is not None:
         snap = snap.only(loaded)  # every other directory is as a scan that matched the base
         base_tree, stats = state.load_dirs(name, loaded)
@@ -312,7 +312,7 @@ def _wrote_nothing(applied: Applied) -> bool:
     return not (applied.stats or applied.written or applied.removed or applied.left_alone)
 
 
-def _vouched_dirs(state: State, name: str, info) -> dict[str, bytes] | None:
+def vouched_dirs(state: State, name: str, info: ShareState) -> dict[str, bytes] | None:
     """The directory digests the state vouches for, if its seal still holds them (and None if not)."""
     if info.scan_digest is None:
         return None
@@ -320,16 +320,17 @@ def _vouched_dirs(state: State, name: str, info) -> dict[str, bytes] | None:
     return dirs if digest_of(dirs) == info.scan_digest else None
 
 
-def _moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:
+def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:
     """The directories a pass must load: each whose digest moved, and each above one (their listings
     name it); None when that is every directory, and the base is loaded whole."""
-    moved = {d for d in scanned.keys() | vouched.keys() if scanned.get(d) != vouched.get(d)}
+    every = scanned.keys() | vouched.keys()
     out = {""}
-    for d in moved:
-        while d not in out:
-            out.add(d)
-            d = parent_of(d)
-    return out if len(out) < len(scanned) else None
+    for d in every:
+        if scanned.get(d) != vouched.get(d):
+            while d not in out:
+                out.add(d)
+                d = parent_of(d)
+    return out if len(out) < len(every) else None
 
 
 def _unvouched(

@@ -40,3 +40,19 @@ def test_a_folder_as_the_last_pass_scanned_it_waits_for_nothing_unloaded(hosts, 
     assert counts(h) == (0, 0) and loaded == []
     os.utime(h.path("a.txt"), ns=(SETTLED + 1, SETTLED + 1))  # touched: a pass would read it again
     assert counts(h) == (1, 1) and loaded == ["docs"]
+
+
+def test_only_the_directories_whose_scan_moved_are_compared(hosts, tmp_path, monkeypatch):
+    h = hosts("laptop", str(tmp_path / "store"))
+    for rel in ("a/1.txt", "a/2.txt", "b/1.txt", "c/d/1.txt", "top.txt"):
+        h.write(rel, rel)
+        os.utime(h.path(rel), ns=(SETTLED, SETTLED))
+    h.sync_here()
+    loaded, partly = [], []
+    real, real_dirs = State.load, State.load_dirs
+    monkeypatch.setattr(State, "load", lambda self, name: loaded.append(name) or real(self, name))
+    monkeypatch.setattr(State, "load_dirs", lambda self, name, dirs: partly.append(set(dirs)) or real_dirs(self, name, dirs))
+    h.write("a/1.txt", "changed!")
+    h.remove("c")
+    assert counts(h) == (2, 8)  # a/1.txt changed, c/d/1.txt gone
+    assert loaded == [] and partly == [{"", "a", "c", "c/d"}]
