@@ -347,7 +347,7 @@ def _unvouched(
     another stat or not at all (``_read_otherwise``).
     """
     unsure = {parent_of(p) for p in removed if p in known or p in moved}
-    for path in itertools.chain(to_read, rows):
+    for path in itertools.chain(rows, (p for p in to_read if p not in rows)):  # each once: on a first sync, in both
         entry, stat = rows[path] if path in rows else (base.get(path), stats.get(path))
         item = moved.get(path) or known.get(path)
         if item is None or entry is None or path not in final or not unchanged(item, entry, stat):
