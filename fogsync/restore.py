@@ -6,12 +6,15 @@ has verified, with no stat to compare first. Files are written the way
 ``pull`` writes them (a temporary name, the tag and sha256 checked, mtime
 and mode set); 2,000 or more one-block files go to worker processes, which
 verify, decrypt, write and rename them from sealed bytes this process reads,
-since that work is Python holding the GIL.
+since that work is Python holding the GIL. Meanwhile a thread writes the
+bigger files, whose decryption runs outside the GIL, on what cores the
+workers leave idle.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping
 
 from .blocks import Bptr
@@ -44,11 +47,21 @@ def restore(
     small = [p for p in others if one_block(tree[p])]
     if not worth_processes(len(small), workers, processes_min):
         small = []
-    if small:
-        _restore_in_processes(repo, tree, dest, by_block(tree, small))
     chosen = set(small)
-    for group, threads in thread_groups(repo, tree, [p for p in others if p not in chosen], workers):
-        run_all(one, group, threads)
+    groups = thread_groups(repo, tree, [p for p in others if p not in chosen], workers)
+
+    def the_rest() -> None:
+        for group, threads in groups:
+            run_all(one, group, threads)
+
+    if small:
+        # The bigger files, decrypted outside the GIL, meanwhile: the cores the workers leave idle.
+        with ThreadPoolExecutor(1, thread_name_prefix="fogsync-restore") as side:
+            rest = side.submit(the_rest)
+            _restore_in_processes(repo, tree, dest, by_block(tree, small))
+            rest.result()
+    else:
+        the_rest()
     set_dir_mtimes(dest, tree, dirs)
     return len(tree)
 

@@ -93,6 +93,21 @@ def test_a_tampered_small_file_fails_the_restore_in_worker_processes(repo, tmp_p
     assert "f3" not in os.listdir(dest)
 
 
+@pytest.mark.parametrize("tampered", ["big", "small"])
+def test_a_tampered_file_on_either_side_fails_the_restore_and_leaves_no_temp(repo, tmp_path, tampered):
+    """Small files go to worker processes while a thread writes the big ones: a failure on
+    either side is the restore's one error, raised once both sides are done."""
+    tree = small_tree(repo, {f"f{i}": os.urandom(100 + i) for i in range(10)})
+    tree.update({f"big{i}.bin": stored(repo, os.urandom(bigblob.MIN_SIZE + i)) for i in range(3)})
+    flip_last_block(repo, tree["big1.bin" if tampered == "big" else "f3"])
+    dest = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        restore.restore(repo, tree, str(dest), processes_min=1)
+    left = os.listdir(dest)
+    assert not [n for n in left if n.startswith(".fogsync-tmp")]
+    assert ("big1.bin" if tampered == "big" else "f3") not in left
+
+
 @pytest.mark.parametrize("in_processes", [True, False])
 def test_a_file_that_cannot_be_renamed_into_place_is_one_clear_error(repo, tmp_path, in_processes):
     tree = small_tree(repo, {"a": b"x", "b": b"y"})
