@@ -141,6 +141,11 @@ def _attempt(share: Share, report: Report) -> bool:
         index.add_contents(state.contents_of_sizes(name, sizes.values()))
     writer = repo.writer()
     sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers, sizes)
+    # Before resolving, whose list of refs was the peak of a first sync, the sizes and the scanned
+    # items of the files read go: 106.7 -> 102.8 MB for 50,000 files.
+    del sizes
+    moved = _read_otherwise(snap, changes.to_read, sealed.stats)
+    known = _known(snap, changes.to_read, sealed.stats)
     stored = resolve_sealed(sealed, writer)
     report.problems += sealed.problems
     local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
@@ -151,8 +156,6 @@ def _attempt(share: Share, report: Report) -> bool:
     else:
         result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
         target, conflicts = result.tree, list(result.conflicts)
-    moved = _read_otherwise(snap, changes.to_read, sealed.stats)
-    known = _known(snap, changes.to_read, sealed.stats)
     if stored and head.root != info.base:
         repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
     applied = apply(repo, share.folder, known, local, target, share.workers)
