@@ -14,6 +14,7 @@ workers leave idle.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping
 
@@ -39,7 +40,11 @@ def restore(
     for d in dirs:
         os.makedirs(os.path.join(dest, d), exist_ok=True)
 
+    failed = threading.Event()
+
     def one(path: str) -> None:
+        if failed.is_set():
+            return  # the restore has failed already: the files still to come are not worth writing
         target = os.path.join(dest, path)
         _place(prepare(repo, target, tree[path]), target)
 
@@ -58,7 +63,11 @@ def restore(
         # The bigger files, decrypted outside the GIL, meanwhile: the cores the workers leave idle.
         with ThreadPoolExecutor(1, thread_name_prefix="fogsync-restore") as side:
             rest = side.submit(the_rest)
-            _restore_in_processes(repo, tree, dest, by_block(tree, small))
+            try:
+                _restore_in_processes(repo, tree, dest, by_block(tree, small))
+            except BaseException:
+                failed.set()
+                raise
             rest.result()
     else:
         the_rest()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 from helpers import MTIME, flip_last_block, small_tree, stored
@@ -106,6 +108,35 @@ def test_a_tampered_file_on_either_side_fails_the_restore_and_leaves_no_temp(rep
     left = os.listdir(dest)
     assert not [n for n in left if n.startswith(".fogsync-tmp")]
     assert ("big1.bin" if tampered == "big" else "f3") not in left
+
+
+def test_once_the_small_files_fail_no_more_big_files_are_written(repo, tmp_path, monkeypatch):
+    tree = small_tree(repo, {f"f{i}": os.urandom(100 + i) for i in range(10)})
+    tree.update({f"big{i}.bin": stored(repo, os.urandom(bigblob.MIN_SIZE + i)) for i in range(4)})
+    flip_last_block(repo, tree["f3"])
+    small_failed, real = threading.Event(), restore.prepare
+
+    def after_the_failure(repo_, target, entry):  # the first big files wait until the small files have failed
+        if not small_failed.is_set():
+            small_failed.wait(10)
+            time.sleep(0.1)  # for the restore to take the failure in
+        return real(repo_, target, entry)
+
+    real_processes = restore._restore_in_processes
+
+    def failing(*args):
+        try:
+            real_processes(*args)
+        finally:
+            small_failed.set()
+
+    monkeypatch.setattr(restore, "prepare", after_the_failure)
+    monkeypatch.setattr(restore, "_restore_in_processes", failing)
+    dest = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        restore.restore(repo, tree, str(dest), processes_min=1, workers=2)
+    written = [n for n in os.listdir(dest) if n.startswith("big")]
+    assert len(written) <= 2  # at most those on their way (two threads) when the failure came
 
 
 @pytest.mark.parametrize("in_processes", [True, False])
