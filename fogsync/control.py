@@ -37,7 +37,7 @@ from .ignore import Ignore
 from .roots import Root
 from .scan import Local, compare, scan
 from .state import Stat, State
-from .sync import human_size, moved_dirs, vouched_dirs
+from .sync import human_size, load_moved, moved_dirs, vouched_dirs
 from .tree import DIR, FILE, Entry
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,8 @@ def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> t
         return 0, 0
     look = moved_dirs(dirs, vouched) if vouched is not None else None
     if look is not None:  # as a pass would: where the digest holds, the folder is as the base
+        base, stats, look = load_moved(state, name, dirs, look)
         snap = snap.only(look)
-        base, stats = state.load_dirs(name, look)
     else:
         base, stats = state.load(name)
     changes = compare(snap, base, stats, "")

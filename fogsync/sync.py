@@ -114,8 +114,8 @@ def _attempt(share: Share, report: Report) -> bool:
         return True
     loaded = moved_dirs(dirs, vouched) if vouched is not None else None
     if loaded is not None:
+        base_tree, stats, loaded = load_moved(state, name, dirs, loaded)
         snap = snap.only(loaded)  # every other directory is as a scan that matched the base
-        base_tree, stats = state.load_dirs(name, loaded)
     else:
         base_tree, stats = state.load(name)
     changes = compare(snap, base_tree, stats, share.host)
@@ -334,6 +334,30 @@ def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> se
                 out.add(d)
                 d = parent_of(d)
     return out if len(out) < len(every) else None
+
+
+def load_moved(
+    state: State, name: str, scanned: Mapping[str, bytes], dirs: set[str],
+) -> tuple[dict[str, Entry], dict[str, Stat], set[str]]:
+    """The base rows in ``dirs``, and in every base directory below them that the scan no longer
+    lists (a directory removed or retyped while no digest vouched for it: its rows go too).
+
+    Returns the rows, their stats and all the directories loaded.
+    """
+    tree, stats = state.load_dirs(name, dirs)
+    loaded = set(dirs)
+    gone = _gone_dirs(tree, scanned, loaded)
+    while gone:
+        more, more_stats = state.load_dirs(name, gone)
+        tree.update(more)
+        stats.update(more_stats)
+        loaded |= gone
+        gone = _gone_dirs(more, scanned, loaded)
+    return tree, stats, loaded
+
+
+def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str]) -> set[str]:
+    return {p for p, e in tree.items() if e.type == DIR and p not in scanned and p not in loaded}
 
 
 def _unvouched(

@@ -1063,6 +1063,22 @@ def test_a_file_too_fresh_to_trust_leaves_just_its_directory_to_look_at_again(ma
     assert remembered_scan_holds(a.share())
 
 
+def test_a_directory_removed_while_no_digest_vouched_for_it_takes_its_rows_along(make, loads, loaded_dirs):
+    a = make("laptop")
+    _settled_tree(a)
+    a.sync_here()
+    a.write("b/y/new", "just now")  # too fresh to trust: b/y is not vouched for after this pass
+    a.sync_here()
+    assert "b/y" not in vouched_dirs(a.share())
+    a.remove("b")
+    n, calls = len(loads), len(loaded_dirs)
+    assert a.sync_here().committed is not None and len(loads) == n
+    assert loaded_dirs[calls:] == [{"", "b"}, {"b/y"}]  # b/y found below b, which is gone from the scan
+    assert not [p for p in head_tree(a) if p.startswith("b")]
+    assert not [p for p in a.share().state.load(a.share().name)[0] if p.startswith("b")]
+    assert remembered_scan_holds(a.share())
+
+
 def test_directory_digests_no_seal_holds_are_not_trusted(make, loads, loaded_dirs):
     a = make("laptop")
     _settled_tree(a)
