@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as s
 
 from helpers import remembered_scan_holds
@@ -321,6 +321,10 @@ COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_
 
 @settings(max_examples=200, **COMMON)
 @given(ops=SEQUENCES)
+# Found by CI: a directory whose digest was not vouched for (a fresh file in it) deleted, and a
+# partial pass that left its rows in the base.
+@example(ops=[("link", 0, "b.txt"), ("link", 2, "d/a"), ("write", 0, "e/a"), ("race", 2, 1),
+              ("edit_during_sync", 2, "a"), ("delete", 2, 4)])
 def test_three_hosts_converge_and_lose_nothing(hosts, ops):
     run_sequence(hosts, ops)
 
