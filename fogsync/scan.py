@@ -5,9 +5,10 @@ and stat without reading any content. ``compare`` sets that snapshot
 against the base tree and its recorded stats: a file whose size, mtime and
 inode are as recorded keeps its base entry unread; the rest must be read.
 Paths that could not be read are reported and keep their base entries, so an
-unreadable directory never looks like a deletion. ``Snapshot.digest``
-fingerprints what ``compare`` looks at, so that a pass can tell the folder
-is as a scan already compared, without the base.
+unreadable directory never looks like a deletion. ``Snapshot.dir_digests``
+fingerprints what ``compare`` looks at, directory by directory, so that a
+pass can tell which directories are as a scan already compared found them,
+and load the base for the others only.
 """
 
 from __future__ import annotations
@@ -86,11 +87,6 @@ class Snapshot:
             h.update(marshal.dumps(list(itertools.chain.from_iterable(items)), 2))
             out[where] = h.digest()
         return out
-
-    def digest(self) -> str | None:
-        """A fingerprint of the whole scan (``digest_of`` its ``dir_digests``); None if part was unreadable."""
-        dirs = self.dir_digests()
-        return digest_of(dirs) if dirs is not None else None
 
     def only(self, dirs: Container[str]) -> "Snapshot":
         """The scan of just the entries directly in ``dirs`` ('' is the top), as if nothing else were there."""

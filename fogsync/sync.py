@@ -122,8 +122,8 @@ def _attempt(share: Share, report: Report) -> bool:
     report.deferred = _settling(snap, changes.to_read, share.settle_ns)
     to_read = [p for p in changes.to_read if p not in report.deferred]
     if head.root == info.base and _untouched(changes, base_tree):
-        if vouched != dirs:
-            state.remember_scan(name, digest_of(dirs) if dirs is not None else None, dirs)
+        if dirs is not None and vouched != dirs:
+            state.remember_scan(name, digest_of(dirs), dirs)
         report.root = head.root
         return True
 
