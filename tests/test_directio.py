@@ -135,3 +135,27 @@ def test_a_disk_slower_than_the_writer_gets_the_rest_through_the_page_cache(tmp_
         assert not f.direct
     assert open(tmp_path / "f", "rb").read() == data
     assert kinds[:2] == [True, True] and kinds[-1] is False and kinds.count(True) <= 6
+
+
+def test_the_next_file_stages_in_the_buffers_the_last_one_gave_back(tmp_path):
+    directio._spare.clear()
+    first, second = os.urandom(3 * STAGE + 5), os.urandom(2 * STAGE + 77)
+    with DirectWriter(str(tmp_path / "a"), BIG) as f:
+        f.write(first)
+    kept = list(directio._spare)
+    assert len(kept) == 2
+    with DirectWriter(str(tmp_path / "b"), BIG) as f:
+        assert not directio._spare  # both taken again, none made
+        f.write(second)
+    assert sorted(map(id, directio._spare)) == sorted(map(id, kept))
+    assert open(tmp_path / "a", "rb").read() == first
+    assert open(tmp_path / "b", "rb").read() == second  # nothing of the first file's bytes left in it
+
+
+def test_no_more_buffers_are_kept_than_a_few_files_at_once_need(tmp_path):
+    directio._spare.clear()
+    writers = [DirectWriter(str(tmp_path / f"f{i}"), BIG) for i in range(directio._SPARE_MAX)]
+    for w in writers:
+        w.write(bytes(STAGE + 1))
+        w.close()
+    assert len(directio._spare) == directio._SPARE_MAX
