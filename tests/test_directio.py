@@ -138,6 +138,8 @@ def test_a_disk_slower_than_the_writer_gets_the_rest_through_the_page_cache(tmp_
 
 
 def test_the_next_file_stages_in_the_buffers_the_last_one_gave_back(tmp_path):
+    if not direct_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
     directio._spare.clear()
     first, second = os.urandom(3 * STAGE + 5), os.urandom(2 * STAGE + 77)
     with DirectWriter(str(tmp_path / "a"), BIG) as f:
@@ -153,6 +155,8 @@ def test_the_next_file_stages_in_the_buffers_the_last_one_gave_back(tmp_path):
 
 
 def test_no_more_buffers_are_kept_than_a_few_files_at_once_need(tmp_path):
+    if not direct_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
     directio._spare.clear()
     writers = [DirectWriter(str(tmp_path / f"f{i}"), BIG) for i in range(directio._SPARE_MAX)]
     for w in writers:
