@@ -204,8 +204,8 @@ def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> t
         return 0, 0
     look = moved_dirs(dirs, vouched) if vouched is not None else None
     if look is not None:  # as a pass would: where the digest holds, the folder is as the base
+        snap = snap.only(look)  # before the rows load, as in a pass
         base, stats, look = load_moved(state, name, dirs, look)
-        snap = snap.only(look)
     else:
         base, stats = state.load(name)
     changes = compare(snap, base, stats, "")

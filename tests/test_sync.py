@@ -9,12 +9,14 @@ and the refusal of two hosts with one name.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from datetime import datetime, timezone
 
 import pytest
@@ -1011,6 +1013,30 @@ def test_a_change_loads_only_the_directories_whose_digest_moved_and_those_above(
     assert _head(a)["b/y/2"] == (FILE, hashlib.sha256(b"changed").hexdigest())
     assert remembered_scan_holds(a.share())  # a settled change: every directory is vouched for again
     assert _head(a) == _full_pass_tree(a) and len(_head(a)) == 16
+
+
+def test_a_partial_pass_lets_go_of_the_whole_scan_before_it_loads_rows(make, monkeypatch):
+    a = make("laptop")
+    _settled_tree(a)
+    a.sync_here()
+    settled(a, "b/y/2", "changed", SETTLED + 1)
+    scans, alive_at_load = [], []
+    real_scan, real_load = syncmod.scan, State.load_dirs
+
+    def scan(*args, **kwargs):
+        snap = real_scan(*args, **kwargs)
+        scans.append(weakref.ref(snap))
+        return snap
+
+    def load_dirs(self, name, dirs):
+        gc.collect()
+        alive_at_load.append(scans[-1]() is not None)
+        return real_load(self, name, dirs)
+
+    monkeypatch.setattr(syncmod, "scan", scan)
+    monkeypatch.setattr(State, "load_dirs", load_dirs)
+    assert a.sync_here().committed is not None
+    assert alive_at_load == [False]  # only the moved directories' part of it (a whole scan: 6 MB at 50,000 files)
 
 
 def test_a_partial_pass_takes_removed_added_and_retyped_paths(make, loads, loaded_dirs):
