@@ -185,7 +185,7 @@ class DirectWriter:
 
 _spare_lock = threading.Lock()
 _spare: list[mmap.mmap] = []
-_SPARE_MAX = 8  # two for each of the four files ``pull`` writes at once
+_SPARE_MAX = 8  # two for each of the four files ``pull`` writes at once: 8 MiB, kept while the process runs
 
 
 def _take_buffer() -> mmap.mmap:
