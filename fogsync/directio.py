@@ -17,7 +17,9 @@ unaligned part is written through the page cache, ``O_DIRECT`` cleared.
 Where the flag is refused, or a direct write fails with EINVAL or writes
 short (ENOSPC next), the rest goes through the page cache as usual, and so
 does the rest of a file whose disk proves slower than the caller (a USB
-disk, a NAS), where the page cache lets the caller run ahead. The file's
+disk, a NAS), where the page cache lets the caller run ahead; files too
+small to judge one by one are judged together, per file system, and those
+after a slow verdict go through the page cache from the start. The file's
 bytes are the same either way.
 """
 
@@ -40,6 +42,8 @@ MIN_SIZE = 1 << 20
 # A disk slower than decryption (a USB disk, a NAS: O_DIRECT over NFS is a round trip per write)
 # would make the caller wait on every write; the page cache lets it run ahead. Judged once this
 # much was handed over: waiting more than this share of the time sends the rest through the cache.
+# Files smaller than that are judged together, per file system: once the files written direct to
+# one have waited that long, the files after them go through the page cache.
 JUDGE_AFTER = 64 << 20
 BEHIND_SHARE = 0.5
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -50,7 +54,8 @@ class DirectWriter:
 
     def __init__(self, path: str, size: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
-        self._direct = size >= MIN_SIZE and _set_direct(self._fd, True)
+        self._dev = os.fstat(self._fd).st_dev if size >= MIN_SIZE else None
+        self._direct = self._dev is not None and not _disks.slow(self._dev) and _set_direct(self._fd, True)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stage: memoryview | None = None
@@ -101,9 +106,12 @@ class DirectWriter:
                 tail = bytes(self._stage[whole:self._filled])
                 if whole:
                     self._hand_over(whole)
+                waited_from = self._clock()
                 self._stop_thread()
+                self._waited += self._clock() - waited_from
                 if self._error is not None:
                     raise self._error
+                _disks.account(self._dev, self._handed, self._waited, self._clock() - self._started, self._behind)
                 self._buffered_from_now()
                 _write_all(self._fd, memoryview(tail))
         finally:
@@ -182,6 +190,35 @@ class DirectWriter:
         if fd >= 0:
             os.close(fd)
 
+
+class _Disks:
+    """How the direct writes to each file system (``st_dev``) went, over every file written so far."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[int, list[float]] = {}  # st_dev -> [bytes handed over, seconds waited, seconds]
+        self._slow: set[int] = set()
+
+    def slow(self, dev: int) -> bool:
+        """Whether files for ``dev`` should go through the page cache: its disk proved slower than us."""
+        return dev in self._slow
+
+    def account(self, dev: int, handed: int, waited: float, elapsed: float, behind: bool) -> None:
+        with self._lock:
+            totals = self._totals.setdefault(dev, [0, 0.0, 0.0])
+            totals[0] += handed
+            totals[1] += waited
+            totals[2] += elapsed
+            if behind or (totals[0] >= JUDGE_AFTER and totals[1] > BEHIND_SHARE * totals[2]):
+                self._slow.add(dev)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._totals.clear()
+            self._slow.clear()
+
+
+_disks = _Disks()
 
 _spare_lock = threading.Lock()
 _spare: list[mmap.mmap] = []

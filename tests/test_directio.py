@@ -15,6 +15,14 @@ from fogsync.directio import STAGE, DirectWriter
 BIG = directio.MIN_SIZE  # a size hint that asks for O_DIRECT
 
 
+@pytest.fixture(autouse=True)
+def no_disk_judged_yet():
+    """Each test starts, and leaves the next one (in any module), with no file system judged slow."""
+    directio._disks.clear()
+    yield
+    directio._disks.clear()
+
+
 def direct_supported(folder) -> bool:
     probe = os.path.join(folder, "probe")
     try:
@@ -163,3 +171,56 @@ def test_no_more_buffers_are_kept_than_a_few_files_at_once_need(tmp_path):
         w.write(bytes(STAGE + 1))
         w.close()
     assert len(directio._spare) == directio._SPARE_MAX
+
+
+def _slow_direct_writes(monkeypatch, seconds: float) -> list[bool]:
+    """Direct writes take ``seconds`` each; returns, per write, whether it was direct."""
+    import fcntl
+    import time
+
+    real, kinds = os.write, []
+
+    def write(fd, data):
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        kinds.append(direct)
+        if direct:
+            time.sleep(seconds)
+        return real(fd, data)
+
+    monkeypatch.setattr(directio.os, "write", write)
+    return kinds
+
+
+def test_small_files_on_a_slow_disk_are_judged_together_and_the_later_ones_go_through_the_page_cache(
+    tmp_path, monkeypatch,
+):
+    if not direct_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    _slow_direct_writes(monkeypatch, 0.05)
+    monkeypatch.setattr(directio, "JUDGE_AFTER", 4 * STAGE)  # more than any one file hands over
+    files = [os.urandom(2 * STAGE + 100 + i) for i in range(5)]
+    direct = []
+    for i, data in enumerate(files):
+        with DirectWriter(str(tmp_path / f"f{i}"), BIG) as f:
+            direct.append(f.direct)
+            f.write(data)
+    assert direct[:2] == [True, True] and direct[-1] is False
+    for i, data in enumerate(files):
+        assert open(tmp_path / f"f{i}", "rb").read() == data
+
+
+def test_small_files_on_a_fast_disk_stay_direct(tmp_path, monkeypatch):
+    if not direct_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    import time
+
+    _slow_direct_writes(monkeypatch, 0.0)
+    monkeypatch.setattr(directio, "JUDGE_AFTER", 4 * STAGE)
+    direct = []
+    for i in range(5):
+        with DirectWriter(str(tmp_path / f"f{i}"), BIG) as f:
+            direct.append(f.direct)
+            for piece in (bytes(STAGE), bytes(STAGE), bytes(100)):
+                time.sleep(0.05)  # decrypting a MiB: far longer than a disk takes to write it
+                f.write(piece)
+    assert direct == [True] * 5
