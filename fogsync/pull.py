@@ -1,49 +1,41 @@
-"""Pull: a tree from the store becomes files in a folder.
-
-Every file is written under a temporary name (``.fogsync-tmp-*``) beside
-its place, from a blob whose tag has verified, checked against the listing's
-sha256, given its mtime and exec bit, and only then renamed into place.
-Content already present in the folder (a rename, a conflict copy) is copied
-locally instead of fetched.
+"""Pull: a tree from the store becomes files in a share folder.
 
 ``apply`` turns the share folder from the tree it was scanned as into a
-target tree. Right before it replaces or deletes a path it checks the path
-still has the stat it was scanned with: a local edit the merge has not seen
-is never overwritten; such paths are reported back and the pass is retried.
-The writing of one entry, the thread rule and the worker-process side here
-are shared with ``restore``, which writes a tree into an empty directory.
+target tree. Each file is written by ``prepare`` (a temporary name beside
+its place, verified content, mtime and mode); 1,024 at a time they are made
+durable with one ``syncfs``, then renamed into place. Right before it
+replaces or deletes a path this layer checks the path still has the stat it
+was scanned with, and that no directory on the way to it was swapped: a
+local edit the merge has not seen is never overwritten, and nothing is
+written through a symlink; such paths are reported back and the pass is
+retried. Many one-block files are written by worker processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import itertools
 import os
-import secrets
+import queue
+import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
-from . import bigblob, crypto
 from .blocks import Bptr
 from .crypto import ShareKeys
-from .directio import DirectWriter
-from .errors import FogsyncError, FormatError, IntegrityError, LocalError
-from .ignore import TEMP_PREFIX
+from .errors import FogsyncError, LocalError
+from .prepare import (
+    PROCESSES_MIN, WORKERS, one_block, prepare, prepare_sealed, remove_quietly, run_all, set_dir_mtimes, thread_groups,
+)
 from .processes import map_in_processes, worth_processes
 from .repo import Repo, by_block
 from .scan import Local
 from .state import Stat, stat_of
 from .store.local import sync_filesystem
-from .tree import DIR, FILE, SYMLINK, Entry, parent_of
+from .tree import DIR, FILE, Entry, parent_of
 
-CHUNK = 1 << 20
-_BATCH = 256
-WORKERS = 4  # files written at once
-PROCESSES_MIN = 2000  # this many one-block files are worth starting worker processes for
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
 # an fsync per file cost 13 s of a 50,000-file first pull.
 _DURABLE_BATCH = 1024
@@ -59,157 +51,7 @@ class Applied:
     removed: int = 0
 
 
-# --- writing one entry ------------------------------------------------------------
-
-
-_TEMP_TOKEN = secrets.token_hex(4)
-_temp_serial = itertools.count()
-
-
-def _temp_name(dest: str) -> str:
-    """A name beside ``dest`` that no other writer uses: pid, token and serial.
-
-    The pid is read at each call: worker processes forked from a process
-    that had imported this module share its token and its serial count.
-    """
-    return os.path.join(os.path.dirname(dest), f"{TEMP_PREFIX}tmp-{os.getpid()}-{_TEMP_TOKEN}-{next(_temp_serial)}")
-
-
-def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None) -> str:
-    """Write ``entry`` to a temporary file beside ``dest``; returns its name, ready to rename.
-
-    Not fsynced: callers that replace files make a whole batch durable at once (``sync_filesystem``).
-    """
-    return _prepared(dest, entry, lambda tmp: _write_content(repo, tmp, entry, source, dest))
-
-
-def _prepared(dest: str, entry: Entry, write_content: Callable[[str], None]) -> str:
-    tmp = _temp_name(dest)
-    try:
-        if entry.type == SYMLINK:
-            os.symlink(entry.target, tmp)
-        else:
-            write_content(tmp)
-            if entry.exec:  # created 0o666 & ~umask, which is right for the rest
-                os.chmod(tmp, 0o777 & ~_UMASK)
-        os.utime(tmp, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
-        return tmp
-    except BaseException as e:
-        remove_quietly(tmp)
-        if isinstance(e, OSError):
-            raise LocalError(f"cannot write {dest}: {e.strerror or e}") from None
-        raise
-
-
-def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, dest: str) -> None:
-    if source is not None:
-        try:
-            _write_checked(tmp, _local_chunks(source), entry)
-            return
-        except (OSError, IntegrityError):
-            pass  # the local copy changed or vanished: fetch from the store instead
-    if entry.size == 0:
-        _write_checked(tmp, iter(()), entry)
-    elif entry.size >= bigblob.MIN_SIZE:
-        _write_big(repo, tmp, entry, dest)
-    else:
-        _write_checked(tmp, repo.streamed(entry.bptr, dest), entry)
-
-
-def _write_big(repo: Repo, tmp: str, entry: Entry, dest: str) -> None:
-    """A big file, decrypted a chunk per core (``bigblob``), hashed and written in order."""
-    with DirectWriter(tmp, entry.size) as f:
-        sha, n = repo.open_into(entry.bptr, dest, f.write)
-    _check_content(sha, n, entry)
-
-
-def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry) -> None:
-    h = hashlib.sha256()
-    n = 0
-    with DirectWriter(tmp, entry.size) as f:
-        for chunk in chunks:
-            h.update(chunk)
-            f.write(chunk)
-            n += len(chunk)
-    _check_content(h.hexdigest(), n, entry)
-
-
-def _check_content(sha: str, n: int, entry: Entry) -> None:
-    if n != entry.size or (n and sha != entry.sha256):
-        raise IntegrityError(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
-
-
-def prepare_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> str:
-    """A temporary file beside ``target`` holding a one-block blob's verified plaintext."""
-    def write(tmp: str) -> None:
-        try:
-            plain = crypto.open_blob(keys, sealed)
-        except (IntegrityError, FormatError) as e:
-            raise type(e)(f"{target}: {e}") from None
-        _write_checked(tmp, iter((plain,)), entry)
-
-    return _prepared(target, entry, write)
-
-
-def _local_chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        yield from iter(lambda: f.read(CHUNK), b"")
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once: setting it is a process-wide race with other threads
-
-
-def remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def set_dir_mtimes(folder: str, tree: Mapping[str, Entry], paths) -> None:
-    """Directories' mtimes, deepest first (writing inside a directory moves its mtime)."""
-    for path in sorted(paths, key=lambda p: -p.count("/")):
-        e = tree.get(path)
-        if e is not None and e.type == DIR:
-            try:
-                os.utime(os.path.join(folder, path), ns=(e.mtime, e.mtime), follow_symlinks=False)
-            except OSError:
-                pass
-
-
-# --- writing many: thread groups, worker processes ------------------------------------
-
-
-def one_block(e: Entry) -> bool:
-    """A non-empty file whose sealed blob fits in one block: a job for a worker process."""
-    return e.type == FILE and e.size > 0 and Bptr.unpack(e.bptr).depth == 0
-
-
-def thread_groups(
-    repo: Repo, tree: Mapping[str, Entry], paths: list[str], workers: int,
-) -> list[tuple[list[str], int]]:
-    """``paths`` in groups, each with how many threads should write it.
-
-    Over a network each read is a round trip: ``workers`` threads for all.
-    On a local store a file of one block or none is Python holding the GIL,
-    written best by one thread (a 50,000-file first pull: 7.8 s on 1, 16.4 s
-    on 2); a bigger one is decrypted outside the GIL and, from 1 MiB, written
-    ``O_DIRECT``, which waits for the disk: ``workers`` threads keep the
-    cores busy meanwhile (the mixed corpus's 200 files of 0.4-4 MiB restored
-    in 1.90 s on 4, 2.11 s on 2; through the page cache on 2, 2.24-2.31 s).
-    """
-    if repo.store.read_concurrency > 2:
-        return [(paths, workers)]
-    big = [p for p in paths if tree[p].type == FILE and tree[p].size > 0 and not one_block(tree[p])]
-    chosen = set(big)
-    return [(big, workers), ([p for p in paths if p not in chosen], 1)]
-
+# --- the worker processes' side ------------------------------------------------------
 
 # Many small files are Python-bound work (open, verify, decrypt, write): worker processes
 # write them to temporary names from sealed bytes this process reads; this process renames them.
@@ -230,18 +72,6 @@ def _prepared_or_error(keys: ShareKeys, target: str, entry: Entry, sealed: bytes
         return prepare_sealed(keys, target, entry, sealed)
     except FogsyncError as e:
         return e
-
-
-def run_all(fn, items, workers: int) -> None:
-    """``fn`` over ``items`` on ``workers`` threads; returns when every call has returned."""
-    if workers <= 1 or len(items) < 2:
-        for item in items:
-            fn(item)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="fogsync-write") as pool:
-        for start in range(0, len(items), _BATCH):  # not 50,000 futures alive at once
-            for _ in pool.map(fn, items[start : start + _BATCH]):
-                pass
 
 
 # --- applying a merged tree to the share folder ---------------------------------------
@@ -347,6 +177,10 @@ def _lstat_id(path: str) -> tuple[int, int]:
     return s.st_dev, s.st_ino
 
 
+# A file ready to rename into place: (path, full path, temporary file, its parent's ``_dir_chain``).
+_Prepared = tuple[str, str, str, tuple]
+
+
 def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int, processes_min: int) -> None:
     real_folder = os.path.realpath(folder)
     dirs = sorted(p for p in paths if target[p].type == DIR)
@@ -363,47 +197,51 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             except OSError as e:
                 raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
 
-    parents: dict[str, bool] = {}  # parent dir -> made and inside the folder (checked once a batch)
-    chains: dict[str, tuple] = {}  # parent dir -> the directories that check found (``_dir_chain``)
+    # parent dir -> the directories down to it (``_dir_chain``) if it is made and the folder's own,
+    # else None: checked once a batch; each file carries the chain its check found
+    parents: dict[str, tuple | None] = {}
 
-    def parent_ok(path: str, full: str) -> bool:
+    def parent_chain(path: str, full: str) -> tuple | None:
         parent = parent_of(path)
         if parent not in parents:
             try:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-                chains[parent] = _dir_chain(folder, parent)  # before the check: a swap after it shows
-                parents[parent] = _real_parent(real_folder, full, path)
+                chain = _dir_chain(folder, parent)  # before the check: a swap after it shows
+                parents[parent] = chain if _real_parent(real_folder, full, path) else None
             except (FileExistsError, NotADirectoryError, FileNotFoundError):
-                parents[parent] = False  # a parent is no longer a directory
+                parents[parent] = None  # a parent is no longer a directory
         return parents[parent]
 
-    def checked(path: str) -> str | None:
-        """Where to write ``path``; None if it is left alone or its parent is not the folder's own."""
+    def checked(path: str) -> tuple[str, tuple] | None:
+        """Where to write ``path``, and its parent's chain; None if it is left alone or its parent
+        is not the folder's own."""
         full = os.path.join(folder, path)
         if path in out.left_alone:
             return None  # _remove_all found it holding what the merge has not seen (ignored files)
-        if not parent_ok(path, full):
+        chain = parent_chain(path, full)
+        if chain is None:
             out.skipped.append(path)
             return None
-        return full
+        return full, chain
 
-    def prepare_one(path: str) -> tuple[str, str, str] | None:
-        full = checked(path)
-        if full is None:
+    def prepare_one(path: str) -> _Prepared | None:
+        where = checked(path)
+        if where is None:
             return None
+        full, chain = where
         entry = target[path]
         source = sources.get(entry.sha256) if entry.type == FILE else None
-        return path, full, prepare(repo, full, entry, source)
+        return path, full, prepare(repo, full, entry, source), chain
 
-    def prepared_here(paths: list[str], threads: int) -> Iterator[list[tuple[str, str, str]]]:
+    def prepared_here(paths: list[str], threads: int) -> Iterator[list[_Prepared]]:
         for start in range(0, len(paths), _DURABLE_BATCH):
             parents.clear()
             yield _prepare_batch(prepare_one, paths[start : start + _DURABLE_BATCH], threads)
 
-    def place(prepared: tuple[str, str, str]) -> None:
-        path, full, tmp = prepared
+    def place(prepared: _Prepared) -> None:
+        path, full, tmp, chain = prepared
         try:
-            if not _same_chain(chains[parent_of(path)]) or not _unchanged(full, known.get(path)):
+            if not _same_chain(chain) or not _unchanged(full, known.get(path)):
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
             os.replace(tmp, full)
         except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -423,14 +261,66 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     chosen = set(sealed)
     rest = [p for p in files if p not in chosen]
     # closing: if a batch fails, the worker processes' files in flight are removed right away
-    with contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers:
+    with contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers, \
+            _Placer(lambda prepared: _place_batch(folder, target, prepared, place)) as placer:
         here = (prepared_here(group, threads) for group, threads in thread_groups(repo, target, rest, workers))
         for prepared in itertools.chain(by_workers, *here):
-            _place_batch(folder, target, prepared, place)
+            placer.put(prepared)
     out.written += len(out.stats) - before  # counted here: writer threads share ``out``
 
 
-def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[tuple[str, str, str]], place: Callable) -> None:
+class _Placer:
+    """Batches made durable and renamed into place on a thread of their own, in order.
+
+    A batch's ``syncfs`` waits for the disk (1.2 s of a 50,000-file first
+    pull, in 49 waits): meanwhile the caller goes on collecting the next
+    batch, and the worker processes go on writing it. An error in placing
+    is raised at the caller's next ``put``, or on leaving; from then on, and
+    once the caller fails, batches still queued are not placed, and their
+    temporary files are removed.
+    """
+
+    def __init__(self, place_batch: Callable[[list[_Prepared]], None]) -> None:
+        self._place_batch = place_batch
+        self._queue: queue.Queue[list[_Prepared] | None] = queue.Queue(maxsize=1)  # one batch waits at most
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="fogsync-place", daemon=True)
+
+    def __enter__(self) -> "_Placer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stopping = exc_type is not None
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+    def put(self, prepared: list[_Prepared]) -> None:
+        if self._error is not None:
+            _remove_temps(prepared)
+            raise self._error
+        self._queue.put(prepared)
+
+    def _run(self) -> None:
+        while (prepared := self._queue.get()) is not None:
+            if self._error is not None or self._stopping:
+                _remove_temps(prepared)
+                continue
+            try:
+                self._place_batch(prepared)
+            except BaseException as e:  # raised in the caller's thread
+                self._error = e
+
+
+def _remove_temps(prepared: list[_Prepared]) -> None:
+    for _, _, tmp, _ in prepared:
+        remove_quietly(tmp)
+
+
+def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[_Prepared], place: Callable) -> None:
     """Make a batch durable, then rename it in, one by one (threads would only fight over the GIL).
 
     If that fails part way, no temporary file of the batch is left behind.
@@ -438,23 +328,22 @@ def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[tuple[
     done = 0
     try:
         try:
-            _make_durable(folder, [tmp for path, _, tmp in prepared if target[path].type == FILE])
+            _make_durable(folder, [tmp for path, _, tmp, _ in prepared if target[path].type == FILE])
         except OSError as e:
             raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
         for item in prepared:
             place(item)
             done += 1
     except BaseException:
-        for _, _, tmp in prepared[done:]:
-            remove_quietly(tmp)
+        _remove_temps(prepared[done:])
         raise
 
 
 def _prepared_in_processes(
-    repo: Repo, target: Mapping[str, Entry], paths: list[str], checked: Callable[[str], str | None],
+    repo: Repo, target: Mapping[str, Entry], paths: list[str], checked: Callable[[str], tuple[str, tuple] | None],
     new_batch: Callable[[], None],
-) -> Iterator[list[tuple[str, str, str]]]:
-    """Batches of (path, full path, temporary file) for one-block files, written by worker processes.
+) -> Iterator[list[_Prepared]]:
+    """Batches of prepared one-block files, written by worker processes.
 
     This process reads each sealed blob from the store; a worker verifies,
     decrypts and writes it, as ``restore`` does. After a failure nothing
@@ -465,6 +354,7 @@ def _prepared_in_processes(
     failure: list[FogsyncError] = []
 
     wanted: deque[tuple[str, str]] = deque()  # (path, full path) whose blob is being read, in order
+    chains: dict[str, tuple] = {}  # path in flight -> the chain its check found
 
     def bptrs() -> Iterator[Bptr]:
         for i, path in enumerate(paths):
@@ -472,9 +362,10 @@ def _prepared_in_processes(
                 return
             if i % _DURABLE_BATCH == 0:
                 new_batch()
-            full = checked(path)
-            if full is not None:
-                wanted.append((path, full))
+            where = checked(path)
+            if where is not None:
+                wanted.append((path, where[0]))
+                chains[path] = where[1]
                 yield Bptr.unpack(target[path].bptr)
 
     def items() -> Iterator[tuple[str, str, Entry, bytes]]:
@@ -486,9 +377,10 @@ def _prepared_in_processes(
             failure.append(e)
 
     results = map_in_processes(_prepare_batch_sealed, items(), _init_worker, (repo.keys,))
-    batch: list[tuple[str, str, str]] = []
+    batch: list[_Prepared] = []
     try:
         for (path, full, entry, sealed), tmp in results:
+            chain = chains.pop(path)
             if tmp is None:  # no worker answered: written here
                 tmp = _prepared_or_error(repo.keys, full, entry, sealed)
             if isinstance(tmp, FogsyncError):
@@ -496,7 +388,7 @@ def _prepared_in_processes(
             elif failure:
                 remove_quietly(tmp)
             else:
-                batch.append((path, full, tmp))
+                batch.append((path, full, tmp, chain))
                 if len(batch) == _DURABLE_BATCH:
                     yield batch
                     batch = []
@@ -507,8 +399,7 @@ def _prepared_in_processes(
                 remove_quietly(tmp)
         raise
     if failure:
-        for _, _, tmp in batch:
-            remove_quietly(tmp)
+        _remove_temps(batch)
         raise failure[0]
     if batch:
         yield batch
@@ -534,7 +425,7 @@ def _make_durable(folder: str, temps: list[str]) -> None:
             os.close(fd)
 
 
-def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[tuple[str, str, str]]:
+def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[_Prepared]:
     """Temporary files for ``paths`` (None results dropped); if one fails, none is left behind."""
     results: list = []
     failures: list[BaseException] = []
@@ -548,8 +439,7 @@ def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[tuple[st
     run_all(guarded, paths, workers)
     prepared = [r for r in results if r is not None]
     if failures:
-        for _, _, tmp in prepared:
-            remove_quietly(tmp)
+        _remove_temps(prepared)
         raise failures[0]
     return prepared
 

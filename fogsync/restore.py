@@ -3,8 +3,8 @@
 This layer adds the restorer beside ``pull``: nothing is in the way in an
 empty directory, so each file is renamed into place as soon as its content
 has verified, with no stat to compare first. Files are written the way
-``pull`` writes them (a temporary name, the tag and sha256 checked, mtime
-and mode set); 2,000 or more one-block files go to worker processes, which
+``pull`` writes them (``prepare``: a temporary name, the tag and sha256
+checked, mtime and mode set); 2,000 or more one-block files go to worker processes, which
 verify, decrypt, write and rename them from sealed bytes this process reads,
 since that work is Python holding the GIL. Meanwhile a thread writes the
 bigger files, whose decryption runs outside the GIL, on what cores the
@@ -22,7 +22,7 @@ from .blocks import Bptr
 from .crypto import ShareKeys
 from .errors import FogsyncError, LocalError
 from .processes import map_in_processes, worth_processes
-from .pull import (
+from .prepare import (
     PROCESSES_MIN, WORKERS, one_block, prepare, prepare_sealed, remove_quietly, run_all, set_dir_mtimes, thread_groups,
 )
 from .repo import Repo, by_block

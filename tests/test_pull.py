@@ -7,7 +7,7 @@ import os
 import pytest
 from helpers import MTIME, flip_last_block, stored, temporary_files
 
-from fogsync import pull
+from fogsync import prepare, pull
 from fogsync.errors import IntegrityError, LocalError
 from fogsync.tree import FILE, Entry
 
@@ -16,7 +16,7 @@ def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_pat
     target = {f"f{i}.txt": stored(repo, f"file {i}".encode()) for i in range(5)}
     folder = tmp_path / "folder"
     folder.mkdir()
-    real = pull._write_checked
+    real = prepare._write_checked
     calls = []
 
     def third_fails(tmp, chunks, entry):
@@ -25,7 +25,7 @@ def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_pat
             raise OSError(28, "No space left on device")
         real(tmp, chunks, entry)
 
-    monkeypatch.setattr(pull, "_write_checked", third_fails)
+    monkeypatch.setattr(prepare, "_write_checked", third_fails)
     with pytest.raises(LocalError, match="No space left on device"):
         pull.apply(repo, str(folder), {}, {}, target)
     assert os.listdir(folder) == []  # the batch is renamed into place only once all of it is written
@@ -55,20 +55,6 @@ def test_a_small_batch_is_fsynced_file_by_file(repo, tmp_path, monkeypatch):
     pull.apply(repo, str(folder), {}, {}, target)
     assert len(fsynced) == 1  # the file; a symlink has no content to fsync
     assert (folder / "a.txt").read_bytes() == b"a" and os.readlink(folder / "link") == "a.txt"
-
-
-def test_a_forked_worker_never_picks_the_temporary_name_its_parent_would(tmp_path):
-    dest = str(tmp_path / "f.txt")
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child inherits the token and the serial count
-        os.write(w, pull._temp_name(dest).encode())
-        os._exit(0)
-    os.close(w)
-    child_name = os.read(r, 4096).decode()
-    os.waitpid(pid, 0)
-    assert child_name and child_name != pull._temp_name(dest)
-    assert os.path.dirname(child_name) == str(tmp_path)
 
 
 def mixed_target(repo) -> dict[str, Entry]:

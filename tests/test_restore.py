@@ -9,7 +9,7 @@ import time
 import pytest
 from helpers import MTIME, flip_last_block, small_tree, stored
 
-from fogsync import bigblob, directio, pull, restore
+from fogsync import bigblob, directio, prepare, restore
 from fogsync.errors import IntegrityError, LocalError
 from fogsync.tree import FILE, Entry
 
@@ -149,7 +149,7 @@ def test_a_file_that_cannot_be_renamed_into_place_is_one_clear_error(repo, tmp_p
         if in_processes:
             restore._restore_in_processes(repo, tree, str(dest), ["a", "b"])
         else:
-            restore._place(pull.prepare(repo, str(dest / "b"), tree["b"]), str(dest / "b"))
+            restore._place(prepare.prepare(repo, str(dest / "b"), tree["b"]), str(dest / "b"))
     assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from helpers import remembered_scan_holds, vouched_dirs
 
-from fogsync import pull
+from fogsync import prepare, pull
 from fogsync import sync as syncmod
 from fogsync.check import check_share
 from fogsync.errors import ConfigError, FogsyncError
@@ -523,7 +523,7 @@ def test_a_conflict_copy_whose_source_changed_is_fetched_once_uploaded(two, monk
 
     repo.close()  # the upload pool is made again, on the slow store
     repo.store = SlowPuts()
-    original = pull._write_content
+    original = prepare._write_content
     changed = []
 
     def write_content(repo_, tmp, entry, source, *args):
@@ -533,7 +533,7 @@ def test_a_conflict_copy_whose_source_changed_is_fetched_once_uploaded(two, monk
                 f.write("desktop's, saved again\n")  # the local source no longer holds that content
         return original(repo_, tmp, entry, source, *args)
 
-    monkeypatch.setattr(pull, "_write_content", write_content)
+    monkeypatch.setattr(prepare, "_write_content", write_content)
     desktop.sync_here()
     monkeypatch.undo()
     repo.store = inner
