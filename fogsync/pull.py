@@ -14,7 +14,9 @@ retried. Many one-block files are written by worker processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import itertools
 import os
 import queue
@@ -136,6 +138,43 @@ def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
     return out
 
 
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_NOREPLACE_REFUSED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # by the file system, or the kernel
+_no_noreplace: set[int] = set()  # st_dev of file systems that refused it
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    try:
+        rename = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+
+    except (AttributeError, OSError):
+        return None
+    rename.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rename.restype = ctypes.c_int
+    return rename
+
+
+def _rename_new(tmp: str, full: str, dev: int) -> None:
+    """Rename ``tmp`` to ``full``, where the scan saw nothing; FileExistsError if something is there now.
+
+    In one step where the file system allows it (``renameat2`` with
+    ``RENAME_NOREPLACE``, on ``dev``): a file the person saves at that path
+    a moment before is never replaced. Elsewhere, a check, then the rename.
+    """
+    rename = _renameat2()
+    if rename is not None and dev not in _no_noreplace:
+        if rename(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(full), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in _NOREPLACE_REFUSED:
+            raise OSError(err, os.strerror(err), full)  # EEXIST makes a FileExistsError
+        _no_noreplace.add(dev)
+    if not _unchanged(full, None):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), full)
+    os.replace(tmp, full)
+
+
 def _unchanged(full: str, item: Local | None) -> bool:
     """Whether the path still is what the scan saw (absent if it saw nothing)."""
     try:
@@ -240,10 +279,16 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
 
     def place(prepared: _Prepared) -> None:
         path, full, tmp, chain = prepared
+        item = known.get(path)
         try:
-            if not _same_chain(chain) or not _unchanged(full, known.get(path)):
+            if not _same_chain(chain):
+                raise FileExistsError  # a directory on the way was swapped: the next attempt sees what
+            if item is None:
+                _rename_new(tmp, full, chain[-1][1])
+            elif _unchanged(full, item):
+                os.replace(tmp, full)
+            else:
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
-            os.replace(tmp, full)
         except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
             remove_quietly(tmp)
             out.skipped.append(path)

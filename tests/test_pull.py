@@ -116,3 +116,69 @@ def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their
     placed = [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names]
     assert len(placed) == len(calls[0]) == 3
     assert sorted(map(os.path.dirname, placed)) == sorted(map(os.path.dirname, calls[0]))
+
+
+def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path):
+    dev = os.stat(tmp_path).st_dev
+    (tmp_path / "t1").write_text("ours")
+    pull._rename_new(str(tmp_path / "t1"), str(tmp_path / "new.txt"), dev)
+    assert (tmp_path / "new.txt").read_text() == "ours" and not (tmp_path / "t1").exists()
+    for theirs in ("file", "dangling link"):
+        (tmp_path / "t2").write_text("ours")
+        target = tmp_path / f"saved {theirs}"
+        if theirs == "file":
+            target.write_text("the person's")
+        else:
+            os.symlink("nowhere", target)
+        with pytest.raises(FileExistsError):
+            pull._rename_new(str(tmp_path / "t2"), str(target), dev)
+        assert (tmp_path / "t2").read_text() == "ours"
+        assert target.read_text() == "the person's" if theirs == "file" else os.readlink(target) == "nowhere"
+
+
+def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, monkeypatch):
+    import ctypes
+    import errno
+
+    calls = []
+
+    def refusing(*args):
+        calls.append(args)
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(pull, "_renameat2", lambda: refusing)
+    monkeypatch.setattr(pull, "_no_noreplace", set())
+    dev = os.stat(tmp_path).st_dev
+    (tmp_path / "t1").write_text("ours")
+    pull._rename_new(str(tmp_path / "t1"), str(tmp_path / "a.txt"), dev)
+    assert (tmp_path / "a.txt").read_text() == "ours" and len(calls) == 1
+    (tmp_path / "t2").write_text("ours")
+    with pytest.raises(FileExistsError):
+        pull._rename_new(str(tmp_path / "t2"), str(tmp_path / "a.txt"), dev)
+    assert len(calls) == 1  # refused once: that file system is not asked again
+
+
+def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp_path, monkeypatch):
+    target = {"d": Entry("dir", MTIME, "h"), "d/report.txt": stored(repo, b"from the other host")}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    path = folder / "d" / "report.txt"
+    saved = []
+
+    def save_first(rename):
+        def renaming(*args):
+            dest = args[3] if len(args) == 5 else args[1]  # renameat2(dirfd, old, dirfd, new, flags) or replace(old, new)
+            if not saved and os.fsdecode(dest) == str(path):
+                saved.append(True)
+                path.write_text("the person's own")  # saved right before fogsync's rename, after every check
+            return rename(*args)
+        return renaming
+
+    real_renameat2 = pull._renameat2()
+    monkeypatch.setattr(pull, "_renameat2", lambda: real_renameat2 and save_first(real_renameat2))
+    monkeypatch.setattr(pull.os, "replace", save_first(os.replace))
+    applied = pull.apply(repo, str(folder), {}, {}, target)
+    assert saved and applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
+    assert path.read_text() == "the person's own"
+    assert temporary_files(folder) == []
