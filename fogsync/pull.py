@@ -306,8 +306,10 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
     chosen = set(sealed)
     rest = [p for p in files if p not in chosen]
     # closing: if a batch fails, the worker processes' files in flight are removed right away
-    with contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers, \
-            _Placer(lambda prepared: _place_batch(folder, target, prepared, place)) as placer:
+    with (
+        contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers,
+        _Placer(lambda prepared: _place_batch(folder, target, prepared, place)) as placer,
+    ):
         here = (prepared_here(group, threads) for group, threads in thread_groups(repo, target, rest, workers))
         for prepared in itertools.chain(by_workers, *here):
             placer.put(prepared)
