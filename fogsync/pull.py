@@ -5,7 +5,8 @@ target tree. Each file is written by ``prepare`` (a temporary name beside
 its place, verified content, mtime and mode); 1,024 at a time they are made
 durable with one ``syncfs``, then renamed into place. Right before it
 replaces or deletes a path this layer checks the path still has the stat it
-was scanned with, and that no directory on the way to it was swapped: a
+was scanned with, and renames into the very directory the file was
+written in, opened from the folder down without following a symlink: a
 local edit the merge has not seen is never overwritten, and nothing is
 written through a symlink; such paths are reported back and the pass is
 retried. Many one-block files are written by worker processes.
@@ -20,10 +21,11 @@ import functools
 import itertools
 import os
 import queue
+import stat
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, NamedTuple
 
 from .blocks import Bptr
 from .crypto import ShareKeys
@@ -36,7 +38,7 @@ from .repo import Repo, by_block
 from .scan import Local
 from .state import Stat, stat_of
 from .store.local import sync_filesystem
-from .tree import DIR, FILE, Entry, parent_of
+from .tree import DIR, FILE, Entry, name_of, parent_of
 
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
 # an fsync per file cost 13 s of a 50,000-file first pull.
@@ -65,15 +67,29 @@ def _init_worker(keys: ShareKeys) -> None:
     _worker_keys[:] = [keys]
 
 
-def _prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[str | FogsyncError]:
+_Written = tuple[str, tuple[int, int, int]]  # a temporary file, and its (size, mtime_ns, inode)
+
+
+def _prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[_Written | FogsyncError]:
     return [_prepared_or_error(_worker_keys[0], full, entry, sealed) for _, full, entry, sealed in items]
 
 
-def _prepared_or_error(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> str | FogsyncError:
+def _prepared_or_error(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> _Written | FogsyncError:
     try:
-        return prepare_sealed(keys, target, entry, sealed)
+        return _with_stat(prepare_sealed(keys, target, entry, sealed), target)
     except FogsyncError as e:
         return e
+
+
+def _with_stat(tmp: str, target: str) -> _Written:
+    """A prepared file with the stat it keeps once renamed. Taken before the rename, it is what
+    this pass wrote even if the person saves at that path right after: the next scan sees that."""
+    try:
+        s = os.lstat(tmp)
+    except OSError as e:
+        remove_quietly(tmp)
+        raise LocalError(f"cannot write {target}: {e.strerror or e}") from None
+    return tmp, (s.st_size, s.st_mtime_ns, s.st_ino)
 
 
 # --- applying a merged tree to the share folder ---------------------------------------
@@ -138,7 +154,6 @@ def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
     return out
 
 
-_AT_FDCWD = -100
 _RENAME_NOREPLACE = 1  # linux/fs.h
 _NOREPLACE_REFUSED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # by the file system, or the kernel
 _no_noreplace: set[int] = set()  # st_dev of file systems that refused it
@@ -155,8 +170,9 @@ def _renameat2() -> Callable[..., int] | None:
     return rename
 
 
-def _rename_new(tmp: str, full: str, dev: int) -> None:
-    """Rename ``tmp`` to ``full``, where the scan saw nothing; FileExistsError if something is there now.
+def _rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
+    """Rename ``tmp`` to ``name`` in directory ``dir_fd``, where the scan saw nothing;
+    FileExistsError if something is there now.
 
     In one step where the file system allows it (``renameat2`` with
     ``RENAME_NOREPLACE``, on ``dev``): a file the person saves at that path
@@ -164,27 +180,27 @@ def _rename_new(tmp: str, full: str, dev: int) -> None:
     """
     rename = _renameat2()
     if rename is not None and dev not in _no_noreplace:
-        if rename(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(full), _RENAME_NOREPLACE) == 0:
+        if rename(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(name), _RENAME_NOREPLACE) == 0:
             return
         err = ctypes.get_errno()
         if err not in _NOREPLACE_REFUSED:
-            raise OSError(err, os.strerror(err), full)  # EEXIST makes a FileExistsError
+            raise OSError(err, os.strerror(err), name)  # EEXIST makes a FileExistsError
         _no_noreplace.add(dev)
-    if not _unchanged(full, None):
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), full)
-    os.replace(tmp, full)
+    if not _unchanged(name, None, dir_fd):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
-def _unchanged(full: str, item: Local | None) -> bool:
-    """Whether the path still is what the scan saw (absent if it saw nothing)."""
+def _unchanged(path: str, item: Local | None, dir_fd: int | None = None) -> bool:
+    """Whether the path (in ``dir_fd``, if given) still is what the scan saw (absent if it saw nothing)."""
     try:
-        s = os.lstat(full)
+        s = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return item is None
     if item is None:
         return False
     if item.type == DIR:
-        return os.path.isdir(full) and not os.path.islink(full)
+        return stat.S_ISDIR(s.st_mode)
     return Stat(s.st_size, s.st_mtime_ns, s.st_ino) == item.stat
 
 
@@ -193,31 +209,80 @@ def _real_parent(real_folder: str, full: str, path: str) -> bool:
     return os.path.realpath(os.path.dirname(full)) == os.path.normpath(os.path.join(real_folder, parent_of(path)))
 
 
-def _dir_chain(folder: str, parent: str) -> tuple[tuple[str, int, int], ...]:
-    """The folder and each directory down to ``parent``, with the (st_dev, st_ino) lstat finds."""
-    paths = [folder]
-    for name in parent.split("/") if parent else ():
-        paths.append(os.path.join(paths[-1], name))
-    return tuple((p, *_lstat_id(p)) for p in paths)
-
-
-def _same_chain(chain: tuple[tuple[str, int, int], ...]) -> bool:
-    """Whether each directory of a ``_dir_chain`` is still there: any symlink or other directory
-    put in one's place has another inode. A few lstats, where realpath per file took a fifth of
-    a first pull of 50,000 files."""
-    try:
-        return all(_lstat_id(p) == (dev, ino) for p, dev, ino in chain)
-    except OSError:
-        return False
-
-
-def _lstat_id(path: str) -> tuple[int, int]:
-    s = os.lstat(path)
+def _stat_id(path: str) -> tuple[int, int]:
+    """(st_dev, st_ino) of what ``path`` names, a symlink followed: the share folder may be one
+    (any other symlink on the way fails ``_real_parent``)."""
+    s = os.stat(path)
     return s.st_dev, s.st_ino
 
 
-# A file ready to rename into place: (path, full path, temporary file, its parent's ``_dir_chain``).
-_Prepared = tuple[str, str, str, tuple]
+class _Prepared(NamedTuple):
+    """A file ready to rename into place."""
+
+    path: str
+    full: str
+    tmp: str
+    parent: tuple[int, int]  # (st_dev, st_ino) of the directory it was written in, as its check found
+    stat: tuple[int, int, int]  # its (size, mtime_ns, inode), which the rename keeps
+
+
+# Directories are opened only to name them in renames and stats: O_PATH needs no read permission.
+_DIR_OPEN = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+_DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
+
+
+class _Dirs:
+    """The directories one batch renames into, each opened from the folder down, one name at a
+    time and never through a symlink, then held while the batch is placed.
+
+    A file is renamed in through the descriptor of its directory, and only
+    if that is the very directory it was written in (same ``st_dev`` and
+    ``st_ino``): a directory swapped for a symlink, or for another
+    directory, is never written into. One open per directory and batch,
+    where a check of every directory on the way, for every file, cost a
+    quarter of placing a first pull of 50,000 files.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
+        self._open: dict[str, tuple[int, tuple[int, int]] | None] = {}  # dir -> (fd, (st_dev, st_ino))
+
+    def __enter__(self) -> "_Dirs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close_all()
+
+    def fd(self, parent: str, written_in: tuple[int, int]) -> int | None:
+        """A descriptor of ``parent``, if it now is the directory ``written_in``; else None."""
+        if parent not in self._open and len(self._open) >= _DIRS_OPEN_MAX:
+            self._close_all()
+        found = self._opened(parent)
+        return found[0] if found is not None and found[1] == written_in else None
+
+    def _opened(self, parent: str) -> tuple[int, tuple[int, int]] | None:
+        if parent in self._open:
+            return self._open[parent]
+        found = None
+        try:
+            if not parent:
+                fd = os.open(self._folder, _DIR_OPEN)  # the folder as configured, a symlink or not
+            else:
+                up = self._opened(parent_of(parent))
+                fd = None if up is None else os.open(name_of(parent), _DIR_OPEN | os.O_NOFOLLOW, dir_fd=up[0])
+            if fd is not None:
+                s = os.fstat(fd)
+                found = fd, (s.st_dev, s.st_ino)
+        except OSError:
+            pass  # gone, or no longer a directory: nothing is renamed into it
+        self._open[parent] = found
+        return found
+
+    def _close_all(self) -> None:
+        for found in self._open.values():
+            if found is not None:
+                os.close(found[0])
+        self._open.clear()
 
 
 def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int, processes_min: int) -> None:
@@ -236,57 +301,60 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             except OSError as e:
                 raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
 
-    # parent dir -> the directories down to it (``_dir_chain``) if it is made and the folder's own,
-    # else None: checked once a batch; each file carries the chain its check found
-    parents: dict[str, tuple | None] = {}
+    # parent dir -> its (st_dev, st_ino) if it is made and the folder's own, else None: checked
+    # once a batch; each file carries the id its check found
+    parents: dict[str, tuple[int, int] | None] = {}
 
-    def parent_chain(path: str, full: str) -> tuple | None:
+    def parent_id(path: str, full: str) -> tuple[int, int] | None:
         parent = parent_of(path)
         if parent not in parents:
             try:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-                chain = _dir_chain(folder, parent)  # before the check: a swap after it shows
-                parents[parent] = chain if _real_parent(real_folder, full, path) else None
+                found = _stat_id(os.path.dirname(full))  # before the check: a swap after it shows
+                parents[parent] = found if _real_parent(real_folder, full, path) else None
             except (FileExistsError, NotADirectoryError, FileNotFoundError):
                 parents[parent] = None  # a parent is no longer a directory
         return parents[parent]
 
-    def checked(path: str) -> tuple[str, tuple] | None:
-        """Where to write ``path``, and its parent's chain; None if it is left alone or its parent
+    def checked(path: str) -> tuple[str, tuple[int, int]] | None:
+        """Where to write ``path``, and its parent's id; None if it is left alone or its parent
         is not the folder's own."""
         full = os.path.join(folder, path)
         if path in out.left_alone:
             return None  # _remove_all found it holding what the merge has not seen (ignored files)
-        chain = parent_chain(path, full)
-        if chain is None:
+        found = parent_id(path, full)
+        if found is None:
             out.skipped.append(path)
             return None
-        return full, chain
+        return full, found
 
     def prepare_one(path: str) -> _Prepared | None:
         where = checked(path)
         if where is None:
             return None
-        full, chain = where
+        full, written_in = where
         entry = target[path]
         source = sources.get(entry.sha256) if entry.type == FILE else None
-        return path, full, prepare(repo, full, entry, source), chain
+        tmp, written = _with_stat(prepare(repo, full, entry, source), full)
+        return _Prepared(path, full, tmp, written_in, written)
 
     def prepared_here(paths: list[str], threads: int) -> Iterator[list[_Prepared]]:
         for start in range(0, len(paths), _DURABLE_BATCH):
             parents.clear()
             yield _prepare_batch(prepare_one, paths[start : start + _DURABLE_BATCH], threads)
 
-    def place(prepared: _Prepared) -> None:
-        path, full, tmp, chain = prepared
+    def place(prepared: _Prepared, dirs: _Dirs) -> None:
+        path, full, tmp, written_in, written = prepared
         item = known.get(path)
+        name, tmp_name = name_of(path), os.path.basename(tmp)
         try:
-            if not _same_chain(chain):
+            fd = dirs.fd(parent_of(path), written_in)
+            if fd is None:
                 raise FileExistsError  # a directory on the way was swapped: the next attempt sees what
             if item is None:
-                _rename_new(tmp, full, chain[-1][1])
-            elif _unchanged(full, item):
-                os.replace(tmp, full)
+                _rename_new(fd, tmp_name, name, written_in[0])
+            elif _unchanged(name, item, fd):
+                os.replace(tmp_name, name, src_dir_fd=fd, dst_dir_fd=fd)
             else:
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
         except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -296,8 +364,7 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
         except OSError as e:
             remove_quietly(tmp)
             raise LocalError(f"cannot write {full}: {e.strerror or e}") from None
-        s = os.lstat(full)
-        out.stats[path] = stat_of(target[path], s.st_size, s.st_mtime_ns, s.st_ino)
+        out.stats[path] = stat_of(target[path], *written)
 
     before = len(out.stats)
     files = [p for p in paths if target[p].type != DIR]
@@ -363,8 +430,8 @@ class _Placer:
 
 
 def _remove_temps(prepared: list[_Prepared]) -> None:
-    for _, _, tmp, _ in prepared:
-        remove_quietly(tmp)
+    for p in prepared:
+        remove_quietly(p.tmp)
 
 
 def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[_Prepared], place: Callable) -> None:
@@ -375,19 +442,21 @@ def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[_Prepa
     done = 0
     try:
         try:
-            _make_durable(folder, [tmp for path, _, tmp, _ in prepared if target[path].type == FILE])
+            _make_durable(folder, [p.tmp for p in prepared if target[p.path].type == FILE])
         except OSError as e:
             raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
-        for item in prepared:
-            place(item)
-            done += 1
+        with _Dirs(folder) as dirs:
+            for item in prepared:
+                place(item, dirs)
+                done += 1
     except BaseException:
         _remove_temps(prepared[done:])
         raise
 
 
 def _prepared_in_processes(
-    repo: Repo, target: Mapping[str, Entry], paths: list[str], checked: Callable[[str], tuple[str, tuple] | None],
+    repo: Repo, target: Mapping[str, Entry], paths: list[str],
+    checked: Callable[[str], tuple[str, tuple[int, int]] | None],
     new_batch: Callable[[], None],
 ) -> Iterator[list[_Prepared]]:
     """Batches of prepared one-block files, written by worker processes.
@@ -401,7 +470,7 @@ def _prepared_in_processes(
     failure: list[FogsyncError] = []
 
     wanted: deque[tuple[str, str]] = deque()  # (path, full path) whose blob is being read, in order
-    chains: dict[str, tuple] = {}  # path in flight -> the chain its check found
+    written_in: dict[str, tuple[int, int]] = {}  # path in flight -> its parent's id, as its check found
 
     def bptrs() -> Iterator[Bptr]:
         for i, path in enumerate(paths):
@@ -412,7 +481,7 @@ def _prepared_in_processes(
             where = checked(path)
             if where is not None:
                 wanted.append((path, where[0]))
-                chains[path] = where[1]
+                written_in[path] = where[1]
                 yield Bptr.unpack(target[path].bptr)
 
     def items() -> Iterator[tuple[str, str, Entry, bytes]]:
@@ -426,24 +495,24 @@ def _prepared_in_processes(
     results = map_in_processes(_prepare_batch_sealed, items(), _init_worker, (repo.keys,))
     batch: list[_Prepared] = []
     try:
-        for (path, full, entry, sealed), tmp in results:
-            chain = chains.pop(path)
-            if tmp is None:  # no worker answered: written here
-                tmp = _prepared_or_error(repo.keys, full, entry, sealed)
-            if isinstance(tmp, FogsyncError):
-                failure.append(tmp)
+        for (path, full, entry, sealed), done in results:
+            parent = written_in.pop(path)
+            if done is None:  # no worker answered: written here
+                done = _prepared_or_error(repo.keys, full, entry, sealed)
+            if isinstance(done, FogsyncError):
+                failure.append(done)
             elif failure:
-                remove_quietly(tmp)
+                remove_quietly(done[0])
             else:
-                batch.append((path, full, tmp, chain))
+                batch.append(_Prepared(path, full, done[0], parent, done[1]))
                 if len(batch) == _DURABLE_BATCH:
                     yield batch
                     batch = []
     except GeneratorExit:  # the caller failed on a batch: what is still in flight is not wanted
         failure.append(LocalError("stopped"))
-        for _, tmp in results:
-            if isinstance(tmp, str):
-                remove_quietly(tmp)
+        for _, done in results:
+            if isinstance(done, tuple):
+                remove_quietly(done[0])
         raise
     if failure:
         _remove_temps(batch)

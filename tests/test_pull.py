@@ -118,10 +118,17 @@ def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their
     assert sorted(map(os.path.dirname, placed)) == sorted(map(os.path.dirname, calls[0]))
 
 
-def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path):
+@pytest.fixture
+def dir_fd(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    yield fd
+    os.close(fd)
+
+
+def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path, dir_fd):
     dev = os.stat(tmp_path).st_dev
     (tmp_path / "t1").write_text("ours")
-    pull._rename_new(str(tmp_path / "t1"), str(tmp_path / "new.txt"), dev)
+    pull._rename_new(dir_fd, "t1", "new.txt", dev)
     assert (tmp_path / "new.txt").read_text() == "ours" and not (tmp_path / "t1").exists()
     for theirs in ("file", "dangling link"):
         (tmp_path / "t2").write_text("ours")
@@ -131,12 +138,12 @@ def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path):
         else:
             os.symlink("nowhere", target)
         with pytest.raises(FileExistsError):
-            pull._rename_new(str(tmp_path / "t2"), str(target), dev)
+            pull._rename_new(dir_fd, "t2", target.name, dev)
         assert (tmp_path / "t2").read_text() == "ours"
         assert target.read_text() == "the person's" if theirs == "file" else os.readlink(target) == "nowhere"
 
 
-def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, monkeypatch):
+def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, dir_fd, monkeypatch):
     import ctypes
     import errno
 
@@ -151,11 +158,11 @@ def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_
     monkeypatch.setattr(pull, "_no_noreplace", set())
     dev = os.stat(tmp_path).st_dev
     (tmp_path / "t1").write_text("ours")
-    pull._rename_new(str(tmp_path / "t1"), str(tmp_path / "a.txt"), dev)
+    pull._rename_new(dir_fd, "t1", "a.txt", dev)
     assert (tmp_path / "a.txt").read_text() == "ours" and len(calls) == 1
     (tmp_path / "t2").write_text("ours")
     with pytest.raises(FileExistsError):
-        pull._rename_new(str(tmp_path / "t2"), str(tmp_path / "a.txt"), dev)
+        pull._rename_new(dir_fd, "t2", "a.txt", dev)
     assert len(calls) == 1  # refused once: that file system is not asked again
 
 
@@ -167,12 +174,12 @@ def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp
     saved = []
 
     def save_first(rename):
-        def renaming(*args):
+        def renaming(*args, **kwargs):
             dest = args[3] if len(args) == 5 else args[1]  # renameat2(dirfd, old, dirfd, new, flags) or replace(old, new)
-            if not saved and os.fsdecode(dest) == str(path):
+            if not saved and os.fsdecode(dest) == path.name:
                 saved.append(True)
                 path.write_text("the person's own")  # saved right before fogsync's rename, after every check
-            return rename(*args)
+            return rename(*args, **kwargs)
         return renaming
 
     real_renameat2 = pull._renameat2()
@@ -182,3 +189,48 @@ def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp
     assert saved and applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
     assert path.read_text() == "the person's own"
     assert temporary_files(folder) == []
+
+
+def test_a_batch_across_many_directories_keeps_few_descriptors_open(repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(pull, "_DIRS_OPEN_MAX", 3)
+    flushed = []
+    real_close_all = pull._Dirs._close_all
+    monkeypatch.setattr(pull._Dirs, "_close_all", lambda self: flushed.append(len(self._open)) or real_close_all(self))
+    target = {f"d{i}": Entry("dir", MTIME, "h") for i in range(6)}
+    target.update({f"d{i}/f.txt": stored(repo, f"file {i}".encode()) for i in range(6)})
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    fds = len(os.listdir("/proc/self/fd"))
+    applied = pull.apply(repo, str(folder), {}, {}, target)
+    assert not applied.skipped and applied.written == len(target)
+    assert all((folder / f"d{i}" / "f.txt").read_bytes() == f"file {i}".encode() for i in range(6))
+    assert max(flushed) <= 3 and len(flushed) > 1  # closed and opened again as the batch went on
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_directory_replaced_by_another_after_the_write_gets_nothing_renamed_in(repo, tmp_path, monkeypatch):
+    target = {"d": Entry("dir", MTIME, "h"), "d/f.txt": stored(repo, b"from the store")}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    real = pull._with_stat
+
+    def then_replace_the_directory(tmp, dest):
+        written = real(tmp, dest)  # written and checked to be in the folder's own d
+        os.rename(folder / "d", folder / "d-moved")
+        os.mkdir(folder / "d")  # then another directory takes its name: another inode
+        return written
+
+    monkeypatch.setattr(pull, "_with_stat", then_replace_the_directory)
+    applied = pull.apply(repo, str(folder), {}, {}, target)
+    assert applied.skipped == ["d/f.txt"] and os.listdir(folder / "d") == []
+    assert [n for n in os.listdir(folder / "d-moved") if not n.startswith(".fogsync-tmp")] == []
+
+
+def test_a_share_folder_that_is_a_symlink_is_written_into(repo, tmp_path):
+    target = {"top.txt": stored(repo, b"top"), "d": Entry("dir", MTIME, "h"), "d/f.txt": stored(repo, b"nested")}
+    (tmp_path / "real").mkdir()
+    os.symlink("real", tmp_path / "folder")  # ~/Sync -> /mnt/data/Sync
+    applied = pull.apply(repo, str(tmp_path / "folder"), {}, {}, target)
+    assert not applied.skipped and applied.written == len(target)
+    assert (tmp_path / "real" / "top.txt").read_bytes() == b"top"
+    assert (tmp_path / "real" / "d" / "f.txt").read_bytes() == b"nested"

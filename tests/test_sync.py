@@ -466,6 +466,36 @@ def test_an_edit_made_while_the_merge_is_applied_is_kept(two, monkeypatch):
     assert tree[f"f (conflict from desktop {STAMP}).txt"][1] == b"typed on desktop meanwhile\n"
 
 
+@pytest.mark.parametrize("path", ["new.txt", "f.txt"])  # renamed in where nothing was, and replacing a file
+def test_a_file_saved_right_after_fogsync_renames_its_own_in_is_pushed(two, monkeypatch, path):
+    laptop, desktop = two
+    laptop.write("f.txt", "v1\n")
+    sync_all(*two)
+    laptop.write(path, "v2 from laptop\n")
+    laptop.sync_here()
+    saved = []
+
+    def then_save(rename):
+        def renaming(*args, **kwargs):
+            done = rename(*args, **kwargs)
+            dest = args[3] if len(args) == 5 else args[1]  # renameat2(dirfd, old, dirfd, new, flags) or replace
+            if not saved and os.path.basename(os.fsdecode(dest)) == path:
+                saved.append(True)
+                desktop.write(path, "copied in right after\n")  # before fogsync records what it wrote,
+                os.utime(desktop.path(path), ns=(10**18, 10**18))  # keeping its old mtime (cp -p, an archive)
+            return done
+        return renaming
+
+    real_renameat2 = pull._renameat2()
+    monkeypatch.setattr(pull, "_renameat2", lambda: real_renameat2 and then_save(real_renameat2))
+    monkeypatch.setattr(pull.os, "replace", then_save(os.replace))
+    desktop.sync_here()
+    monkeypatch.undo()
+    assert saved and desktop.read(path) == b"copied in right after\n"
+    sync_all(*two)  # the next scan sees the file is not what the pull wrote, and pushes it
+    assert assert_same(*two)[path][1] == b"copied in right after\n"
+
+
 def test_pulling_a_type_change_takes_one_attempt(two):
     laptop, desktop = two
     laptop.write("x/y.txt", "y\n")
