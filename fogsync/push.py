@@ -24,7 +24,7 @@ from . import bigblob, crypto
 from .processes import map_in_processes, worth_processes
 from .blocks import BlobWriter, Pending
 from .roots import Root, format_date
-from .state import Stat
+from .state import Stat, stat_of
 from .tree import DIR, FILE, Entry, children_by_dir, encode_listing, name_of, parent_of, touched
 
 CHUNK = 1 << 20
@@ -178,7 +178,7 @@ def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, inde
         else:
             out.pending[path] = writer.write_bytes(sealed)
     out.entries[path] = entry
-    out.stats[path] = stat
+    out.stats[path] = stat_of(entry, *stat)  # unpickled, the two hold equal ints, not the same ones
 
 
 # --- sealing in worker processes ----------------------------------------------------
