@@ -234,3 +234,26 @@ def test_a_share_folder_that_is_a_symlink_is_written_into(repo, tmp_path):
     assert not applied.skipped and applied.written == len(target)
     assert (tmp_path / "real" / "top.txt").read_bytes() == b"top"
     assert (tmp_path / "real" / "d" / "f.txt").read_bytes() == b"nested"
+
+
+def test_nothing_is_looked_up_under_a_directory_that_is_not_there(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_text("in the way")
+    looked_up = []
+    real = os.path.lexists
+    monkeypatch.setattr(pull.os.path, "lexists", lambda p: looked_up.append(os.path.relpath(p, tmp_path)) or real(p))
+    assert pull._present(str(tmp_path), ["a/x", "a/y", "b/z", "b/w", "b/c/v"]) == ["a/x"]
+    assert sorted(looked_up) == ["a", "a/x", "a/y", "b"]
+
+
+def test_a_parent_is_the_folders_own_only_without_a_symlink_on_the_way(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.symlink("a", tmp_path / "link")
+    (tmp_path / "file").write_text("not a directory")
+    assert pull._real_parent(str(tmp_path), "a/b/f.txt")
+    assert pull._real_parent(str(tmp_path), "top.txt")
+    assert pull._real_parent(str(tmp_path), "a/new/deeper/f.txt")  # not made yet: makedirs makes real ones
+    assert not pull._real_parent(str(tmp_path), "link/b/f.txt")
+    assert not pull._real_parent(str(tmp_path), "file/f.txt")
+    os.symlink(str(tmp_path), tmp_path.parent / f"{tmp_path.name}-folder-link")
+    assert pull._real_parent(str(tmp_path.parent / f"{tmp_path.name}-folder-link"), "a/b/f.txt")  # the folder may be one
