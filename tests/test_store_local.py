@@ -195,6 +195,52 @@ def test_flush_reports_write_back_errors(store, monkeypatch):
         store.flush()
 
 
+def test_writing_back_starts_in_the_background_and_flush_waits_for_it(store, monkeypatch):
+    monkeypatch.setattr(local_mod, "FLUSH_AHEAD", 100)
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow_syncfs(fd: int) -> None:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            started.set()
+            release.wait(5)  # the disk is slow: the puts go on meanwhile
+
+    monkeypatch.setattr(local_mod, "_syncfs", slow_syncfs)
+    store.put(BLOCK, b"x" * 60)
+    assert calls == []  # not yet FLUSH_AHEAD
+    store.put(BLOCK + "1", b"x" * 60)
+    assert started.wait(5) and calls == ["fogsync-flush-ahead"]
+    for i in range(5):
+        store.put(f"{BLOCK}{i + 2}", b"x" * 60)  # one background syncfs at a time
+    assert calls == ["fogsync-flush-ahead"]
+    flushing = threading.Thread(target=store.flush)
+    flushing.start()
+    flushing.join(0.2)
+    assert flushing.is_alive()  # flush waits for the syncfs in the background...
+    release.set()
+    flushing.join(5)
+    assert not flushing.is_alive() and len(calls) == 2  # ...then makes the rest durable itself
+    assert calls[1] != "fogsync-flush-ahead"
+
+
+def test_a_background_write_back_error_is_raised_by_flush(store, monkeypatch):
+    monkeypatch.setattr(local_mod, "FLUSH_AHEAD", 10)
+    calls = []
+
+    def failing_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(local_mod, "_syncfs", failing_once)
+    store.put(BLOCK, b"x" * 20)
+    store._ahead.join(5)
+    with pytest.raises(StoreError, match="cannot flush .*Input/output error"):
+        store.flush()  # a later syncfs would not see that error: it is raised once, here
+    store.flush()
+    assert len(calls) == 2
+
+
 @pytest.mark.skipif(os.uname().sysname != "Linux", reason="syncfs(2) is Linux-only")
 def test_real_syncfs_available(store):
     assert local_mod._libc_syncfs() is not None

@@ -5,7 +5,9 @@ Adds to the contract, for a USB disk, NAS mount or plain folder:
 - ``put`` writes ``.tmp-<random>`` in the target directory and renames it
   over the key (atomic, never a torn object). It does not fsync: ``flush``
   makes every put so far durable with one ``syncfs(2)`` of the store's file
-  system, which the engine calls before swapping the head. Parent
+  system, which the engine calls before swapping the head. Every
+  ``FLUSH_AHEAD`` bytes put, a syncfs starts in the background, so the disk
+  writes while the caller seals and ``flush`` waits only for the rest. Parent
   directories are created lazily and remembered, to avoid a makedirs per
   block.
 - ``put_if`` serialises writers (threads and processes, also on other hosts
@@ -29,6 +31,7 @@ import hashlib
 import os
 import secrets
 import stat
+import threading
 from typing import Callable, Iterator
 from urllib.parse import unquote, urlparse
 
@@ -40,6 +43,9 @@ __all__ = ["LocalStore", "sync_filesystem"]
 TEMP_PREFIX = ".tmp-"
 LOCK_SUFFIX = ".lock"
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+# Once this much has been put since, a syncfs runs in the background: the kernel would otherwise
+# hold it all (up to a tenth of memory) for flush to write while the caller waits.
+FLUSH_AHEAD = 512 << 20
 
 
 class LocalStore(Store):
@@ -53,6 +59,10 @@ class LocalStore(Store):
         self.url = url
         self.root = _root_of(url)
         self._dirs: set[str] = set()
+        self._unflushed = 0  # bytes put since the last syncfs began
+        self._ahead_lock = threading.Lock()
+        self._ahead: threading.Thread | None = None
+        self._ahead_error: OSError | None = None
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -67,6 +77,7 @@ class LocalStore(Store):
             self._replace(path, data, durable=False)
         except OSError as exc:
             raise _store_error(exc, path, "write") from exc
+        self._count_unflushed(len(data))
 
     def exists(self, key: str) -> bool:
         path = self._path(key)
@@ -112,12 +123,36 @@ class LocalStore(Store):
 
     def flush(self) -> None:
         """Make every put so far durable: one syncfs(2) of the root's file system."""
+        with self._ahead_lock:
+            ahead, self._unflushed = self._ahead, 0
+        if ahead is not None:
+            ahead.join()
+        error, self._ahead_error = self._ahead_error, None
         try:
+            if error is not None:
+                raise error  # reported once: a later syncfs's descriptor would not see it
             sync_filesystem(self.root)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise _store_error(exc, self.root, "flush") from exc
+
+    def _count_unflushed(self, n: int) -> None:
+        """Start writing what was put in the background, every ``FLUSH_AHEAD`` bytes, one syncfs at a
+        time: the disk works while the caller seals, and ``flush`` is left with the rest."""
+        with self._ahead_lock:
+            self._unflushed += n
+            if self._unflushed < FLUSH_AHEAD or (self._ahead is not None and self._ahead.is_alive()):
+                return
+            self._unflushed = 0
+            self._ahead = threading.Thread(target=self._flush_ahead, name="fogsync-flush-ahead", daemon=True)
+            self._ahead.start()
+
+    def _flush_ahead(self) -> None:
+        try:
+            sync_filesystem(self.root)
+        except OSError as exc:
+            self._ahead_error = exc
 
     def _path(self, key: str) -> str:
         parts = key.split("/")
