@@ -6,22 +6,20 @@ its place, verified content, mtime and mode); 1,024 at a time they are made
 durable with one ``syncfs``, then renamed into place. Right before it
 replaces or deletes a path this layer checks the path still has the stat it
 was scanned with, and renames into the very directory the file was
-written in, opened from the folder down without following a symlink: a
-local edit the merge has not seen is never overwritten, and nothing is
-written through a symlink; such paths are reported back and the pass is
-retried. Many one-block files are written by worker processes.
+written in, opened from the folder down without following a symlink
+(``folder``): a local edit the merge has not seen is never overwritten,
+and nothing is written through a symlink; such paths are reported back
+and the pass is retried. Many one-block files are written by worker
+processes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import functools
 import itertools
 import os
 import queue
-import stat
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Callable, Iterator, Mapping, NamedTuple
 from .blocks import Bptr
 from .crypto import ShareKeys
 from .errors import FogsyncError, LocalError
+from .folder import Dirs, present, real_parent, rename_new, stat_id, unchanged
 from .prepare import (
     PROCESSES_MIN, WORKERS, one_block, prepare, prepare_sealed, remove_quietly, run_all, set_dir_mtimes, thread_groups,
 )
@@ -111,8 +110,9 @@ def apply(
         return out
     removals = [p for p, item in known.items() if p not in target or target[p].type != item.type]
     writes = [p for p, e in target.items() if p not in known or not _same(e, local.get(p))]
-    present = _present(folder, [p for p in writes if p not in known])
-    out.left_alone.update(p for p in present if target[p].type != DIR or not os.path.isdir(os.path.join(folder, p)))
+    in_the_way = present(folder, [p for p in writes if p not in known])
+    out.left_alone.update(
+        p for p in in_the_way if target[p].type != DIR or not os.path.isdir(os.path.join(folder, p)))
     writes = [p for p in writes if p not in out.left_alone]
     sources = _local_sources(folder, known, local) if writes else {}
     blocked = _blocked(writes, known)
@@ -125,19 +125,6 @@ def apply(
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
-
-
-def _present(folder: str, paths: list[str]) -> list[str]:
-    """Which of ``paths`` name something in the folder now. Nothing is looked up under a
-    directory that is not there: a first pull asks once per directory, not once per file."""
-    there: dict[str, bool] = {"": True}
-
-    def is_there(path: str) -> bool:
-        if path not in there:
-            there[path] = is_there(parent_of(path)) and os.path.lexists(os.path.join(folder, path))
-        return there[path]
-
-    return [p for p in paths if is_there(p)]
 
 
 def _same(e: Entry, local: Entry | None) -> bool:
@@ -167,80 +154,6 @@ def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
     return out
 
 
-_RENAME_NOREPLACE = 1  # linux/fs.h
-_NOREPLACE_REFUSED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # by the file system, or the kernel
-_no_noreplace: set[int] = set()  # st_dev of file systems that refused it
-
-
-@functools.cache
-def _renameat2() -> Callable[..., int] | None:
-    try:
-        rename = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+
-    except (AttributeError, OSError):
-        return None
-    rename.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    rename.restype = ctypes.c_int
-    return rename
-
-
-def _rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
-    """Rename ``tmp`` to ``name`` in directory ``dir_fd``, where the scan saw nothing;
-    FileExistsError if something is there now.
-
-    In one step where the file system allows it (``renameat2`` with
-    ``RENAME_NOREPLACE``, on ``dev``): a file the person saves at that path
-    a moment before is never replaced. Elsewhere, a check, then the rename.
-    """
-    rename = _renameat2()
-    if rename is not None and dev not in _no_noreplace:
-        if rename(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(name), _RENAME_NOREPLACE) == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in _NOREPLACE_REFUSED:
-            raise OSError(err, os.strerror(err), name)  # EEXIST makes a FileExistsError
-        _no_noreplace.add(dev)
-    if not _unchanged(name, None, dir_fd):
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
-    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-
-
-def _unchanged(path: str, item: Local | None, dir_fd: int | None = None) -> bool:
-    """Whether the path (in ``dir_fd``, if given) still is what the scan saw (absent if it saw nothing)."""
-    try:
-        s = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return item is None
-    if item is None:
-        return False
-    if item.type == DIR:
-        return stat.S_ISDIR(s.st_mode)
-    return Stat(s.st_size, s.st_mtime_ns, s.st_ino) == item.stat
-
-
-def _real_parent(folder: str, path: str) -> bool:
-    """Whether ``path``'s parent is the directory it names in the folder, not reached through a
-    symlink: each directory from the folder down is one, or is not there yet (``makedirs`` makes
-    real ones). Where realpath resolved the folder's own path too, and took 130 us."""
-    parent = parent_of(path)
-    full = folder
-    for name in parent.split("/") if parent else ():
-        full = os.path.join(full, name)
-        try:
-            mode = os.lstat(full).st_mode
-        except FileNotFoundError:
-            return True
-        if not stat.S_ISDIR(mode):
-            return False
-    return True
-
-
-def _stat_id(path: str) -> tuple[int, int]:
-    """(st_dev, st_ino) of what ``path`` names, a symlink followed: the share folder may be one
-    (any other symlink on the way fails ``_real_parent``)."""
-    s = os.stat(path)
-    return s.st_dev, s.st_ino
-
-
 class _Prepared(NamedTuple):
     """A file ready to rename into place."""
 
@@ -251,72 +164,13 @@ class _Prepared(NamedTuple):
     stat: tuple[int, int, int]  # its (size, mtime_ns, inode), which the rename keeps
 
 
-# Directories are opened only to name them in renames and stats: O_PATH needs no read permission.
-_DIR_OPEN = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
-_DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
-
-
-class _Dirs:
-    """The directories one batch renames into, each opened from the folder down, one name at a
-    time and never through a symlink, then held while the batch is placed.
-
-    A file is renamed in through the descriptor of its directory, and only
-    if that is the very directory it was written in (same ``st_dev`` and
-    ``st_ino``): a directory swapped for a symlink, or for another
-    directory, is never written into. One open per directory and batch,
-    where a check of every directory on the way, for every file, cost a
-    quarter of placing a first pull of 50,000 files.
-    """
-
-    def __init__(self, folder: str) -> None:
-        self._folder = folder
-        self._open: dict[str, tuple[int, tuple[int, int]] | None] = {}  # dir -> (fd, (st_dev, st_ino))
-
-    def __enter__(self) -> "_Dirs":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._close_all()
-
-    def fd(self, parent: str, written_in: tuple[int, int]) -> int | None:
-        """A descriptor of ``parent``, if it now is the directory ``written_in``; else None."""
-        if parent not in self._open and len(self._open) >= _DIRS_OPEN_MAX:
-            self._close_all()
-        found = self._opened(parent)
-        return found[0] if found is not None and found[1] == written_in else None
-
-    def _opened(self, parent: str) -> tuple[int, tuple[int, int]] | None:
-        if parent in self._open:
-            return self._open[parent]
-        found = None
-        try:
-            if not parent:
-                fd = os.open(self._folder, _DIR_OPEN)  # the folder as configured, a symlink or not
-            else:
-                up = self._opened(parent_of(parent))
-                fd = None if up is None else os.open(name_of(parent), _DIR_OPEN | os.O_NOFOLLOW, dir_fd=up[0])
-            if fd is not None:
-                s = os.fstat(fd)
-                found = fd, (s.st_dev, s.st_ino)
-        except OSError:
-            pass  # gone, or no longer a directory: nothing is renamed into it
-        self._open[parent] = found
-        return found
-
-    def _close_all(self) -> None:
-        for found in self._open.values():
-            if found is not None:
-                os.close(found[0])
-        self._open.clear()
-
-
 def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int, processes_min: int) -> None:
     dirs = sorted(p for p in paths if target[p].type == DIR)
     for d in dirs:
         full = os.path.join(folder, d)
         if os.path.islink(full) or not os.path.isdir(full):
             try:
-                if not _real_parent(folder, d):
+                if not real_parent(folder, d):
                     raise FileExistsError  # a parent was replaced by a symlink: never write through it
                 os.makedirs(full)
                 out.written += 1
@@ -334,8 +188,8 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
         if parent not in parents:
             try:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-                found = _stat_id(os.path.dirname(full))  # before the check: a swap after it shows
-                parents[parent] = found if _real_parent(folder, path) else None
+                found = stat_id(os.path.dirname(full))  # before the check: a swap after it shows
+                parents[parent] = found if real_parent(folder, path) else None
             except (FileExistsError, NotADirectoryError, FileNotFoundError):
                 parents[parent] = None  # a parent is no longer a directory
         return parents[parent]
@@ -367,7 +221,7 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             parents.clear()
             yield _prepare_batch(prepare_one, paths[start : start + _DURABLE_BATCH], threads)
 
-    def place(prepared: _Prepared, dirs: _Dirs) -> None:
+    def place(prepared: _Prepared, dirs: Dirs) -> None:
         path, full, tmp, written_in, written = prepared
         item = known.get(path)
         name, tmp_name = name_of(path), os.path.basename(tmp)
@@ -376,8 +230,8 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
             if fd is None:
                 raise FileExistsError  # a directory on the way was swapped: the next attempt sees what
             if item is None:
-                _rename_new(fd, tmp_name, name, written_in[0])
-            elif _unchanged(name, item, fd):
+                rename_new(fd, tmp_name, name, written_in[0])
+            elif unchanged(name, item, fd):
                 os.replace(tmp_name, name, src_dir_fd=fd, dst_dir_fd=fd)
             else:
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
@@ -469,7 +323,7 @@ def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[_Prepa
             _make_durable(folder, [p.tmp for p in prepared if target[p.path].type == FILE])
         except OSError as e:
             raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
-        with _Dirs(folder) as dirs:
+        with Dirs(folder) as dirs:
             for item in prepared:
                 place(item, dirs)
                 done += 1
@@ -590,7 +444,7 @@ def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: 
     for path in sorted(paths, key=lambda p: (-p.count("/"), p)):
         full = os.path.join(folder, path)
         item = known[path]
-        if not _unchanged(full, item):
+        if not unchanged(full, item):
             out.skipped.append(path)
             continue
         try:

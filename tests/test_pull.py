@@ -7,6 +7,7 @@ import os
 import pytest
 from helpers import MTIME, flip_last_block, stored, temporary_files
 
+from fogsync import folder as folder_mod
 from fogsync import prepare, pull
 from fogsync.errors import IntegrityError, LocalError
 from fogsync.tree import FILE, Entry
@@ -118,54 +119,6 @@ def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their
     assert sorted(map(os.path.dirname, placed)) == sorted(map(os.path.dirname, calls[0]))
 
 
-@pytest.fixture
-def dir_fd(tmp_path):
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    yield fd
-    os.close(fd)
-
-
-def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path, dir_fd):
-    dev = os.stat(tmp_path).st_dev
-    (tmp_path / "t1").write_text("ours")
-    pull._rename_new(dir_fd, "t1", "new.txt", dev)
-    assert (tmp_path / "new.txt").read_text() == "ours" and not (tmp_path / "t1").exists()
-    for theirs in ("file", "dangling link"):
-        (tmp_path / "t2").write_text("ours")
-        target = tmp_path / f"saved {theirs}"
-        if theirs == "file":
-            target.write_text("the person's")
-        else:
-            os.symlink("nowhere", target)
-        with pytest.raises(FileExistsError):
-            pull._rename_new(dir_fd, "t2", target.name, dev)
-        assert (tmp_path / "t2").read_text() == "ours"
-        assert target.read_text() == "the person's" if theirs == "file" else os.readlink(target) == "nowhere"
-
-
-def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, dir_fd, monkeypatch):
-    import ctypes
-    import errno
-
-    calls = []
-
-    def refusing(*args):
-        calls.append(args)
-        ctypes.set_errno(errno.EINVAL)
-        return -1
-
-    monkeypatch.setattr(pull, "_renameat2", lambda: refusing)
-    monkeypatch.setattr(pull, "_no_noreplace", set())
-    dev = os.stat(tmp_path).st_dev
-    (tmp_path / "t1").write_text("ours")
-    pull._rename_new(dir_fd, "t1", "a.txt", dev)
-    assert (tmp_path / "a.txt").read_text() == "ours" and len(calls) == 1
-    (tmp_path / "t2").write_text("ours")
-    with pytest.raises(FileExistsError):
-        pull._rename_new(dir_fd, "t2", "a.txt", dev)
-    assert len(calls) == 1  # refused once: that file system is not asked again
-
-
 def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp_path, monkeypatch):
     target = {"d": Entry("dir", MTIME, "h"), "d/report.txt": stored(repo, b"from the other host")}
     folder = tmp_path / "folder"
@@ -182,30 +135,13 @@ def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp
             return rename(*args, **kwargs)
         return renaming
 
-    real_renameat2 = pull._renameat2()
-    monkeypatch.setattr(pull, "_renameat2", lambda: real_renameat2 and save_first(real_renameat2))
+    real_renameat2 = folder_mod._renameat2()
+    monkeypatch.setattr(folder_mod, "_renameat2", lambda: real_renameat2 and save_first(real_renameat2))
     monkeypatch.setattr(pull.os, "replace", save_first(os.replace))
     applied = pull.apply(repo, str(folder), {}, {}, target)
     assert saved and applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
     assert path.read_text() == "the person's own"
     assert temporary_files(folder) == []
-
-
-def test_a_batch_across_many_directories_keeps_few_descriptors_open(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DIRS_OPEN_MAX", 3)
-    flushed = []
-    real_close_all = pull._Dirs._close_all
-    monkeypatch.setattr(pull._Dirs, "_close_all", lambda self: flushed.append(len(self._open)) or real_close_all(self))
-    target = {f"d{i}": Entry("dir", MTIME, "h") for i in range(6)}
-    target.update({f"d{i}/f.txt": stored(repo, f"file {i}".encode()) for i in range(6)})
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    fds = len(os.listdir("/proc/self/fd"))
-    applied = pull.apply(repo, str(folder), {}, {}, target)
-    assert not applied.skipped and applied.written == len(target)
-    assert all((folder / f"d{i}" / "f.txt").read_bytes() == f"file {i}".encode() for i in range(6))
-    assert max(flushed) <= 3 and len(flushed) > 1  # closed and opened again as the batch went on
-    assert len(os.listdir("/proc/self/fd")) == fds
 
 
 def test_a_directory_replaced_by_another_after_the_write_gets_nothing_renamed_in(repo, tmp_path, monkeypatch):
@@ -234,26 +170,3 @@ def test_a_share_folder_that_is_a_symlink_is_written_into(repo, tmp_path):
     assert not applied.skipped and applied.written == len(target)
     assert (tmp_path / "real" / "top.txt").read_bytes() == b"top"
     assert (tmp_path / "real" / "d" / "f.txt").read_bytes() == b"nested"
-
-
-def test_nothing_is_looked_up_under_a_directory_that_is_not_there(tmp_path, monkeypatch):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x").write_text("in the way")
-    looked_up = []
-    real = os.path.lexists
-    monkeypatch.setattr(pull.os.path, "lexists", lambda p: looked_up.append(os.path.relpath(p, tmp_path)) or real(p))
-    assert pull._present(str(tmp_path), ["a/x", "a/y", "b/z", "b/w", "b/c/v"]) == ["a/x"]
-    assert sorted(looked_up) == ["a", "a/x", "a/y", "b"]
-
-
-def test_a_parent_is_the_folders_own_only_without_a_symlink_on_the_way(tmp_path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    os.symlink("a", tmp_path / "link")
-    (tmp_path / "file").write_text("not a directory")
-    assert pull._real_parent(str(tmp_path), "a/b/f.txt")
-    assert pull._real_parent(str(tmp_path), "top.txt")
-    assert pull._real_parent(str(tmp_path), "a/new/deeper/f.txt")  # not made yet: makedirs makes real ones
-    assert not pull._real_parent(str(tmp_path), "link/b/f.txt")
-    assert not pull._real_parent(str(tmp_path), "file/f.txt")
-    os.symlink(str(tmp_path), tmp_path.parent / f"{tmp_path.name}-folder-link")
-    assert pull._real_parent(str(tmp_path.parent / f"{tmp_path.name}-folder-link"), "a/b/f.txt")  # the folder may be one

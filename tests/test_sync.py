@@ -23,7 +23,7 @@ import pytest
 
 from helpers import remembered_scan_holds, vouched_dirs
 
-from fogsync import prepare, pull
+from fogsync import folder, prepare, pull
 from fogsync import sync as syncmod
 from fogsync.check import check_share
 from fogsync.errors import ConfigError, FogsyncError
@@ -486,8 +486,8 @@ def test_a_file_saved_right_after_fogsync_renames_its_own_in_is_pushed(two, monk
             return done
         return renaming
 
-    real_renameat2 = pull._renameat2()
-    monkeypatch.setattr(pull, "_renameat2", lambda: real_renameat2 and then_save(real_renameat2))
+    real_renameat2 = folder._renameat2()
+    monkeypatch.setattr(folder, "_renameat2", lambda: real_renameat2 and then_save(real_renameat2))
     monkeypatch.setattr(pull.os, "replace", then_save(os.replace))
     desktop.sync_here()
     monkeypatch.undo()
