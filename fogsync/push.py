@@ -374,14 +374,19 @@ def write_listings(
     top_ref = b""
     for depth in sorted(by_depth, reverse=True):
         level = sorted(by_depth[depth])
-        blobs = [encode_listing((name_of(c), out[c]) for c in kids.get(d, ())) for d in level]
-        pendings = [writer.write_bytes(crypto.seal(writer.keys, b, compress=True)) for b in blobs]
-        for d, blob, ref in zip(level, blobs, writer.resolve(pendings)):
+        # Each listing's JSON goes once sealed, only its size and sha256 kept: a level's JSON held
+        # until its refs were resolved was the peak of a first sync (8 MB for 50,000 files).
+        made: list[tuple[int, str]] = []
+        pendings = []
+        for d in level:
+            blob = encode_listing((name_of(c), out[c]) for c in kids.get(d, ()))
+            made.append((len(blob), hashlib.sha256(blob).hexdigest()))
+            pendings.append(writer.write_bytes(crypto.seal(writer.keys, blob, compress=True)))
+        for d, (size, sha), ref in zip(level, made, writer.resolve(pendings)):
             if not d:
                 top_ref = ref
                 continue
-            mtime = mtimes.get(d, out[d].mtime)
-            out[d] = Entry(DIR, mtime, host, len(blob), ref, hashlib.sha256(blob).hexdigest())
+            out[d] = Entry(DIR, mtimes.get(d, out[d].mtime), host, size, ref, sha)
     return top_ref, out
 
 

@@ -282,7 +282,7 @@ def _known(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> dict
         s = read.get(path)
         if s is None:
             del items[path]
-        else:
+        elif items[path][1:4] != s:  # read as scanned, mostly: the scanned item says the same
             items[path] = Local(FILE, s.size, s.mtime_ns, s.ino, items[path].exec)
     return items
 
