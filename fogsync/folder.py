@@ -114,6 +114,7 @@ def stat_id(path: str) -> tuple[int, int]:
 # Directories are opened only to name them in renames and stats: O_PATH needs no read permission.
 _DIR_OPEN = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 _DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # ELOOP: a symlink met with O_NOFOLLOW
 
 
 class Dirs:
@@ -158,10 +159,12 @@ class Dirs:
             if fd is not None:
                 s = os.fstat(fd)
                 found = fd, (s.st_dev, s.st_ino)
-        except OSError:  # gone, or no longer a directory: nothing is renamed into it
+        except OSError as e:
             if fd is not None:
                 os.close(fd)
-        self._open[parent] = found
+            if e.errno not in _NOT_THERE:
+                raise  # out of descriptors, no permission, a failing disk: the caller says which file
+        self._open[parent] = found  # None: gone, or no longer a directory; nothing is renamed into it
         return found
 
     def _close_all(self) -> None:

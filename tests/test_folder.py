@@ -116,3 +116,20 @@ def test_few_descriptors_are_held_however_many_directories(tmp_path, monkeypatch
             assert fd is not None and os.fstat(fd).st_ino == written_in[1]
             assert len(os.listdir("/proc/self/fd")) - before <= 3 + 2  # the cap, and this one's way down
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_directory_that_cannot_be_opened_is_an_error_not_a_skip(tmp_path, monkeypatch):
+    import errno
+
+    (tmp_path / "d").mkdir()
+    s = os.stat(tmp_path / "d")
+    real_open = os.open
+
+    def out_of_descriptors(path, flags, *args, **kwargs):
+        if path == "d":
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(folder.os, "open", out_of_descriptors)
+    with folder.Dirs(str(tmp_path)) as dirs, pytest.raises(OSError, match="Too many open files"):
+        dirs.fd("d", (s.st_dev, s.st_ino))  # a skip would retry the pass for nothing
