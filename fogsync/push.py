@@ -32,6 +32,9 @@ PROBE = 1 << 16
 PARALLEL_MIN = 1 << 20  # smaller files are sealed in the calling thread or worker processes
 PROCESSES_MIN = 2000  # this many small files are worth starting worker processes for
 READ_ATTEMPTS = 3
+# O_NONBLOCK: a path that became a FIFO since the scan would otherwise block the open until a
+# writer comes; for a regular file it changes nothing.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 # Formats that are compressed already: gzip would only spend time.
 COMPRESSED_EXT = frozenset(
     "jpg jpeg png gif webp heic avif mp3 mp4 m4a m4v mov mkv avi webm ogg opus flac "
@@ -185,7 +188,7 @@ def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, inde
 
 # What a worker sends back per file: its entry (no bptr yet), stat and sealed
 # bytes (None when empty); or a problem; or None: "seal it yourself".
-_PoolResult = tuple[Entry, Stat, bytes | None] | str | None
+_PoolResult = tuple[Entry, tuple[int, int, int], bytes | None] | str | None
 
 _worker_keys: list[crypto.ShareKeys] = []
 
@@ -211,12 +214,17 @@ def _init_seal_worker(keys: crypto.ShareKeys) -> None:
 def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
     keys = _worker_keys[0]
     no_index = ContentIndex(guesses=0)  # reuse is decided by the caller, which knows the store
+    capture = _Capture()
     out: list[_PoolResult] = []
     for path in paths:
         try:
-            out.append(_read_one(folder, path, _Capture(), keys, no_index, host))
+            result = _read_one(folder, path, capture, keys, no_index, host)
         except _GrewLarge:
-            out.append(None)
+            result = None
+        if isinstance(result, tuple):
+            entry, stat, sealed = result
+            result = entry, tuple(stat), sealed  # a plain tuple unpickles in C: 1.3 us less per file for the caller
+        out.append(result)
     return out
 
 
@@ -244,21 +252,49 @@ def _read_one(folder, path, writer, keys, index, host):
 
 
 def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host: str):
-    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb", buffering=0) as f:
+    fd = os.open(full, _OPEN_FLAGS)
+    try:
         before = os.fstat(fd)
         if not st.S_ISREG(before.st_mode):
             raise _Changing()
-        sha, ref, pending, length = _content(f, full, before.st_size, writer, keys, index)
+        small = before.st_size <= PROBE
+        if small:
+            data = _read_small(fd, before.st_size)
+            length = len(data)
+        else:
+            with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+                sha, ref, pending, length = _content(f, full, before.st_size, writer, keys, index)
+    finally:
+        os.close(fd)
     # Still the same inode at that path, with the size and mtime it had before the read.
     now = os.lstat(full)
     if length != before.st_size or _identity(now) != _identity(before):
         raise _Changing()
+    if small:
+        sha, ref, pending = _small_content(data, full, writer, keys, index)
     entry = Entry(  # the size and mtime int objects shared with the Stat: 50,000 files, 1.4 MB
-        FILE, before.st_mtime_ns, host, before.st_size, ref, sha if length else None,
+        FILE, before.st_mtime_ns, host, before.st_size, ref, sha,
         exec=bool(before.st_mode & st.S_IXUSR),
     )
     return entry, Stat(before.st_size, before.st_mtime_ns, before.st_ino), pending
+
+
+def _read_small(fd: int, size: int) -> bytes:
+    """A small file's bytes: up to ``size + 1``, so a file grown since its fstat reads long.
+
+    One read mostly: a short one happens only at the end of a file (the
+    identity check after it catches a file cut short) or on some network
+    filesystems, which get more reads. Without FileIO's wrapper and its read
+    to confirm the end, a worker reads and seals a file of the small corpus
+    in 4-5 us less (of about 50).
+    """
+    data = os.read(fd, size + 1)
+    while len(data) < size:
+        more = os.read(fd, size + 1 - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _identity(s: os.stat_result) -> tuple[int, int, int, int]:
@@ -266,17 +302,13 @@ def _identity(s: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _content(f, full, size, writer, keys, index):
-    """(sha256, known bptr or None, Pending or None, bytes read) for an open file."""
-    if size == 0:
-        return None, None, None, len(f.read(1))
+    """(sha256, known bptr or None, Pending or None, bytes read) for an open file of more than ``PROBE`` bytes."""
     if index.might_hold(size):
         sha, length = _hash(f)
         ref = index.get(sha)
         if ref is not None:
             return sha, ref, None, length
         f.seek(0)
-    if size <= PROBE:
-        return _small_content(f, full, writer, keys)
     first = f.read(PROBE)
     compress = _worth_compressing(full, first)
     if not compress and size >= bigblob.MIN_SIZE:
@@ -292,11 +324,17 @@ def _content(f, full, size, writer, keys, index):
     return h.hexdigest(), None, pending, counter[0]
 
 
-def _small_content(f, full: str, writer: BlobWriter, keys):
-    """A file that fits the probe: read once, gzipped at most once, sealed in one piece."""
-    data = f.readall()
+def _small_content(data: bytes, full: str, writer: BlobWriter, keys, index: ContentIndex):
+    """(sha256, known bptr or None, Pending or None) for a file read whole: gzipped at most once, sealed in one piece."""
+    if not data:
+        return None, None, None
+    sha = hashlib.sha256(data).hexdigest()
+    if index.might_hold(len(data)):
+        ref = index.get(sha)
+        if ref is not None:
+            return sha, ref, None
     sealed = crypto.seal_small(keys, data, try_gzip=_extension_compresses(full))
-    return hashlib.sha256(data).hexdigest(), None, writer.write_bytes(sealed), len(data)
+    return sha, None, writer.write_bytes(sealed)
 
 
 def _hash(f) -> tuple[str, int]:

@@ -163,6 +163,53 @@ def test_a_big_file_changed_while_it_is_read_is_read_again_never_torn(repo, tmp_
     assert content(repo, out.entries["big.bin"]) == final
 
 
+@pytest.mark.parametrize("change", ["append", "truncate", "same size"])
+def test_a_small_file_changed_while_it_is_read_is_read_again_never_torn(repo, tmp_path, monkeypatch, change):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    path = folder / "note.txt"
+    path.write_bytes(b"first draft " * 100)
+    real = push._read_small
+    calls = []
+
+    def changing(fd, size):
+        data = real(fd, size)
+        calls.append(size)
+        if len(calls) == 1:  # just after the read, once: the editor saves again
+            with open(path, "r+b") as f:
+                if change == "append":
+                    f.seek(0, 2)
+                    f.write(b"more")
+                elif change == "truncate":
+                    f.truncate(10)
+                else:
+                    f.write(b"FIRST")
+            os.utime(path, ns=(1, os.stat(path).st_mtime_ns + 10**9))
+        return data
+
+    monkeypatch.setattr(push, "_read_small", changing)
+    writer = repo.writer()
+    out = seal_files(str(folder), ["note.txt"], writer, KEYS, ContentIndex(guesses=0), "host", sizes={"note.txt": 1200})
+    resolve_sealed(out, writer)
+    repo.wait_uploads()
+    final = path.read_bytes()
+    assert len(calls) == 2 and not out.problems
+    assert out.entries["note.txt"].sha256 == hashlib.sha256(final).hexdigest()
+    assert content(repo, out.entries["note.txt"]) == final
+
+
+def test_a_small_file_read_short_is_read_to_its_end(monkeypatch, tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    real = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: real(fd, min(n, 3)))  # as some network filesystems do
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert push._read_small(fd, 10) == b"0123456789"
+    finally:
+        os.close(fd)
+
+
 def test_content_index_reads_the_tables_sizes_only_when_many_or_big_files_ask():
     asked = []
 
@@ -179,3 +226,14 @@ def test_content_index_reads_the_tables_sizes_only_when_many_or_big_files_ask():
 
     big_first = ContentIndex(lambda sha: None, db_sizes)
     assert not big_first.might_hold(ContentIndex.GUESS_MAX + 1) and asked == [1, 1]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_file_replaced_by_a_fifo_is_skipped_without_blocking(repo, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "was-a-file")  # after the scan saw a regular file there: nobody will ever write to it
+    writer = repo.writer()
+    out = seal_files(str(folder), ["was-a-file"], writer, KEYS, ContentIndex(guesses=0), "host", sizes={"was-a-file": 5})
+    assert "was-a-file" not in out.entries
+    assert len(out.problems) == 1 and "'was-a-file'" in out.problems[0]
