@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Mapping
 from .errors import ConfigError, FogsyncError, SwapConflict
 from .ignore import Ignore
 from .merge import Conflict, differs, merge
+from .processes import start_early
 from .pull import Applied, apply
 from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
 from .repo import Head, Repo
@@ -84,9 +85,15 @@ class Report:
         return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
 
 
+# What worker processes run in a pass: sealing files (push) and writing them (pull).
+WORKER_MODULES = ("fogsync.push", "fogsync.pull")
+
+
 def sync_share(share: Share) -> Report:
     """One full pass: returns when the folder and the store agree."""
     share.state.ensure_share(share.name, share.repo.share_id)
+    if share.state.share(share.name).base is None:
+        start_early(WORKER_MODULES)  # a first pass reads or writes every file: mostly, many
     report = Report(share.name)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report.attempts = attempt

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
+import pytest
+
+from fogsync import processes
 from fogsync.processes import map_in_processes
 
 _offset: list[int] = []
@@ -52,3 +58,53 @@ def test_worker_processes_are_worth_it_only_for_enough_items_and_cores(monkeypat
     assert not processes.worth_processes(5000, workers=1, processes_min=2000)
     monkeypatch.setattr(processes.os, "cpu_count", lambda: 1)
     assert not processes.worth_processes(5000, workers=3, processes_min=2000)
+
+
+def test_a_worker_forked_from_another_copy_of_fogsync_refuses_to_run():
+    called = []
+    with pytest.raises(RuntimeError, match="another copy|caller from"):
+        processes._start_worker(called.append, ("init",), "/elsewhere/fogsync/__init__.py")
+    assert called == []
+    processes._start_worker(called.append, ("init",), processes._fogsync_file())
+    assert called == ["init"]
+
+
+def test_the_server_is_not_started_early_where_it_would_import_another_fogsync(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert processes._server_imports_ours()  # this copy is found beyond the current directory
+    (tmp_path / "fogsync").mkdir()
+    (tmp_path / "fogsync" / "__init__.py").write_text("")  # a checkout of another version, say
+    assert not processes._server_imports_ours()
+
+
+START_EARLY = textwrap.dedent("""
+    import sys
+    from fogsync import processes
+
+    def preloaded(items):
+        return [name in sys.modules for name in items]
+
+    def nothing():
+        pass
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "early":
+            processes.start_early(["fogsync.merge"])
+        names = ["fogsync.merge", "fogsync.state"]
+        print(dict(processes.map_in_processes(preloaded, names, nothing, workers=1)))
+""")
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(), reason="no forkserver")
+def test_start_early_has_workers_fork_from_a_server_that_imported_what_they_run(tmp_path):
+    script = tmp_path / "early.py"
+    script.write_text(START_EARLY)
+    runs = {}
+    for how in ("early", "late"):
+        out = subprocess.run([sys.executable, str(script), how], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        runs[how] = out.stdout.strip()
+    # Neither module is imported by the worker itself: only the early server had fogsync.merge.
+    assert runs == {"early": "{'fogsync.merge': True, 'fogsync.state': False}",
+                    "late": "{'fogsync.merge': False, 'fogsync.state': False}"}
