@@ -382,10 +382,14 @@ def dirty_dirs(tree: Mapping[str, Entry], previous: Mapping[str, Entry]) -> set[
                 return
             path = parent_of(path)
 
+    # Once per path on a first sync (50,000): the parent inline, and no call for a marked one.
     for path in touched(tree, previous):
         e = tree[path]
-        if previous.get(path) != e:
-            mark(path if e.type == DIR else parent_of(path))
+        old = previous.get(path)
+        if old is None or old != e:
+            d = path if e.type == DIR else path.rpartition("/")[0]
+            if d not in dirty:
+                mark(d)
     for path in previous.keys() - tree.keys():
         parent = parent_of(path)
         while parent and (parent not in tree or tree[parent].type != DIR):

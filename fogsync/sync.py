@@ -154,8 +154,7 @@ def _attempt(share: Share, report: Report) -> bool:
     # Before resolving, whose list of refs was the peak of a first sync, the sizes and the scanned
     # items of the files read go: 106.7 -> 102.8 MB for 50,000 files.
     del sizes
-    moved = _read_otherwise(snap, changes.to_read, sealed.stats)
-    known = _known(snap, changes.to_read, sealed.stats)
+    moved, known = _as_read(snap, changes.to_read, sealed.stats)
     stored = resolve_sealed(sealed, writer)
     report.problems += sealed.problems
     local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
@@ -276,31 +275,30 @@ def _settling(snap: Snapshot, paths: list[str], settle_ns: int) -> list[str]:
     return [p for p in paths if snap.items[p].mtime_ns > fresh]
 
 
-def _known(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> dict[str, Local]:
-    """Paths whose content the local tree describes, as they looked when it was learnt.
+def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tuple[dict[str, Local], dict[str, Local]]:
+    """(moved, known): what the files to read looked like when scanned, and when read.
 
-    That is the scan, with each file read replaced by the stat it was read
-    with and each file left unread dropped; built in ``snap.items`` itself
-    (its last reader is the directory mtimes, which this leaves as they
-    are), not beside it.
+    ``moved`` holds, as scanned, only the files to read that were not read
+    with the stat they were scanned with (on a first sync, a copy of every
+    scanned file would be 5 MB more at the pass's peak). ``known`` is the
+    paths whose content the local tree describes, as they looked when it
+    was learnt: the scan, with each file read replaced by the stat it was
+    read with and each file left unread dropped; built in ``snap.items``
+    itself (its last reader is the directory mtimes, which this leaves as
+    they are), not beside it.
     """
     items = snap.items
+    moved = {}
     for path in to_read:
         s = read.get(path)
+        item = items[path]
         if s is None:
+            moved[path] = item
             del items[path]
-        elif items[path][1:4] != s:  # read as scanned, mostly: the scanned item says the same
-            items[path] = Local(FILE, s.size, s.mtime_ns, s.ino, items[path].exec)
-    return items
-
-
-def _read_otherwise(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> dict[str, Local]:
-    """The files to read that were not read with the stat they were scanned with, as scanned.
-
-    (Only those: on a first sync, a copy of every scanned file would be 5 MB more at the pass's peak.)
-    """
-    items = snap.items
-    return {p: items[p] for p in to_read if read.get(p) != items[p][1:4]}
+        elif item[1:4] != s:  # read as scanned, mostly: the scanned item says the same
+            moved[path] = item
+            items[path] = Local(FILE, s.size, s.mtime_ns, s.ino, item.exec)
+    return moved, items
 
 
 def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Entry], final) -> None:
@@ -381,7 +379,7 @@ def _unvouched(
     Only what the pass read or saved needs a look: every other path matched
     its row unchanged at this pass's compare, and its row stays as it was.
     ``moved`` holds, as scanned, the files to read that ``known`` has with
-    another stat or not at all (``_read_otherwise``).
+    another stat or not at all (``_as_read``).
     """
     unsure = {parent_of(p) for p in removed if p in known or p in moved}
     for path in itertools.chain(rows, (p for p in to_read if p not in rows)):  # each once: on a first sync, in both

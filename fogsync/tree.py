@@ -78,8 +78,7 @@ Tree = dict  # dict[str, Entry]: "a/b.txt" -> Entry; parents always present
 
 def parent_of(path: str) -> str:
     """'a/b/c' -> 'a/b'; 'a' -> '' (the top directory)."""
-    i = path.rfind("/")
-    return path[:i] if i >= 0 else ""
+    return path.rpartition("/")[0]
 
 
 def name_of(path: str) -> str:
@@ -101,9 +100,13 @@ def children_by_dir(tree: Mapping[str, Entry], only: Container[str] | None = Non
     """Directory path -> the paths directly inside it ('' is the top); just the directories in ``only`` if given."""
     out: dict[str, list[str]] = {"": []}
     for path, entry in tree.items():
-        parent = parent_of(path)
+        parent = path.rpartition("/")[0]  # parent_of, inline: once per path
         if only is None or parent in only:
-            out.setdefault(parent, []).append(path)
+            kids = out.get(parent)
+            if kids is None:
+                out[parent] = [path]
+            else:
+                kids.append(path)
         if entry.type == DIR and (only is None or path in only):
             out.setdefault(path, [])
     return out
