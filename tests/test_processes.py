@@ -77,6 +77,15 @@ def test_the_server_is_not_started_early_where_it_would_import_another_fogsync(t
     assert not processes._server_imports_ours()
 
 
+def test_no_head_start_from_a_removed_current_directory(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert not processes._server_imports_ours()
+    processes.start_early(["fogsync.push"])  # and no error
+
+
 START_EARLY = textwrap.dedent("""
     import sys
     from fogsync import processes
