@@ -194,7 +194,7 @@ _worker_keys: list[crypto.ShareKeys] = []
 
 
 class _GrewLarge(Exception):
-    """The file is no longer small: the calling process seals it, streaming."""
+    """The file is no longer small: the calling process seals it, streaming (or a chunk per thread)."""
 
 
 class _Capture:
@@ -218,7 +218,7 @@ def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
     out: list[_PoolResult] = []
     for path in paths:
         try:
-            result = _read_one(folder, path, capture, keys, no_index, host)
+            result = _read_one(folder, path, capture, keys, no_index, host, small_only=True)
         except _GrewLarge:
             result = None
         if isinstance(result, tuple):
@@ -239,11 +239,11 @@ def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[str]:
     return paths
 
 
-def _read_one(folder, path, writer, keys, index, host):
+def _read_one(folder, path, writer, keys, index, host, small_only: bool = False):
     full = os.path.join(folder, path)
     for _ in range(READ_ATTEMPTS):
         try:
-            return _read_stable(full, writer, keys, index, host)
+            return _read_stable(full, writer, keys, index, host, small_only)
         except _Changing:
             continue
         except OSError as e:
@@ -251,13 +251,15 @@ def _read_one(folder, path, writer, keys, index, host):
     return f"skipped {path!r} for now: it kept changing while it was read"
 
 
-def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host: str):
+def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host: str, small_only: bool = False):
     fd = os.open(full, _OPEN_FLAGS)
     try:
         before = os.fstat(fd)
         if not st.S_ISREG(before.st_mode):
             raise _Changing()
         small = before.st_size <= PROBE
+        if not small and small_only:
+            raise _GrewLarge()
         if small:
             data = _read_small(fd, before.st_size)
             length = len(data)

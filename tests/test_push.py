@@ -237,3 +237,19 @@ def test_a_file_replaced_by_a_fifo_is_skipped_without_blocking(repo, tmp_path):
     out = seal_files(str(folder), ["was-a-file"], writer, KEYS, ContentIndex(guesses=0), "host", sizes={"was-a-file": 5})
     assert "was-a-file" not in out.entries
     assert len(out.problems) == 1 and "'was-a-file'" in out.problems[0]
+
+
+def test_a_file_that_grew_big_and_incompressible_is_sealed_by_the_caller(repo, tmp_path):
+    from fogsync import bigblob
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    big = os.urandom(bigblob.MIN_SIZE + 1000)  # scanned small; now past the size bigblob seals a chunk per thread
+    (folder / "video.bin").write_bytes(big)
+    writer = repo.writer()
+    out = seal_files(str(folder), ["video.bin"], writer, KEYS, ContentIndex(guesses=0), "host",
+                     sizes={"video.bin": 10}, processes_min=1)
+    resolve_sealed(out, writer)
+    repo.wait_uploads()
+    assert not out.problems
+    assert content(repo, out.entries["video.bin"]) == big
