@@ -86,7 +86,7 @@ class Report:
 
 
 # What worker processes run in a pass: sealing files (push) and writing them (pull).
-WORKER_MODULES = ("fogsync.push", "fogsync.pull")
+WORKER_MODULES = (seal_files.__module__, apply.__module__)
 
 
 def sync_share(share: Share) -> Report:
