@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fogsync import crypto, push
+from fogsync import bigblob, crypto, push
 from fogsync.push import ContentIndex, resolve_sealed, seal_files
 from fogsync.repo import Repo
 from fogsync.store.local import LocalStore
@@ -91,16 +91,21 @@ def test_problems_come_back_from_worker_processes(repo, tmp_path):
     assert len(pooled.problems) == 1 and "'gone'" in pooled.problems[0]
 
 
-def test_a_file_that_grew_large_is_sealed_by_the_caller(repo, tmp_path):
+@pytest.mark.parametrize("size", [
+    300_000,  # past the probe: streamed by this process
+    bigblob.MIN_SIZE + 1000,  # past the size bigblob seals a chunk per thread (a worker once failed the pass here)
+])
+def test_a_file_scanned_small_that_grew_is_sealed_by_the_caller(repo, tmp_path, size):
     folder = tmp_path / "folder"
     folder.mkdir()
-    big = os.urandom(300_000)  # scanned small, but now past the probe: streamed by this process
+    big = os.urandom(size)  # incompressible, so the bigger one goes to bigblob
     (folder / "grew").write_bytes(big)
     writer = repo.writer()
     out = seal_files(str(folder), ["grew"], writer, KEYS, ContentIndex(guesses=0), "host",
                      sizes={"grew": 10}, processes_min=1)
     resolve_sealed(out, writer)
     repo.wait_uploads()
+    assert not out.problems
     assert content(repo, out.entries["grew"]) == big
 
 
@@ -131,8 +136,6 @@ def test_the_capture_writer_refuses_a_stream():
 
 @pytest.mark.parametrize("change", ["append", "truncate"])
 def test_a_big_file_changed_while_it_is_read_is_read_again_never_torn(repo, tmp_path, monkeypatch, change):
-    from fogsync import bigblob
-
     folder = tmp_path / "folder"
     folder.mkdir()
     path = folder / "big.bin"
@@ -238,18 +241,3 @@ def test_a_file_replaced_by_a_fifo_is_skipped_without_blocking(repo, tmp_path):
     assert "was-a-file" not in out.entries
     assert len(out.problems) == 1 and "'was-a-file'" in out.problems[0]
 
-
-def test_a_file_that_grew_big_and_incompressible_is_sealed_by_the_caller(repo, tmp_path):
-    from fogsync import bigblob
-
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    big = os.urandom(bigblob.MIN_SIZE + 1000)  # scanned small; now past the size bigblob seals a chunk per thread
-    (folder / "video.bin").write_bytes(big)
-    writer = repo.writer()
-    out = seal_files(str(folder), ["video.bin"], writer, KEYS, ContentIndex(guesses=0), "host",
-                     sizes={"video.bin": 10}, processes_min=1)
-    resolve_sealed(out, writer)
-    repo.wait_uploads()
-    assert not out.problems
-    assert content(repo, out.entries["video.bin"]) == big
