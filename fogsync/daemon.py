@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import control
+from . import control, malloc
 from .config import Config
 from .errors import ConfigError, FogsyncError, LocalError
 from .roots import Root
@@ -198,6 +198,7 @@ class ShareWorker(threading.Thread):
             self._next_rescan = start + self._rescan_every()
         for req in requests:
             req.answer(result)
+        malloc.give_back()  # what the pass freed, back to the system while this share idles
 
     def _poll(self) -> None:
         self._next_poll = self.clock() + self.poll

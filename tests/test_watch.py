@@ -220,3 +220,14 @@ def test_failures_back_off_exponentially_up_to_a_cap(tmp_path, clock):
     worker.hint()  # in trouble, events wait for the retry
     assert worker._due(clock.now)[0] == "pass"
     assert worker.status()["state"] == "error" and worker.status()["reason"] == "store unreachable"
+
+
+def test_a_pass_ends_by_giving_the_heap_back(tmp_path, clock, monkeypatch):
+    from fogsync import daemon
+
+    given_back = []
+    monkeypatch.setattr(daemon.malloc, "give_back", lambda: given_back.append(clock.now))
+    cfg = Config(path=str(tmp_path / "c.toml"), host="h", state_dir=str(tmp_path), poll=10.0)
+    worker = ShareWorker(cfg, "docs", clock)  # no such share: the pass fails, and still ends so
+    worker._pass()
+    assert worker.status()["state"] == "error" and given_back == [clock.now]
