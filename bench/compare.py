@@ -20,9 +20,10 @@ through the same sequence, each run on a fresh repository/store:
 Nothing is deleted while the tools run: a tool's work dir is moved aside
 and the pile is deleted at the end, or, when the disk would not hold it
 all, after every tool of a corpus and run is done, followed by ``sync(2)``
-and a 61 s wait. On ext4 without a journal (these machines), an inode freed
+and a 361 s wait. On ext4 without a journal (these machines), an inode freed
 less than 60 s ago (360 s while its inode-table block is dirty, which new
-files nearby make it) is skipped by every file create, and each skip costs
+files nearby make it: 61 s was not enough, perf still showed a restore of the
+mixed corpus spending 14% of its CPU there) is skipped by every file create, and each skip costs
 a buffer-cache lookup: a tool that creates thousands of files (fogsync's one
 object per 64 KiB block, any restore of the small corpus) right after
 another tool's 50,000-file cleanup spends most of its time in
@@ -32,7 +33,8 @@ fogsync's package is byte-compiled first, as a ``pip install`` leaves it
 (``compile_bytecode``). Each command runs as a child process, timed with a
 monotonic clock and reaped with ``os.wait4`` for its peak RSS (ru_maxrss).
 ``sync(2)`` runs before every timed command, and the corpus is read once
-(warm page cache) before each tool's turn. The table shows the median over
+(warm page cache) before each tool's turn; the tools take turns going first,
+run by run. The table shows the median over
 ``--runs``, MB/s as corpus bytes per wall second (initial and restore only),
 and each tool's wall time as a multiple of restic's in the same run
 ("x restic").
@@ -385,7 +387,7 @@ class Result:
         return statistics.median(self.rss) if self.rss else None
 
 
-RECENTLY_DELETED_S = 61  # ext4 (no journal) skips inodes freed this recently when it allocates
+RECENTLY_DELETED_S = 60 + 300 + 1  # ext4 (no journal): RECENTCY_MIN + RECENTCY_DIRTY in fs/ext4/ialloc.c
 
 
 class Trash:
@@ -431,7 +433,7 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
 
     for run in range(runs):
         log(f"corpus {name}: run {run + 1}/{runs}")
-        for tool in tools:
+        for tool in tools if run % 2 == 0 else tools[::-1]:  # neither tool always goes first
             warm(corpus)  # just before: this machine pages out cold page cache (DAMON)
             work = tempfile.mkdtemp(prefix=f"{tool}-{name}-", dir=work_root)
             try:
