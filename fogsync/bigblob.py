@@ -172,7 +172,9 @@ def open_into(keys: ShareKeys, chunks: Iterator[bytes], length: int, write: Call
     threads writing one file contend for its inode lock: measured slower).
     Returns the plaintext's hex SHA-256 and length once the tag has
     verified; raises IntegrityError after the last write if it does not.
-    Every piece but the last must be exactly CHUNK bytes. A compressed blob
+    Every piece but the last must be exactly CHUNK bytes; a writable piece
+    (``Repo.sealed_chunks`` hands out fresh bytearrays) is decrypted in
+    place, so the caller must not use it afterwards. A compressed blob
     (or one with a header this version does not know) is decrypted in order
     by ``crypto.open_stream``, which reports it the same way.
     """
@@ -197,10 +199,13 @@ def open_into(keys: ShareKeys, chunks: Iterator[bytes], length: int, write: Call
             read[0] = start + len(view)
             yield start, view
 
-    def job(item: tuple[int, memoryview]) -> bytearray:
+    def job(item: tuple[int, memoryview]) -> memoryview:
+        """The piece's plaintext: decrypted in place, as the piece was MACed before it came here."""
         start, view = item
         lo, hi = max(start, PREFIX_LEN), min(start + len(view), body_end)
-        plain = bytearray(view[lo - start : hi - start]) if hi > lo else bytearray()
+        plain = view[lo - start : hi - start] if hi > lo else view[:0]
+        if plain.readonly:  # bytes someone else may hold too (a cached block): decrypt a copy
+            plain = memoryview(bytearray(plain))
         if plain:
             xor_at(keys.cipher, ctr0, lo - PREFIX_LEN, plain)
         return plain

@@ -347,7 +347,7 @@ class Repo:
                         stack.append((child, entry.bptr))
         return tree
 
-    def sealed_chunks(self, pieces: list[Bptr]) -> Iterator[bytes]:
+    def sealed_chunks(self, pieces: list[Bptr]) -> Iterator[bytes | bytearray]:
         """A sealed blob's bytes in READ_CHUNK chunks, each fetched by one task.
 
         As many chunks are fetched ahead as the store has reads worth having
@@ -361,8 +361,9 @@ class Repo:
         groups = (pieces[i : i + per_chunk] for i in range(0, len(pieces), per_chunk))
         yield from _fetched_ahead(self._joined, groups, self.store.read_concurrency)
 
-    def _joined(self, pieces: list[Bptr]) -> bytes:
-        return b"".join([self.piece(p) for p in pieces])
+    def _joined(self, pieces: list[Bptr]) -> bytearray:
+        """One chunk's pieces in a fresh buffer of its own, which ``bigblob`` decrypts in place."""
+        return bytearray().join([self.piece(p) for p in pieces])
 
     def pieces_ahead(self, bptrs: Iterable[Bptr]) -> Iterator[bytes]:
         """Each bptr's bytes, in order: one-block blobs of many files, read for worker processes.
