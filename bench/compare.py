@@ -22,12 +22,13 @@ and the pile is deleted at the end, or, when the disk would not hold it
 all, after every tool of a corpus and run is done, followed by ``sync(2)``
 and a 361 s wait. On ext4 without a journal (these machines), an inode freed
 less than 60 s ago (360 s while its inode-table block is dirty, which new
-files nearby make it: 61 s was not enough, perf still showed a restore of the
-mixed corpus spending 14% of its CPU there) is skipped by every file create, and each skip costs
+files nearby make it) is skipped by every file create, and each skip costs
 a buffer-cache lookup: a tool that creates thousands of files (fogsync's one
 object per 64 KiB block, any restore of the small corpus) right after
 another tool's 50,000-file cleanup spends most of its time in
-``recently_deleted()``, which measures the cleanup, not the tool.
+``recently_deleted()``, which measures the cleanup, not the tool. (A 61 s
+wait was not enough: mixed-corpus restores taken seconds to a few minutes
+after a cleanup spent 14-38% of their CPU there, and none 6 minutes after.)
 
 fogsync's package is byte-compiled first, as a ``pip install`` leaves it
 (``compile_bytecode``). Each command runs as a child process, timed with a
