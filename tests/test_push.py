@@ -240,4 +240,3 @@ def test_a_file_replaced_by_a_fifo_is_skipped_without_blocking(repo, tmp_path):
     out = seal_files(str(folder), ["was-a-file"], writer, KEYS, ContentIndex(guesses=0), "host", sizes={"was-a-file": 5})
     assert "was-a-file" not in out.entries
     assert len(out.problems) == 1 and "'was-a-file'" in out.problems[0]
-
