@@ -6,8 +6,9 @@ down, one name at a time without following a symlink, and that is the
 very directory the file was written in; a rename that refuses to replace
 anything (``rename_new``: ``renameat2`` with ``RENAME_NOREPLACE``); a
 check that a path still has the stat it was scanned with (``unchanged``);
-and the checks made before a file is written at all (``real_parent``,
-``present``). What to write, and in what order, is ``pull``'s business.
+the checks made before a file is written at all (``real_parent``,
+``present``); and the removal of a killed pull's temporary files
+(``remove_stale``). What to write, and in what order, is ``pull``'s business.
 """
 
 from __future__ import annotations
@@ -141,10 +142,18 @@ class Dirs:
 
     def fd(self, parent: str, written_in: tuple[int, int]) -> int | None:
         """A descriptor of ``parent``, if it now is the directory ``written_in``; else None."""
+        found = self._held(parent)
+        return found[0] if found is not None and found[1] == written_in else None
+
+    def opened(self, parent: str) -> int | None:
+        """A descriptor of ``parent`` as it is now in the folder (reached without a symlink), or None."""
+        found = self._held(parent)
+        return None if found is None else found[0]
+
+    def _held(self, parent: str) -> tuple[int, tuple[int, int]] | None:
         if parent not in self._open and len(self._open) >= _DIRS_OPEN_MAX:
             self._close_all()
-        found = self._opened(parent)
-        return found[0] if found is not None and found[1] == written_in else None
+        return self._opened(parent)
 
     def _opened(self, parent: str) -> tuple[int, tuple[int, int]] | None:
         if parent in self._open:
@@ -172,3 +181,28 @@ class Dirs:
             if found is not None:
                 os.close(found[0])
         self._open.clear()
+
+
+def remove_stale(folder: str, paths: list[str], before_ns: int) -> list[str]:
+    """Remove the files at ``paths`` that still are regular files whose inode last changed before
+    ``before_ns``, each through a descriptor of its directory opened from the folder down (a
+    directory swapped for a symlink since the scan leads nowhere). Returns the paths removed.
+
+    For a killed pull's temporary files (``scan.Snapshot.stale_temps``): one
+    that is gone, or was touched since, is left alone, and so is one that
+    cannot be removed; the next pass tries again.
+    """
+    removed = []
+    with Dirs(folder) as dirs:
+        for path in paths:
+            try:
+                fd = dirs.opened(parent_of(path))
+                if fd is None:
+                    continue
+                s = os.stat(name_of(path), dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(s.st_mode) and s.st_ctime_ns < before_ns:
+                    os.unlink(name_of(path), dir_fd=fd)
+                    removed.append(path)
+            except OSError:
+                continue
+    return removed

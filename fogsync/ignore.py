@@ -16,6 +16,9 @@ from typing import Iterable
 
 IGNORE_FILE = ".fogsyncignore"
 TEMP_PREFIX = ".fogsync-"
+# A file being written by a pull: ``.fogsync-tmp-<pid>-<8 hex>-<serial>`` (``prepare``).
+TEMP_FILE_PREFIX = f"{TEMP_PREFIX}tmp-"
+_TEMP_FILE = re.compile(re.escape(TEMP_FILE_PREFIX) + r"[0-9]+-[0-9a-f]{8}-[0-9]+")
 
 # Scratch files of editors and downloaders: never a user's finished work.
 BUILTIN = (
@@ -23,6 +26,11 @@ BUILTIN = (
     "*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#",
     "*.part", "*.crdownload", "*.partial", ".~lock.*#",
 )
+
+
+def temp_file(name: str) -> bool:
+    """Whether ``name`` is exactly what a pull names the file it writes before renaming it into place."""
+    return _TEMP_FILE.fullmatch(name) is not None
 
 
 def _translate(glob: str) -> str:

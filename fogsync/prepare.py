@@ -24,7 +24,7 @@ from .blocks import Bptr
 from .crypto import ShareKeys
 from .directio import DirectWriter
 from .errors import FormatError, IntegrityError, LocalError
-from .ignore import TEMP_PREFIX
+from .ignore import TEMP_FILE_PREFIX
 from .repo import Repo
 from .tree import DIR, FILE, SYMLINK, Entry
 
@@ -47,7 +47,7 @@ def _temp_name(dest: str) -> str:
     The pid is read at each call: worker processes forked from a process
     that had imported this module share its token and its serial count.
     """
-    return os.path.join(os.path.dirname(dest), f"{TEMP_PREFIX}tmp-{os.getpid()}-{_TEMP_TOKEN}-{next(_temp_serial)}")
+    return os.path.join(os.path.dirname(dest), f"{TEMP_FILE_PREFIX}{os.getpid()}-{_TEMP_TOKEN}-{next(_temp_serial)}")
 
 
 def prepare(repo: Repo, dest: str, entry: Entry, source: str | None = None) -> str:

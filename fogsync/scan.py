@@ -5,7 +5,9 @@ and stat without reading any content. ``compare`` sets that snapshot
 against the base tree and its recorded stats: a file whose size, mtime and
 inode are as recorded keeps its base entry unread; the rest must be read.
 Paths that could not be read are reported and keep their base entries, so an
-unreadable directory never looks like a deletion. ``Snapshot.dir_digests``
+unreadable directory never looks like a deletion. A pull's temporary file
+that nothing has touched for a day (the pull was killed) is noted for the
+pass to remove. ``Snapshot.dir_digests``
 fingerprints what ``compare`` looks at, directory by directory, so that a
 pass can tell which directories are as a scan already compared found them,
 and load the base for the others only.
@@ -25,13 +27,16 @@ from dataclasses import dataclass, field
 from typing import Callable, Container, Iterator, Mapping, NamedTuple
 
 from .errors import LocalError
-from .ignore import Ignore
+from .ignore import Ignore, temp_file
 from .state import Stat
 from .tree import DIR, FILE, SYMLINK, Entry
 
 # A file modified this close to the scan may change again within the same
 # mtime tick; its stat is not trusted next time (git's "racily clean" rule).
 RACY_NS = 2_000_000_000
+# A pull's temporary file whose inode has not changed for this long was left by a pull that was
+# killed: a live one writes, stamps and renames its file within minutes at most (Syncthing too waits a day).
+STALE_TEMP_NS = 24 * 3600 * 1_000_000_000
 _S_IFMT = 0o170000  # the file-type bits of st_mode
 _S_IFREG, _S_IFDIR, _S_IFLNK, _S_IXUSR = st.S_IFREG, st.S_IFDIR, st.S_IFLNK, st.S_IXUSR  # one lookup per path, not two
 
@@ -62,6 +67,7 @@ class Snapshot:
     unreadable: set[str] = field(default_factory=set)  # keep base entries at and below these
     problems: list[str] = field(default_factory=list)
     taken_ns: int = 0
+    stale_temps: list[str] = field(default_factory=list)  # pulls' temporary files left for a day: to remove
     # Each directory listed, in scan order, with how many of ``items`` (which follow in that
     # order) it added; None for a snapshot not made by ``scan``.
     listed: list[tuple[str, int]] | None = None
@@ -204,6 +210,8 @@ def _add_entries(
             continue
         kind = s.st_mode & _S_IFMT
         if ignored(name, path, kind == _S_IFDIR):
+            if kind == _S_IFREG and s.st_ctime_ns < snap.taken_ns - STALE_TEMP_NS and temp_file(name):
+                snap.stale_temps.append(path)
             continue
         if kind == _S_IFREG:
             items[path] = Local(FILE, s.st_size, s.st_mtime_ns, s.st_ino, bool(s.st_mode & _S_IXUSR))

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping
 
 from .errors import ConfigError, FogsyncError, SwapConflict
+from .folder import remove_stale
 from .ignore import Ignore
 from .merge import Conflict, differs, merge
 from .processes import start_early
@@ -31,7 +32,7 @@ from .pull import Applied, apply
 from .push import ContentIndex, resolve_sealed, seal_files, write_listings, write_root
 from .repo import Head, Repo
 from .roots import Root
-from .scan import RACY_NS, Local, Snapshot, compare, digest_of, scan, unchanged
+from .scan import RACY_NS, STALE_TEMP_NS, Local, Snapshot, compare, digest_of, scan, unchanged
 from .state import ShareState, Stat, State
 from .tree import DIR, FILE, Entry, parent_of, touched
 
@@ -113,6 +114,7 @@ def _attempt(share: Share, report: Report) -> bool:
     _refuse_namesake(share, info.base, head.root)
     snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
     report.problems = list(snap.problems)
+    _remove_stale_temps(share, snap)
     # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
     dirs = snap.dir_digests() if head.root == info.base else None
     vouched = vouched_dirs(state, name, info) if dirs is not None else None
@@ -203,6 +205,15 @@ def _attempt(share: Share, report: Report) -> bool:
     report.pushed_bytes = sum(sealed.entries[p].size for p in pushed) if committed else 0
     report.written, report.removed = applied.written, applied.removed
     return True
+
+
+def _remove_stale_temps(share: Share, snap: Snapshot) -> None:
+    """Temporary files a killed pull left in the folder go once nothing has touched them for a day."""
+    if snap.stale_temps:
+        removed = remove_stale(share.folder, snap.stale_temps, snap.taken_ns - STALE_TEMP_NS)
+        if removed:
+            log.info("%s: removed %d temporary file(s) an interrupted pull left, such as %s",
+                     share.name, len(removed), removed[0])
 
 
 def _refuse_vanished_head(share: Share, base: bytes | None, head: Head) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -133,3 +134,23 @@ def test_a_directory_that_cannot_be_opened_is_an_error_not_a_skip(tmp_path, monk
     monkeypatch.setattr(folder.os, "open", out_of_descriptors)
     with folder.Dirs(str(tmp_path)) as dirs, pytest.raises(OSError, match="Too many open files"):
         dirs.fd("d", (s.st_dev, s.st_ino))  # a skip would retry the pass for nothing
+
+
+def test_remove_stale_removes_files_untouched_since_and_never_through_a_symlink(tmp_path):
+    share, outside = tmp_path / "share", tmp_path / "outside"
+    for d in (share / "sub", share / "swapped", outside):
+        d.mkdir(parents=True)
+    name = ".fogsync-tmp-41-0123abcd-3"
+    for d in (share, share / "sub", outside):
+        (d / name).write_bytes(b"half a file")
+    (share / "sub" / "also-a-dir").mkdir()
+    time.sleep(0.05)  # past the file system's ctime tick
+    touched = share / "sub" / ".fogsync-tmp-41-0123abcd-4"
+    touched.write_bytes(b"a live pull's")
+    cutoff = os.lstat(touched).st_ctime_ns  # only what changed strictly before goes
+    (share / "swapped").rmdir()
+    os.symlink(outside, share / "swapped")  # after the scan: a directory replaced by a link out
+    asked = [name, f"sub/{name}", f"sub/{touched.name}", f"swapped/{name}", f"gone/{name}", "sub/missing",
+             "sub/also-a-dir"]
+    assert folder.remove_stale(str(share), asked, cutoff) == [name, f"sub/{name}"]
+    assert touched.exists() and (outside / name).exists() and (share / "sub" / "also-a-dir").is_dir()

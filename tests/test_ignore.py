@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from fogsync.ignore import BUILTIN, IGNORE_FILE, Ignore
+from fogsync.ignore import BUILTIN, IGNORE_FILE, Ignore, temp_file
 
 
 def ig(*patterns: str) -> Ignore:
@@ -153,3 +155,15 @@ def test_the_quick_name_filter_never_changes_an_answer(glob):
     for name in NAMES:
         for is_dir in (False, True):
             assert quick.ignored_here(name, is_dir) is rule_by_rule.ignored_here(name, is_dir), (glob, name)
+
+
+def test_temp_file_names_exactly_what_a_pull_writes(tmp_path):
+    from fogsync.prepare import _temp_name
+
+    written = os.path.basename(_temp_name(str(tmp_path / "notes.txt")))
+    assert temp_file(written)
+    for name in (".fogsync-tmp-12-0123abcd-7", ".fogsync-tmp-4194304-ffffffff-0"):
+        assert temp_file(name)
+    for name in (".fogsync-tmp-notes.txt", ".fogsync-tmp-12-0123ABCD-7", ".fogsync-tmp-12-0123abcd-7.bak",
+                 "x.fogsync-tmp-12-0123abcd-7", ".fogsync-tmp-12-0123abc-7", ".fogsync-state", ".tmp-0123abcd"):
+        assert not temp_file(name), name

@@ -9,7 +9,7 @@ import pytest
 from fogsync import scan as scanmod
 from fogsync.errors import LocalError
 from fogsync.ignore import Ignore
-from fogsync.scan import RACY_NS, Local, Snapshot, at_or_below, compare, scan
+from fogsync.scan import RACY_NS, STALE_TEMP_NS, Local, Snapshot, at_or_below, compare, scan
 from fogsync.state import Stat
 from fogsync.tree import DIR, FILE, SYMLINK, Entry
 
@@ -60,6 +60,20 @@ def test_scan_leaves_out_ignored_paths_and_does_not_descend(tmp_path):
     assert not any(p.startswith("build") for p in snap.items)  # as in git: no re-include below an excluded dir
     assert "notes.txt~" not in snap.items and "sub/.fogsync-tmp-123" not in snap.items
     assert "run.sh" not in snap.items and "a.txt" in snap.items
+
+
+def test_a_pulls_temporary_file_untouched_for_a_day_is_noted_as_stale(tmp_path):
+    temp = ".fogsync-tmp-41-0123abcd-3"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / temp).write_bytes(b"half a file")
+    (tmp_path / ".fogsync-tmp-notes").write_bytes(b"ignored, but no name a pull writes")
+    (tmp_path / ".fogsync-tmp-42-0123abcd-0").mkdir()  # the name, but not a file
+    (tmp_path / "a.txt").write_bytes(b"a")
+    made = max(os.lstat(p).st_ctime_ns for p in tmp_path.rglob("*"))
+    day_on = scan(str(tmp_path), Ignore(), clock=lambda: made + STALE_TEMP_NS + 10**9)
+    assert day_on.stale_temps == [f"sub/{temp}"]
+    assert set(day_on.items) == {"sub", "a.txt"}  # still never synced
+    assert scan(str(tmp_path), Ignore(), clock=lambda: made + STALE_TEMP_NS - 10**9).stale_temps == []
 
 
 def test_non_utf8_name_is_skipped_with_a_problem(tmp_path):

@@ -1158,3 +1158,18 @@ def test_a_pass_that_wrote_files_keeps_no_scan_and_the_next_finds_one(two, loads
     n = len(loads)
     assert b.sync_here().written == 0 and len(loads) == n
     assert b.read("f.txt") == b"from a"
+
+
+def test_a_pass_removes_the_temporary_files_of_a_killed_pull_a_day_on_and_commits_nothing(make):
+    h = make("laptop")
+    h.write("sub/a.txt", "a")
+    h.sync_here()
+    left = prepare._temp_name(str(h.path("sub/a.txt")))  # as a pull killed before its rename leaves it
+    with open(left, "wb") as f:
+        f.write(b"half of a")
+    h.write(".fogsync-tmp-notes", "the person's own, in our namespace")
+    assert h.sync_here().committed is None and os.path.exists(left)  # a live pull could still own it
+    h.share().clock_ns = lambda: time.time_ns() + syncmod.STALE_TEMP_NS + 10**9
+    report = h.sync_here()
+    assert not os.path.exists(left) and h.path(".fogsync-tmp-notes").exists()
+    assert report.committed is None and sorted(h.tree()) == [".fogsync-tmp-notes", "sub", "sub/a.txt"]
