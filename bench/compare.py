@@ -39,7 +39,7 @@ run by run. The table shows the median over
 ``--runs``, MB/s as corpus bytes per wall second (initial and restore only),
 and each tool's wall time as a multiple of restic's in the same run
 ("x restic"), then how fast the machine itself was before each corpus and
-at the end (raw Twofish-CTR on one thread, ``gauge``).
+at the end (raw Twofish-CTR on one thread, and a step of CPython: ``gauge``).
 
 ``--smoke`` makes corpora of a few MB with the same recipe (``--scale``,
 default 0.002) and runs fogsync and whichever peers are installed: CI uses it
@@ -59,6 +59,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CORPUS = os.path.join(HERE, "make_corpus.py")
@@ -117,33 +118,66 @@ def corpus_files(path: str) -> dict[str, int]:
     return out
 
 
-# Raw Twofish-CTR on one thread through libgcrypt, with nothing of fogsync's: how fast this machine
-# is right now. The host's other tenants move it by 25% within an hour, and fogsync (Twofish-bound)
-# more than restic (AES-NI), so the table says what the machine was doing while it was taken.
+# How fast this machine is right now, with nothing of fogsync's: raw Twofish-CTR on one thread
+# through libgcrypt (what fogsync's big files wait for), and CPython running a small step of a call,
+# a tuple and a dict update (what its many small files wait for). The host's other tenants move
+# both, and not alike: on 2026-12-04 Twofish ran 25% below the sessions before, while fogsync's
+# Python-bound small-corpus sync took 1.8x its time of the session before (restic's 1.3x). Both
+# weigh on fogsync (Python, Twofish) more than on restic (Go, AES-NI), so the table says what the
+# machine was doing while it was taken.
 _GAUGE = """
-import ctypes, ctypes.util, sys, time
-lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so.20")
-lib.gcry_check_version.restype = ctypes.c_char_p
-lib.gcry_check_version(None)
-h = ctypes.c_void_p()
-if lib.gcry_cipher_open(ctypes.byref(h), 10, 6, 0) or lib.gcry_cipher_setkey(h, bytes(32), 32):
-    sys.exit(1)
-buf = ctypes.create_string_buffer(1 << 20)
-best = 0.0
-for _ in range(5):
-    start = time.perf_counter()
-    for _ in range(32):
-        lib.gcry_cipher_encrypt(h, buf, 1 << 20, None, 0)
-    best = max(best, 32 * (1 << 20) / (time.perf_counter() - start) / 1e6)
-print(round(best))
+import ctypes, ctypes.util, time
+
+def python_step_ns():
+    def step(i, d):
+        k = (i & 1023, "x")
+        d[k] = d.get(k, 0) + 1
+    d, best = {}, float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for i in range(200_000):
+            step(i, d)
+        best = min(best, (time.perf_counter() - start) / 200_000 * 1e9)
+    return round(best)
+
+def twofish_mb_s():
+    lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so.20")
+    lib.gcry_check_version.restype = ctypes.c_char_p
+    lib.gcry_check_version(None)
+    h = ctypes.c_void_p()
+    if lib.gcry_cipher_open(ctypes.byref(h), 10, 6, 0) or lib.gcry_cipher_setkey(h, bytes(32), 32):
+        return "-"
+    buf = ctypes.create_string_buffer(1 << 20)
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(32):
+            lib.gcry_cipher_encrypt(h, buf, 1 << 20, None, 0)
+        best = max(best, 32 * (1 << 20) / (time.perf_counter() - start) / 1e6)
+    return round(best)
+
+try:
+    mb_s = twofish_mb_s()
+except OSError:
+    mb_s = "-"
+print(mb_s, python_step_ns())
 """
 
 
-def gauge() -> int | None:
-    """This machine's raw Twofish-CTR MB/s on one thread now, or None without libgcrypt."""
+class Gauge(NamedTuple):
+    twofish_mb_s: int | None  # None without libgcrypt
+    python_step_ns: int
+
+    def __str__(self) -> str:
+        return f"{self.twofish_mb_s or '-'} MB/s / {self.python_step_ns} ns"
+
+
+def gauge() -> Gauge | None:
+    """How fast this machine is now (``_GAUGE``), or None if it could not be measured."""
     try:
-        out = subprocess.run([sys.executable, "-c", _GAUGE], capture_output=True, text=True, timeout=60)
-        return int(out.stdout) if out.returncode == 0 else None
+        out = subprocess.run([sys.executable, "-c", _GAUGE], capture_output=True, text=True, timeout=120)
+        mb_s, step_ns = out.stdout.split()
+        return Gauge(None if mb_s == "-" else int(mb_s), int(step_ns)) if out.returncode == 0 else None
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
 
@@ -569,12 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes: dict[str, int] = {}
     paths = corpus_dirs(args.cache, corpora, scale)
     trash = Trash(work_root)
-    speeds: list[tuple[str, int | None]] = []
+    speeds: list[tuple[str, Gauge | None]] = []
     try:
         for name, path in paths.items():
             sizes[name] = sum(corpus_files(path).values())
             speeds.append((f"before {name}", gauge()))
-            log(f"machine: raw Twofish-CTR, one thread: {speeds[-1][1]} MB/s")
+            log(f"machine: raw Twofish-CTR on one thread, a CPython step: {speeds[-1][1]}")
             bench_corpus(name, path, present, args.runs, work_root, results, trash)
         speeds.append(("at the end", gauge()))
     finally:
@@ -585,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fogsync vs peers: {args.runs} run(s), median; scale {scale:g}; "
           f"corpora {', '.join(f'{n} {sizes[n] / 2**20:.1f} MiB' for n in sizes)}")
     print(table(results, sizes, present, args.smoke or scale != 1))
-    print("machine, raw Twofish-CTR on one thread (MB/s): " + ", ".join(f"{v} {when}" for when, v in speeds))
+    print("machine, raw Twofish-CTR on one thread and a CPython step: "
+          + "; ".join(f"{v} {when}" for when, v in speeds))
     bad = [r for r in results.values() if r.bad_restore]
     for r in bad:
         print(f"WARNING: {r.tool} restore of {r.corpus} differs from the corpus: {r.bad_restore[0]}")
