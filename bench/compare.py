@@ -309,7 +309,7 @@ def fogsync_command(override: str | None = None) -> list[str]:
     if os.path.exists(script):
         return [script]
     found = shutil.which("fogsync")
-    return [found] if found else [sys.executable, "-m", "fogsync.cli"]
+    return [found] if found else [sys.executable, "-m", "fogsync"]
 
 
 def compile_bytecode() -> None:

@@ -33,10 +33,10 @@ import sys
 import tempfile
 import time
 
-from fogsync import config as configmod
-from fogsync import control
-from fogsync.shares import open_repo, open_share, open_state
-from fogsync.sync import sync_share
+from fogsync.config import file as configmod
+from fogsync.config.shares import open_repo, open_share, open_state
+from fogsync.daemon import control
+from fogsync.engine.sync import sync_share
 
 SHARE = "bench"
 TIMEOUT = 60.0
@@ -162,7 +162,7 @@ def main() -> int:
     store = args.store or os.path.join(base, "store")
     alpha = configmod.load(_config(base, "alpha", key, store))
     beta = configmod.load(_config(base, "beta", key, store))
-    cmd = [sys.executable, "-m", "fogsync.cli", "--config", alpha.path, "daemon", "--poll", str(args.poll)]
+    cmd = [sys.executable, "-m", "fogsync", "--config", alpha.path, "daemon", "--poll", str(args.poll)]
     err = open(os.path.join(base, "daemon.err"), "wb")
     daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL)
     try:

@@ -44,7 +44,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from compare import (  # noqa: E402
-    CORPORA, SMOKE_SCALE, OneFileChange, corpus_dirs, corpus_files, fogsync_command, log, verify_restore,
+    CORPORA,
+    SMOKE_SCALE,
+    OneFileChange,
+    corpus_dirs,
+    corpus_files,
+    fogsync_command,
+    log,
+    verify_restore,
 )
 
 FAKE_AWS = {
@@ -130,7 +137,11 @@ class Server:
     """moto's S3 behind the counting middleware, on 127.0.0.1 in a thread."""
 
     def __init__(self) -> None:
-        from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.server import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
         from werkzeug.serving import make_server
 
         self.buckets: set[str] = set()

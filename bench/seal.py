@@ -22,7 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from fogsync import bigblob, blocks, cipher, crypto, gcrypt_hwf
+from fogsync.format import blocks, cipher, crypto
+from fogsync.platform import gcrypt_hwf
+from fogsync.repo import bigblob
 
 MIB = 1 << 20
 CHUNK = MIB

@@ -13,11 +13,11 @@ import uuid
 from typing import Callable, Iterator
 
 import pytest
+from helpers import KEYS, folder_tree
 
-from fogsync.repo import Repo
+from fogsync.repo.repository import Repo
 from fogsync.store import Store
 from fogsync.store.local import LocalStore
-from helpers import KEYS, folder_tree
 
 # --- S3 (moto server) ---------------------------------------------------------
 
@@ -268,8 +268,8 @@ class Host:
     def share(self):
         """This host as a ``sync.Share`` (opened once; closed by the ``hosts`` fixture)."""
         if self._share is None:
-            from fogsync import config
-            from fogsync.shares import open_share, open_state
+            from fogsync.config import file as config
+            from fogsync.config.shares import open_share, open_state
 
             cfg = config.load(str(self.config))
             self._state = open_state(cfg)
@@ -277,7 +277,7 @@ class Host:
         return self._share
 
     def sync_here(self):
-        from fogsync.sync import sync_share
+        from fogsync.engine.sync import sync_share
 
         return sync_share(self.share())
 

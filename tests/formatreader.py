@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fogsync.cipher import twofish_ctr
+from fogsync.format.cipher import twofish_ctr
 
 BLOCK = 65536
 BPTR_LEN = 48

@@ -7,9 +7,9 @@ import os
 import stat
 from pathlib import Path
 
-from fogsync import crypto
-from fogsync.repo import Repo
-from fogsync.tree import FILE, Entry
+from fogsync.format import crypto
+from fogsync.format.tree import FILE, Entry
+from fogsync.repo.repository import Repo
 
 KEYS = crypto.ShareKeys.derive(bytes(range(32)))
 MTIME = 1_700_000_000_123_456_789
@@ -65,7 +65,7 @@ def temporary_files(folder) -> list[str]:
 
 def vouched_dirs(share) -> dict[str, bytes]:
     """The directory digests a share's state vouches for: those its seal still holds ({} if none)."""
-    from fogsync.scan import digest_of
+    from fogsync.folder.scan import digest_of
 
     info = share.state.share(share.name)
     dirs = share.state.scan_dirs(share.name)
@@ -80,9 +80,9 @@ def remembered_scan_holds(share) -> bool:
     and the base holds nothing else there. ``sync`` skips loading and
     comparing those directories, or the whole base when every digest matches.
     """
-    from fogsync.ignore import Ignore
-    from fogsync.scan import compare, scan
-    from fogsync.tree import parent_of
+    from fogsync.folder.ignore import Ignore
+    from fogsync.folder.scan import compare, scan
+    from fogsync.format.tree import parent_of
 
     vouched = vouched_dirs(share)
     snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)

@@ -7,7 +7,13 @@ for S3 (boto3 is imported only then), ``memory://`` for tests, and
 
 from __future__ import annotations
 
-from .base import ObjectNotFound, Store, StoreError, SwapConflict, Versioned
+from fogsync.store.base import (
+    ObjectNotFound,
+    Store,
+    StoreError,
+    SwapConflict,
+    Versioned,
+)
 
 __all__ = ["open_store", "Store", "Versioned", "ObjectNotFound", "StoreError", "SwapConflict"]
 
@@ -15,13 +21,13 @@ __all__ = ["open_store", "Store", "Versioned", "ObjectNotFound", "StoreError", "
 def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
     """Open the store named by ``url``."""
     if url.startswith("s3://"):
-        from .s3 import S3Store
+        from fogsync.store.s3 import S3Store
 
         return S3Store(url, endpoint_url=endpoint_url)
     if url.startswith("memory://"):
-        from .memory import MemoryStore
+        from fogsync.store.memory import MemoryStore
 
         return MemoryStore.named(url)
-    from .local import LocalStore
+    from fogsync.store.local import LocalStore
 
     return LocalStore(url)

@@ -21,7 +21,7 @@ import abc
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..errors import ObjectNotFound, StoreError, SwapConflict
+from fogsync.errors import ObjectNotFound, StoreError, SwapConflict
 
 __all__ = ["Store", "Versioned", "ObjectNotFound", "StoreError", "SwapConflict"]
 

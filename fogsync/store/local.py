@@ -23,22 +23,27 @@ Adds to the contract, for a USB disk, NAS mount or plain folder:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
-import functools
 import hashlib
 import os
 import secrets
 import stat
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 from urllib.parse import unquote, urlparse
 
-from ..errors import ConfigError
-from .base import ObjectNotFound, Store, StoreError, SwapConflict, Versioned
+from fogsync.errors import ConfigError
+from fogsync.platform import fsync
+from fogsync.store.base import (
+    ObjectNotFound,
+    Store,
+    StoreError,
+    SwapConflict,
+    Versioned,
+)
 
-__all__ = ["LocalStore", "sync_filesystem"]
+__all__ = ["LocalStore"]
 
 TEMP_PREFIX = ".tmp-"
 LOCK_SUFFIX = ".lock"
@@ -131,7 +136,7 @@ class LocalStore(Store):
         try:
             if error is not None:
                 raise error  # reported once: a later syncfs's descriptor would not see it
-            sync_filesystem(self.root)
+            fsync.sync_filesystem(self.root)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -150,7 +155,7 @@ class LocalStore(Store):
 
     def _flush_ahead(self) -> None:
         try:
-            sync_filesystem(self.root)
+            fsync.sync_filesystem(self.root)
         except OSError as exc:
             self._ahead_error = exc
 
@@ -181,7 +186,7 @@ class LocalStore(Store):
         fd, temp = self._open_temp(directory)
         try:
             try:
-                _write_all(fd, data)
+                fsync.write_all(fd, data)
                 if durable:
                     os.fsync(fd)
             finally:
@@ -192,7 +197,7 @@ class LocalStore(Store):
                 os.unlink(temp)
             raise
         if durable:
-            _fsync_dir(directory)
+            fsync.fsync_dir(directory)
 
     @contextlib.contextmanager
     def _locked(self, lock_path: str) -> Iterator[None]:
@@ -265,47 +270,6 @@ def _read_or_none(path: str) -> bytes | None:
         raise _store_error(exc, path, "read") from exc
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _libc_syncfs() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).syncfs
-    except (AttributeError, OSError):
-        return None
-
-
-def sync_filesystem(directory: str) -> None:
-    """Make everything written so far on ``directory``'s file system durable: one syncfs(2), else sync(2)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _syncfs(fd)
-    finally:
-        os.close(fd)
-
-
-def _syncfs(fd: int) -> None:
-    syncfs = _libc_syncfs()
-    if syncfs is None:
-        os.sync()
-        return
-    if syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _store_error(exc: OSError, path: str, op: str) -> StoreError:

@@ -13,7 +13,7 @@ import hashlib
 import threading
 from typing import ClassVar, Iterator
 
-from .base import ObjectNotFound, Store, SwapConflict, Versioned
+from fogsync.store.base import ObjectNotFound, Store, SwapConflict, Versioned
 
 __all__ = ["MemoryStore"]
 

@@ -32,8 +32,14 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from ..errors import ConfigError
-from .base import ObjectNotFound, Store, StoreError, SwapConflict, Versioned
+from fogsync.errors import ConfigError
+from fogsync.store.base import (
+    ObjectNotFound,
+    Store,
+    StoreError,
+    SwapConflict,
+    Versioned,
+)
 
 __all__ = ["S3Store"]
 

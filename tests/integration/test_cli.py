@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from helpers import folder_tree
 
 KEY = "11" * 32  # the cli_host fixture's default key
@@ -84,7 +83,7 @@ def test_thousands_of_small_files_sealed_in_worker_processes_arrive_intact(cli_h
 
 
 def test_a_file_written_around_the_page_cache_arrives_intact(cli_host, tmp_path):
-    from fogsync import directio
+    from fogsync.platform import directio
 
     a = cli_host("alpha", str(tmp_path / "store"))
     b = cli_host("beta", str(tmp_path / "store"))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from fogsync import config as configmod
-from fogsync import control
-from fogsync.shares import open_repo
+from fogsync.config import file as configmod
+from fogsync.config.shares import open_repo
+from fogsync.daemon import control
 
 TIMEOUT = 20.0
 SHARE = "docs"
@@ -54,7 +54,7 @@ class Host:
         self._repo = None
 
     def cli(self, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "fogsync.cli", "--config", str(self.config), *args]
+        cmd = [sys.executable, "-m", "fogsync", "--config", str(self.config), *args]
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=text, timeout=60)
         if check:
             assert proc.returncode == 0, f"{args}: {proc.stderr}"
@@ -63,7 +63,7 @@ class Host:
     def start_daemon(self) -> subprocess.Popen:
         self.state.mkdir(parents=True, exist_ok=True)
         err = open(self.dir / "daemon.err", "wb")
-        cmd = [sys.executable, "-m", "fogsync.cli", "--config", str(self.config), "daemon", "--poll", "0.5", "-v"]
+        cmd = [sys.executable, "-m", "fogsync", "--config", str(self.config), "daemon", "--poll", "0.5", "-v"]
         self.daemon = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=err)
         err.close()
         wait_for(lambda: self._first_pass_done(), "the daemon's first pass", self)

@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import json
 import os
-import struct
 import random
 import re
 import stat
+import struct
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -29,7 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from formatreader import BLOCK, Bptr, FormatViolation, StoreReader, share_id, subkeys  # noqa: E402
 
-from fogsync.cipher import twofish_ctr  # noqa: E402
+from fogsync.format.cipher import twofish_ctr  # noqa: E402
 
 KEY = bytes(range(32))
 SHARE = "conformance share ünï"
@@ -41,7 +41,7 @@ T0 = 1_700_000_000_123_456_789  # mtimes with a non-zero nanosecond part
 
 def _fogsync() -> list[str]:
     script = Path(sys.executable).with_name("fogsync")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "fogsync.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fogsync"]
 
 
 class Cli:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from fogsync.crypto import ShareKeys
+from fogsync.format.crypto import ShareKeys
 from fogsync.store import open_store
 
 CONFLICT = r" \(conflict from {host} \d{{4}}-\d\d-\d\d \d{{4}}(?: \d+)?\)"

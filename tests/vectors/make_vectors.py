@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from fogsync import cipher, crypto
+from fogsync.format import cipher, crypto
 
 HERE = Path(__file__).resolve().parent
 

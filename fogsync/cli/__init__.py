@@ -1,0 +1,4 @@
+"""The command line pinned in ``../shared/CLI.md``: parsing, rendering, exit codes.
+
+Imports anything; nothing imports it.
+"""

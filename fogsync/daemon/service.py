@@ -1,0 +1,409 @@
+"""The daemon: every share synced continuously, in the foreground.
+
+Adds, over one-shot ``sync_share`` passes, one worker thread per share (a
+share's trouble never stalls another) that runs a pass:
+
+- when its watcher says the folder changed (``watch.Debouncer``: quiet for
+  ``debounce`` seconds, at least every ``max_delay`` during a long burst);
+- when the store's head moved (a conditional read every ``poll`` seconds);
+- at start, and every ``rescan`` seconds (every 30 s when the folder cannot
+  be watched completely);
+- for files still being written: a pass leaves files modified within the
+  last ``debounce`` seconds (``Share.settle_ns``) for a pass shortly after.
+
+A failed pass is logged once per change of error, shown in status and
+retried with exponential backoff (1 s doubling to 60 s). Around the
+workers: an flock on ``<state_dir>/daemon.lock`` (one daemon per state
+dir), the control socket (``control``), SIGINT/SIGTERM (finish the pass in
+hand, exit 0), and logs to stderr and ``<state_dir>/fogsync.log``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import logging.handlers
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fogsync.config.file import Config
+from fogsync.daemon import control
+from fogsync.daemon.watch import Debouncer, ShareWatcher
+from fogsync.engine.sync import Report, Share, sync_share
+from fogsync.errors import ConfigError, FogsyncError, LocalError
+from fogsync.format.roots import Root
+from fogsync.platform import malloc
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
+FALLBACK_RESCAN = 30.0  # seconds between rescans of a folder that cannot be watched completely
+MIN_POLL = 0.2
+STOP_GRACE = 60.0  # seconds a stop waits for the passes in hand (a hung store must not hold it forever)
+LOG_BYTES, LOG_FILES = 1 << 20, 3
+
+
+@dataclass
+class _Request:
+    """A ``sync`` asked over the socket: answered after a pass that started after it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict = field(default_factory=dict)
+
+    def answer(self, result: dict) -> None:
+        self.result = result
+        self.done.set()
+
+
+class ShareWorker(threading.Thread):
+    """Runs the passes of one share and knows what to say about it."""
+
+    def __init__(self, cfg: Config, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(name=f"fogsync-{name}", daemon=True)
+        self.cfg, self.share_name, self.clock = cfg, name, clock
+        self.poll = max(cfg.poll, MIN_POLL)
+        self.settle = cfg.debounce
+        self._cond = threading.Condition()
+        self._debounce = Debouncer(cfg.debounce, cfg.max_delay, clock)
+        self._debounce.schedule(0)  # the start pass
+        self._requests: list[_Request] = []
+        self._stopping = self._syncing = False
+        self._share: Share | None = None
+        self._watcher: ShareWatcher | None = None
+        self._watch_trouble: str | None = None
+        self._error: str | None = None
+        self._last_error: tuple[str, float] | None = None
+        self._backoff, self._retry_at = 0.0, None
+        self._deferred: list[str] = []
+        self._problems: set[str] = set()
+        self._root: bytes | None = None
+        self._root_info: Root | None = None
+        self._last_pass: float | None = None
+        self._next_poll = self._next_rescan = clock() + self.poll
+
+    # --- called from other threads ------------------------------------------
+
+    def hint(self) -> None:
+        """The watcher saw a change."""
+        with self._cond:
+            before = self._debounce.due()
+            self._debounce.hint()
+            if before is None or self._debounce.due() < before:
+                self._cond.notify()
+
+    def request_pass(self) -> _Request:
+        req = _Request()
+        with self._cond:
+            if self._stopping:
+                req.answer({"name": self.share_name, "error": "the daemon is stopping"})
+            else:
+                self._requests.append(req)
+                self._cond.notify()
+        return req
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def status(self) -> dict:
+        with self._cond:
+            now = self.clock()
+            pending = self._syncing or self._debounce.pending or bool(self._deferred) or self._last_pass is None
+            out = {
+                "name": self.share_name,
+                "state": "error" if self._error and not self._syncing else "syncing" if pending else "in step",
+                "reason": self._error,
+                "retry_in": None if self._retry_at is None else max(0.0, self._retry_at - now),
+                "deferred": list(self._deferred),
+                "last_pass": control.iso(self._last_pass),
+                "last_error": self._last_error[0] if self._last_error else None,
+                "last_error_at": control.iso(self._last_error[1]) if self._last_error else None,
+                "watch": self._watch_trouble and f"{self._watch_trouble}; rescanning every {self._rescan_every():.0f} s",
+            }
+            out.update(control.root_fields(self._root, self._root_info))
+            share = self._share
+        if out["state"] != "in step" and share is not None:
+            try:
+                files, size = control.waiting(share.folder, share.exclude, share.state, share.name)
+            except FogsyncError:
+                return out
+            out["waiting_files"], out["waiting_bytes"] = files, size
+        return out
+
+    # --- the worker thread ------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while self._step():
+                pass
+        finally:
+            if self._watcher is not None:
+                self._watcher.stop()
+            if self._share is not None:
+                self._share.repo.close()
+                self._share.state.close()
+            with self._cond:
+                requests, self._requests = self._requests, []
+            for req in requests:
+                req.answer({"name": self.share_name, "error": "the daemon is stopping"})
+
+    def _step(self) -> bool:
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return False
+                action, wake = self._due(self.clock())
+                if action:
+                    break
+                self._cond.wait(max(0.0, wake - self.clock()))
+        if action == "poll":
+            self._poll()
+        else:
+            self._pass()
+        return True
+
+    def _due(self, now: float) -> tuple[str | None, float]:
+        if self._requests:
+            return "pass", now
+        if self._retry_at is not None:  # in trouble: only the retry (or a request) runs a pass
+            return ("pass", now) if now >= self._retry_at else (None, self._retry_at)
+        due = self._debounce.due()
+        if (due is not None and due <= now) or now >= self._next_rescan:
+            return "pass", now
+        if now >= self._next_poll:
+            return "poll", now
+        return None, min(t for t in (due, self._next_rescan, self._next_poll) if t is not None)
+
+    def _pass(self) -> None:
+        with self._cond:
+            self._debounce.take()
+            requests, self._requests = self._requests, []
+            self._syncing = True
+        start = self.clock()
+        try:
+            report = sync_share(self._open())
+        except Exception as e:  # whatever it is, the daemon carries on and retries
+            self._failed(e)
+            result = {"name": self.share_name, "error": self._error}
+        else:
+            self._succeeded(report, self.clock() - start)
+            result = {"name": self.share_name, "summary": report.summary(), "problems": report.problems}
+        finally:
+            with self._cond:
+                self._syncing = False
+            self._next_rescan = start + self._rescan_every()
+        for req in requests:
+            req.answer(result)
+        malloc.give_back()  # what the pass freed, back to the system while this share idles
+
+    def _poll(self) -> None:
+        self._next_poll = self.clock() + self.poll
+        try:
+            share = self._open()
+            info = share.state.share(self.share_name)
+            head = share.repo.read_head(info.head_tag if info else None)
+        except Exception as e:
+            self._failed(e)
+            return
+        if head is not None and head.root != (info.base if info else None):
+            log.info("%s: the store has a new root: pulling", self.share_name)
+            with self._cond:
+                self._debounce.schedule(0)
+
+    def _open(self) -> Share:
+        """The share, opened once; and a watcher that is running (restarted if it died)."""
+        if self._share is None:
+            from fogsync.config.shares import open_share, open_state
+
+            state = open_state(self.cfg)
+            try:
+                share = open_share(self.cfg, self.share_name, state)
+            except BaseException:
+                state.close()
+                raise
+            share.settle_ns = int(self.settle * 1e9)
+            self._share = share
+        if self._watcher is None:
+            self._watcher = ShareWatcher(self._share.folder, self._share.exclude, self.hint)
+        elif self._watcher.healthy():
+            return self._share
+        elif self._watch_trouble is None:  # it died, or the folder was replaced: events may be lost
+            log.warning("%s: the watcher of %s stopped: restarting it and rescanning", self.share_name,
+                        self._share.folder)
+            with self._cond:
+                self._debounce.schedule(0)
+        self._watcher.start()
+        if self._watcher.trouble != self._watch_trouble:
+            if self._watcher.trouble:
+                log.warning("%s: cannot watch every folder under %s: %s; falling back to a rescan every %.0f s",
+                            self.share_name, self._share.folder, self._watcher.trouble, FALLBACK_RESCAN)
+            else:
+                log.warning("%s: watching %s again", self.share_name, self._share.folder)
+            self._watch_trouble = self._watcher.trouble
+        return self._share
+
+    def _rescan_every(self) -> float:
+        return min(self.cfg.rescan, FALLBACK_RESCAN) if self._watch_trouble else self.cfg.rescan
+
+    def _succeeded(self, report: Report, took: float) -> None:
+        name = self.share_name
+        if self._error is not None:
+            log.warning("%s: working again (the last error was: %s)", name, self._error)
+        for problem in sorted(set(report.problems) - self._problems):
+            log.warning("%s: %s", name, problem)
+        for c in report.conflicts:
+            log.warning("%s: conflict (%s) on %s: the other version is kept as %s", name, c.kind, c.path, c.copy_path)
+        log.info("%s (%.2f s)", report.summary(), took)
+        if report.deferred:
+            log.info("%s: %d file(s) still being written: taking them shortly", name, len(report.deferred))
+        info = report.committed or (self._root_info if report.root == self._root else self._read_root(report.root))
+        with self._cond:
+            self._error, self._backoff, self._retry_at = None, 0.0, None
+            self._problems, self._deferred = set(report.problems), list(report.deferred)
+            self._root, self._root_info, self._last_pass = report.root, info, time.time()
+            if report.deferred:
+                self._debounce.schedule(self.settle + 0.1)
+        self._next_poll = self.clock() + self.poll
+
+    def _read_root(self, ref: bytes | None) -> Root | None:
+        try:
+            return self._share.repo.read_root(ref) if ref and self._share else None
+        except FogsyncError:
+            return None
+
+    def _failed(self, e: Exception) -> None:
+        known = isinstance(e, FogsyncError)
+        msg = " ".join(str(e).split()) if known else f"internal error: {type(e).__name__}: {e}"
+        with self._cond:
+            self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
+            self._retry_at = self.clock() + self._backoff
+            changed, self._error = msg != self._error, msg
+            self._last_error = (msg, time.time())
+        if changed:
+            log.error("%s: %s (retrying, backing off up to %.0f s)", self.share_name, msg, BACKOFF_MAX,
+                      exc_info=not known)
+
+
+# --- the process --------------------------------------------------------------------
+
+
+def run_daemon(cfg: Config, verbose: bool = False) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit status."""
+    if not cfg.shares:
+        raise ConfigError(f"no shares in {cfg.path}: add one with 'fogsync add-share', then start the daemon")
+    lock = _lock(cfg.state_dir)
+    try:
+        handler = _setup_logging(cfg.state_dir, verbose)
+        try:
+            return _serve(cfg)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    finally:
+        os.close(lock)
+
+
+def _serve(cfg: Config) -> int:
+    workers = {name: ShareWorker(cfg, name) for name in cfg.shares}
+    server = control.Server(control.socket_path(cfg.state_dir), lambda req: _handle(req, workers))
+    server.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting without finishing the pass in hand", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: finishing the pass in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for worker in workers.values():
+            worker.start()
+        log.info("daemon started (pid %d) for %s; polling every %g s", os.getpid(), ", ".join(workers),
+                 max(cfg.poll, MIN_POLL))
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for worker in workers.values():
+            worker.stop()
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in workers.values():
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("%s: its pass is still running after %.0f s; exiting anyway (the next start "
+                            "takes it up again: nothing is lost)", worker.share_name, STOP_GRACE)
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log.info("daemon stopped")
+    return 0
+
+
+def _handle(request: dict, workers: dict[str, ShareWorker]) -> dict:
+    names = request.get("names") or list(workers)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return {"ok": False, "error": "names must be a list of share names"}
+    unknown = {n: f"share {n!r} is not watched by this daemon (added after it started? restart it)"
+               for n in names if n not in workers}
+    if request.get("op") == "status":
+        shares = [workers[n].status() if n in workers else {"name": n, "state": "error", "reason": unknown[n]}
+                  for n in names]
+        return {"ok": True, "pid": os.getpid(), "shares": shares}
+    if request.get("op") == "sync":
+        asked = [(n, workers[n].request_pass() if n in workers else None) for n in names]
+        results = []
+        for n, req in asked:
+            if req is None:
+                results.append({"name": n, "error": unknown[n]})
+            else:
+                req.done.wait()
+                results.append(req.result)
+        return {"ok": True, "pid": os.getpid(), "results": results}
+    return {"ok": False, "error": f"unknown request {request.get('op')!r}"}
+
+
+def _lock(state_dir: str) -> int:
+    """An flock held for the daemon's life; the file names the pid that holds it."""
+    path = os.path.join(state_dir, "daemon.lock")
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        raise LocalError(f"cannot open the daemon lock {path}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise FogsyncError(f"a daemon already runs for {state_dir} (pid {pid})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _setup_logging(state_dir: str, verbose: bool) -> logging.Handler:
+    """INFO (DEBUG with --debug) to the rotating log file; stderr shows INFO only with --verbose."""
+    root = logging.getLogger()
+    level = logging.DEBUG if root.level == logging.DEBUG else logging.INFO
+    logging.getLogger("fogsync").setLevel(level)
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(level if verbose else logging.WARNING)
+    path = os.path.join(state_dir, "fogsync.log")
+    try:
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_FILES,
+                                                       encoding="utf-8")
+        os.chmod(path, 0o600)
+    except OSError as e:
+        raise LocalError(f"cannot open the log file {path}: {e.strerror or e}") from None
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda r: r.name.startswith("fogsync") or r.levelno >= logging.WARNING)
+    root.addHandler(handler)
+    return handler

@@ -1,0 +1,297 @@
+"""Scan: what the share folder holds now, and what changed since the base.
+
+``scan`` walks the folder with ``os.scandir`` and records each path's type
+and stat without reading any content. ``compare`` sets that snapshot
+against the base tree and its recorded stats: a file whose size, mtime and
+inode are as recorded keeps its base entry unread; the rest must be read.
+Paths that could not be read are reported and keep their base entries, so an
+unreadable directory never looks like a deletion. A pull's temporary file
+that nothing has touched for a day (the pull was killed) is noted for the
+pass to remove. ``Snapshot.dir_digests``
+fingerprints what ``compare`` looks at, directory by directory, so that a
+pass can tell which directories are as a scan already compared found them,
+and load the base for the others only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import marshal
+import os
+import stat as st
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Container, Iterator, Mapping, NamedTuple
+
+from fogsync.errors import LocalError
+from fogsync.folder.ignore import Ignore, temp_file
+from fogsync.folder.state import Stat
+from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
+
+# A file modified this close to the scan may change again within the same
+# mtime tick; its stat is not trusted next time (git's "racily clean" rule).
+RACY_NS = 2_000_000_000
+# A pull's temporary file whose inode has not changed for this long was left by a pull that was
+# killed: a live one writes, stamps and renames its file within minutes at most (Syncthing too waits a day).
+STALE_TEMP_NS = 24 * 3600 * 1_000_000_000
+_S_IFMT = 0o170000  # the file-type bits of st_mode
+_S_IFREG, _S_IFDIR, _S_IFLNK, _S_IXUSR = st.S_IFREG, st.S_IFDIR, st.S_IFLNK, st.S_IXUSR  # one lookup per path, not two
+
+
+class Local(NamedTuple):
+    """A path as found in the folder (a tuple: tens of thousands are made per scan)."""
+
+    type: str
+    size: int
+    mtime_ns: int
+    ino: int
+    exec: bool = False
+    target: str | None = None
+
+    @property
+    def stat(self) -> Stat:
+        return Stat(self.size, self.mtime_ns, self.ino)
+
+
+# What a digest's bytes mean: another marshal or Python version, or another Local, is another fingerprint.
+_PYTHON = "%d.%d" % sys.version_info[:2]
+_DIGEST_FORMAT = f"fogsync scan digest 3; marshal 2; Python {_PYTHON}; {Local._fields}\n".encode()
+
+
+@dataclass
+class Snapshot:
+    items: dict[str, Local] = field(default_factory=dict)
+    unreadable: set[str] = field(default_factory=set)  # keep base entries at and below these
+    problems: list[str] = field(default_factory=list)
+    taken_ns: int = 0
+    stale_temps: list[str] = field(default_factory=list)  # pulls' temporary files left for a day: to remove
+    # Each directory listed, in scan order, with how many of ``items`` (which follow in that
+    # order) it added; None for a snapshot not made by ``scan``.
+    listed: list[tuple[str, int]] | None = None
+
+    def dir_digests(self) -> dict[str, bytes] | None:
+        """Each directory's fingerprint: its path and everything ``compare`` looks at in its entries.
+
+        Two scans with the same digest for a directory found the same names
+        in it, in the same order, with the same types, stats, exec bits and
+        link targets: a base that one matched unchanged there, the other
+        matches too (``sync`` loads only the directories whose digest moved).
+        None if part of the folder was unreadable. At C speed, nearly: 19 ms
+        for 51,364 paths in 1,365 directories.
+        """
+        if self.unreadable:
+            return None
+        out = {}
+        for where, paths, items in self._by_dir():
+            # Names hold no NUL, a Local has a fixed number of fields, and marshal says its own
+            # length: the bytes parse one way only.
+            h = hashlib.sha256(where.encode() + b"\0%d\0" % len(paths))
+            h.update("\0".join(paths).encode())
+            h.update(marshal.dumps(list(itertools.chain.from_iterable(items)), 2))
+            out[where] = h.digest()
+        return out
+
+    def only(self, dirs: Container[str]) -> "Snapshot":
+        """The scan of just the entries directly in ``dirs`` ('' is the top), as if nothing else were there."""
+        part = Snapshot(problems=self.problems, taken_ns=self.taken_ns, listed=[])
+        for where, paths, items in self._by_dir():
+            if where in dirs:
+                part.items.update(zip(paths, items))
+                part.listed.append((where, len(paths)))
+        return part
+
+    def _by_dir(self) -> Iterator[tuple[str, list[str], list[Local]]]:
+        """Each directory with its entries' paths and items, in scan order.
+
+        By ``listed`` when it accounts for every item, as it does for a scan
+        (slices, at C speed); else by each path's parent.
+        """
+        if self.listed is not None and sum(n for _, n in self.listed) == len(self.items):
+            paths, items = iter(self.items), iter(self.items.values())
+            for where, n in self.listed:
+                yield where, list(itertools.islice(paths, n)), list(itertools.islice(items, n))
+            return
+        groups: dict[str, tuple[list[str], list[Local]]] = {"": ([], [])}
+        for path, item in self.items.items():
+            group = groups.setdefault(path[: max(path.rfind("/"), 0)], ([], []))
+            group[0].append(path)
+            group[1].append(item)
+            if item.type == DIR:
+                groups.setdefault(path, ([], []))
+        for where, (paths, items) in groups.items():
+            yield where, paths, items
+
+    def trusted_stat(self, path: str) -> Stat | None:
+        """The stat to remember for a path, or None if it is too fresh to trust."""
+        item = self.items.get(path)
+        if item is None or item.mtime_ns >= self.taken_ns - RACY_NS:
+            return None
+        return item.stat
+
+
+def digest_of(dirs: Mapping[str, bytes]) -> str:
+    """One fingerprint for a whole scan, from its ``dir_digests``; equal for equal scans only.
+
+    The state keeps it beside the directory digests it was made from, as
+    their seal: digests it no longer matches are not trusted.
+    """
+    h = hashlib.sha256(_DIGEST_FORMAT + b"%d\n" % len(dirs))
+    for where in sorted(dirs):
+        h.update(where.encode() + b"\0" + dirs[where])
+    return h.hexdigest()
+
+
+def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -> Snapshot:
+    """Every syncable path under ``folder`` (relative POSIX paths).
+
+    Each directory is listed through a file descriptor where the platform
+    allows, so each entry's lstat is an fstatat on its name rather than a
+    walk of its whole path (51,364 paths: 0.163 -> 0.142 s), and a
+    directory below the folder that became a symlink is not followed.
+    """
+    if not os.path.isdir(folder):
+        raise LocalError(f"share folder {folder} does not exist or is not a directory")
+    snap = Snapshot(taken_ns=clock(), listed=[])
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with _listed(os.path.join(folder, rel) if rel else folder, below=bool(rel)) as (entries, dir_fd):
+                before = len(snap.items)
+                _add_entries(snap, rel + "/" if rel else "", entries, ignore, stack, dir_fd)
+                snap.listed.append((rel, len(snap.items) - before))
+        except OSError as e:
+            _unreadable(snap, rel, e)
+    return snap
+
+
+_BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd and os.readlink in os.supports_dir_fd
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextlib.contextmanager
+def _listed(where: str, below: bool) -> Iterator[tuple[list[os.DirEntry], int | None]]:
+    """A directory's entries, and the descriptor their stat and readlink are relative to (None: by path)."""
+    if not _BY_FD:
+        with os.scandir(where) as it:
+            entries = list(it)
+        yield entries, None
+        return
+    fd = os.open(where, _DIR_FLAGS | (os.O_NOFOLLOW if below else 0))  # the share folder itself may be a link
+    try:
+        with os.scandir(fd) as it:
+            entries = list(it)
+        yield entries, fd
+    finally:
+        os.close(fd)
+
+
+def _add_entries(
+    snap: Snapshot, prefix: str, entries: list[os.DirEntry], ignore: Ignore, stack: list[str], dir_fd: int | None,
+) -> None:
+    """One directory's entries into the snapshot; subdirectories onto ``stack``.
+
+    The loop body runs once per path (50,000 in the small corpus), so the
+    common case, a regular file or directory, is decided inline.
+    """
+    items, ignored = snap.items, ignore.ignored_name
+    for de in entries:
+        name = de.name
+        path = prefix + name
+        if not name.isascii() and not _valid_name(snap, path):
+            continue
+        try:
+            s = de.stat(follow_symlinks=False)
+        except OSError as e:
+            _unreadable(snap, path, e)
+            continue
+        kind = s.st_mode & _S_IFMT
+        if ignored(name, path, kind == _S_IFDIR):
+            if kind == _S_IFREG and s.st_ctime_ns < snap.taken_ns - STALE_TEMP_NS and temp_file(name):
+                snap.stale_temps.append(path)
+            continue
+        if kind == _S_IFREG:
+            items[path] = Local(FILE, s.st_size, s.st_mtime_ns, s.st_ino, bool(s.st_mode & _S_IXUSR))
+        elif kind == _S_IFDIR:
+            items[path] = Local(DIR, 0, s.st_mtime_ns, s.st_ino)
+            stack.append(path)
+        elif kind == _S_IFLNK:
+            item = _symlink(de, path, s, snap, dir_fd)
+            if item is not None:
+                items[path] = item
+        else:
+            snap.problems.append(f"skipped {path!r}: not a regular file, directory or symlink")
+
+
+def _valid_name(snap: Snapshot, path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes come back as lone surrogates
+        snap.problems.append(f"skipped {path!r}: its name is not valid UTF-8")
+        return False
+
+
+def _symlink(de: os.DirEntry, path: str, s: os.stat_result, snap: Snapshot, dir_fd: int | None) -> Local | None:
+    try:
+        target = os.readlink(de.name, dir_fd=dir_fd) if dir_fd is not None else os.readlink(de.path)
+        return Local(SYMLINK, len(target.encode("utf-8")), s.st_mtime_ns, s.st_ino, target=target)
+    except UnicodeEncodeError:
+        snap.problems.append(f"skipped symlink {path!r}: its target is not valid UTF-8")
+    except OSError as e:
+        _unreadable(snap, path, e)
+    return None
+
+
+def _unreadable(snap: Snapshot, path: str, e: OSError) -> None:
+    snap.unreadable.add(path)
+    snap.problems.append(f"cannot read {path or '.'!r}: {e.strerror or e}")
+
+
+@dataclass
+class Changes:
+    """The local tree as far as stats tell, and the files whose content must be read."""
+
+    tree: dict[str, Entry]
+    to_read: list[str]
+
+
+def compare(snap: Snapshot, base: Mapping[str, Entry], stats: Mapping[str, Stat], host: str) -> Changes:
+    """Set a snapshot against the base: unchanged paths keep their base entries."""
+    tree: dict[str, Entry] = {}
+    to_read: list[str] = []
+    for path, item in snap.items.items():
+        old = base.get(path)
+        if old is not None and unchanged(item, old, stats.get(path)):
+            tree[path] = old
+        elif item.type == FILE:
+            to_read.append(path)
+        elif item.type == SYMLINK:
+            tree[path] = Entry(SYMLINK, item.mtime_ns, host, item.size, target=item.target)
+        else:
+            tree[path] = Entry(DIR, item.mtime_ns, host)
+    for top in snap.unreadable:
+        for p in at_or_below(base, top):
+            tree.setdefault(p, base[p])
+    return Changes(tree, to_read)
+
+
+def unchanged(item: Local, entry: Entry, stat: Stat | None) -> bool:
+    """Whether a path as scanned still is the base entry (with its recorded stat), unread."""
+    if item.type == FILE:
+        # item[1:4] is (size, mtime_ns, ino) as a plain tuple: equal to a Stat, and cheaper than building one
+        return entry.type == FILE and entry.exec == item.exec and stat is not None and stat == item[1:4]
+    if item.type == SYMLINK:
+        return entry.type == SYMLINK and entry.target == item.target
+    return entry.type == DIR
+
+
+def at_or_below(tree: Mapping[str, Entry], top: str) -> list[str]:
+    """``top`` and every path under it ('' is the whole tree)."""
+    if not top:
+        return list(tree)
+    prefix = top + "/"
+    return [p for p in tree if p == top or p.startswith(prefix)]
