@@ -113,20 +113,24 @@ def s3_url(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 # --- every backend ---------------------------------------------------------------
 
-STORE_KINDS = ("memory", "local", "s3")
+STORE_KINDS = ("memory", "local", "s3", "wrapped")
 
 
 @pytest.fixture(params=STORE_KINDS)
 def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], Store]]:
     """Yield a function that opens a new handle on one fresh store, per backend.
 
-    Parametrized over memory, local (under tmp_path) and s3 (moto). Every
+    Parametrized over memory, local (under tmp_path), s3 (moto) and a memory
+    store behind a ``FaultyStore`` with no faults (every wrapper passes the
+    contract through). Every
     call opens another handle on the same objects, like a second host;
     handles are closed at teardown. ``request.param`` names the backend.
     """
     from fogsync.store import open_store
 
-    if request.param == "memory":
+    from fogsync.store.faulty import FaultyStore
+
+    if request.param in ("memory", "wrapped"):
         url = f"memory://test-{uuid.uuid4().hex}"
     elif request.param == "local":
         url = str(tmp_path / "store")
@@ -136,6 +140,8 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable
 
     def factory() -> Store:
         store = open_store(url)
+        if request.param == "wrapped":
+            store = FaultyStore(store)
         opened.append(store)
         return store
 
