@@ -15,6 +15,7 @@ import secrets
 import sys
 from datetime import datetime, timezone
 
+from fogsync import __version__
 from fogsync.config import file as configmod
 from fogsync.errors import ConfigError, FogsyncError, LocalError
 from fogsync.format.crypto import parse_key
@@ -83,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config file (default: $FOGSYNC_CONFIG, else the user config dir)")
     p.add_argument("--host", help="this host's name (default: $FOGSYNC_HOST, config 'host', machine name)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text (docs/json.md)")
+    p.add_argument("--version", action="version", version=f"fogsync {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, func, help: str) -> argparse.ArgumentParser:
