@@ -11,8 +11,8 @@ uses a header value this implementation does not know is a ``FormatError``.
 Messages are short; callers add which block or file they were reading.
 
 Big pieces overlap the work: while libgcrypt encrypts or decrypts (ctypes
-drops the GIL), a worker thread runs the HMAC (hashlib drops the GIL too).
-Measured on 2 cores: seal_stream +22%, open_stream +24% over one thread.
+drops the GIL), a worker thread runs the HMAC (hashlib drops the GIL too),
+so two cores share one blob's work.
 """
 
 from __future__ import annotations
@@ -59,13 +59,9 @@ HKDF_INFO_MAC = b"fogsync mk3 mac"
 SHARE_ID_PREFIX = b"share-id:"
 SHARE_ID_LEN = 32
 
-# Gzip level. Measured on this project's kind of text (Python sources; a
-# 40,000-entry listing JSON) on one core: igzip level 1 gave ratio 0.295 /
-# 0.383 at ~270 / ~180 MB/s, level 2 0.291 / 0.388 at ~220 / ~155 MB/s, and
-# zlib level 6 0.247 / 0.398 at ~20 MB/s. Level 2 buys ~1% on source text
-# for 20% of the speed, and nothing on listings; zlib 6 is 10x slower. So
-# igzip level 1; without isal, zlib level 1 (ratio 0.303, ~60 MB/s) is the
-# comparable trade-off.
+# Gzip level: the fastest. Higher levels shrink source text and listings
+# barely more for much less speed (docs/performance.md); without isal, zlib
+# level 1 is the comparable trade-off.
 GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # gzip header and trailer (RFC 1952)
 
@@ -97,7 +93,7 @@ def hkdf_sha256(key: bytes, info: bytes, length: int = KEY_LEN, salt: bytes = b"
 
     Two HMAC calls from the standard library. The `cryptography` package's
     HKDF gives the same bytes (the tests check both against RFC 5869's
-    vectors), but loading it costs every process 7 MB and 11 ms.
+    vectors), but loading it costs every process memory and start-up time.
     """
     if not 0 < length <= 255 * 32:
         raise ValueError(f"HKDF-SHA256 cannot produce {length} bytes")

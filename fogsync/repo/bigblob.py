@@ -169,7 +169,7 @@ def open_into(keys: ShareKeys, chunks: Iterator[bytes], length: int, write: Call
     """Decrypt a sealed blob of ``length`` bytes, arriving in CHUNK-sized pieces, into ``write``.
 
     ``write(plaintext)`` is called in order, from the calling thread (two
-    threads writing one file contend for its inode lock: measured slower).
+    threads writing one file contend for its inode lock, which is slower).
     Returns the plaintext's hex SHA-256 and length once the tag has
     verified; raises IntegrityError after the last write if it does not.
     Every piece but the last must be exactly CHUNK bytes; a writable piece

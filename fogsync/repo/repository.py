@@ -262,8 +262,8 @@ class Repo:
 
         A whole block is one blob's alone and is never cached, so it is just
         read: ``get_block``'s cache lookup and wait for another thread's
-        fetch of it would buy nothing (24 us a block here, beside the 50 us
-        of the read itself). A piece short of a whole block shares it with other
+        fetch of it would buy nothing and cost a good part of what the read
+        itself does. A piece short of a whole block shares it with other
         pieces (tails fill partial blocks, sometimes to the last byte), so
         that block is fetched once and cached.
         """
@@ -360,7 +360,7 @@ class Repo:
 
         As many chunks are fetched ahead as the store has reads worth having
         in flight. A task per chunk, not per block: a local block reads in
-        ~20 us, less than a hand-off between threads costs.
+        less time than a hand-off between threads costs.
         """
         if len(pieces) == 1:
             yield self.piece(pieces[0])
@@ -378,8 +378,8 @@ class Repo:
 
         Bptrs side by side that point into one block cost one read of it
         (callers sort them with ``by_block``), and that block is not kept in
-        the cache: a 50,000-file restore in tree order kept all its 854
-        partial blocks there, 55 MB. Where a read is a round trip (S3),
+        the cache: a big restore would otherwise keep every partial block
+        it read there until the end. Where a read is a round trip (S3),
         ``read_concurrency`` blocks are fetched ahead; a local block reads
         faster than a hand-off between threads.
         """
