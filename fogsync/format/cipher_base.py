@@ -7,7 +7,10 @@ checks itself against ``KAT_256`` when it loads and serves streams of the
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from typing import Callable, Generic, Protocol, TypeVar
+
+from fogsync.errors import FogsyncError
 
 BLOCK_LEN = 16
 # Twofish, 256-bit zero key, zero block (FORMAT.md section 2): each backend
@@ -17,6 +20,7 @@ KEY_LENS = (16, 24, 32)
 COUNTER_MOD = 1 << 128
 
 Buffer = bytes | bytearray | memoryview
+T = TypeVar("T")
 
 
 class TwofishCTR(Protocol):
@@ -56,3 +60,29 @@ def writable_view(buf: bytearray | memoryview) -> memoryview:
     if view.readonly or not view.c_contiguous:
         raise TypeError("xor_into needs a writable, contiguous buffer")
     return view.cast("B")
+
+
+class LoadedOnce(Generic[T]):
+    """A backend's library, loaded on first use, once per process: calling gives it.
+
+    A load that fails with one of ``errors`` is remembered, and every call
+    raises FogsyncError saying that ``what`` is not available and why.
+    """
+
+    def __init__(self, load: Callable[[], T], errors: tuple[type[BaseException], ...], what: str) -> None:
+        self._load, self._errors, self._what = load, errors, what
+        self._lock = threading.Lock()
+        self._state: list[T | BaseException] = []
+
+    def __call__(self) -> T:
+        if not self._state:
+            with self._lock:
+                if not self._state:
+                    try:
+                        self._state.append(self._load())
+                    except self._errors as exc:
+                        self._state.append(exc)
+        state = self._state[0]
+        if isinstance(state, BaseException):
+            raise FogsyncError(f"{self._what} is not available: {state}")
+        return state

@@ -14,7 +14,6 @@ import ctypes.util
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from fogsync.errors import FogsyncError
 from fogsync.format.cipher_base import (
@@ -22,9 +21,11 @@ from fogsync.format.cipher_base import (
     COUNTER_MOD,
     KAT_256,
     Buffer,
+    LoadedOnce,
     writable_view,
 )
 from fogsync.platform import gcrypt_hwf
+from fogsync.platform.threads import SharedPool
 
 _GCRY_CIPHER_TWOFISH = 10  # 256-bit key
 _GCRY_CIPHER_TWOFISH128 = 303
@@ -115,23 +116,8 @@ class Library:
         self.check(rc, "cipher_encrypt")
 
 
-_lock = threading.Lock()
-_state: list[Library | BaseException] = []
-
-
-def library() -> Library:
-    """The libgcrypt binding, loaded once; raises FogsyncError if unavailable."""
-    if not _state:
-        with _lock:
-            if not _state:
-                try:
-                    _state.append(Library())
-                except (OSError, AttributeError, FogsyncError) as exc:
-                    _state.append(exc)
-    state = _state[0]
-    if isinstance(state, BaseException):
-        raise FogsyncError(f"libgcrypt is not available: {state}")
-    return state
+# The libgcrypt binding, loaded once; calling it raises FogsyncError if it is unavailable.
+library = LoadedOnce(Library, (OSError, AttributeError, FogsyncError), "libgcrypt")
 
 
 class _HandlePool:
@@ -181,15 +167,7 @@ os.register_at_fork(after_in_child=_new_pool_after_fork)
 
 
 SPLIT_MIN = 512 * 1024  # a whole-block buffer at least this big is encrypted on two threads
-_split_lock = threading.Lock()
-_split_pool: list[ThreadPoolExecutor] = []
-
-
-def _splitter() -> ThreadPoolExecutor:
-    with _split_lock:
-        if not _split_pool:
-            _split_pool.append(ThreadPoolExecutor(1, thread_name_prefix="fogsync-ctr"))
-        return _split_pool[0]
+_splitter = SharedPool(1, "fogsync-ctr")
 
 
 class GcryptCTR:

@@ -14,14 +14,13 @@ import glob
 import importlib.util
 import os
 import sys
-import threading
 
-from fogsync.errors import FogsyncError
 from fogsync.format.cipher_base import (
     BLOCK_LEN,
     COUNTER_MOD,
     KAT_256,
     Buffer,
+    LoadedOnce,
     writable_view,
 )
 
@@ -64,23 +63,8 @@ class Reference:
         return schedule
 
 
-_lock = threading.Lock()
-_state: list[Reference | BaseException] = []
-
-
-def reference() -> Reference:
-    """The portable Twofish core, loaded once; raises FogsyncError if unavailable."""
-    if not _state:
-        with _lock:
-            if not _state:
-                try:
-                    _state.append(Reference())
-                except (OSError, AttributeError) as exc:
-                    _state.append(exc)
-    state = _state[0]
-    if isinstance(state, BaseException):
-        raise FogsyncError(f"the python Twofish backend is not available: {state}")
-    return state
+# The portable Twofish core, loaded once; calling it raises FogsyncError if it is unavailable.
+reference = LoadedOnce(Reference, (OSError, AttributeError), "the python Twofish backend")
 
 
 class PythonCTR:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hmac
 import os
-import threading
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from fogsync.errors import FormatError, IntegrityError
+from fogsync.platform.threads import SharedPool
 
 try:
     from isal import isal_zlib as _gz
@@ -175,25 +175,7 @@ def too_short(length: int) -> IntegrityError:
     return IntegrityError(f"sealed blob too short ({length} bytes): {AUTH_FAILED}")
 
 
-_executor_lock = threading.Lock()
-_executor: list[ThreadPoolExecutor] = []
-
-
-def mac_pool() -> ThreadPoolExecutor:
-    """Threads that MAC one chunk while the caller's thread encrypts the next."""
-    if not _executor:
-        with _executor_lock:
-            if not _executor:
-                workers = max(2, os.cpu_count() or 2)
-                _executor.append(ThreadPoolExecutor(workers, thread_name_prefix="fogsync-mac"))
-    return _executor[0]
-
-
-def _forget_pool_after_fork() -> None:
-    _executor.clear()
-
-
-os.register_at_fork(after_in_child=_forget_pool_after_fork)
+mac_pool = SharedPool(max(2, os.cpu_count() or 2), "fogsync-mac")  # MACs one chunk while the caller encrypts the next
 
 
 class MacPipe:

@@ -28,6 +28,7 @@ from fogsync.format import crypto
 from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
 from fogsync.format.roots import Root, decode_head
 from fogsync.format.tree import DIR, Entry, decode_listing, join
+from fogsync.platform.threads import SharedPool
 from fogsync.repo import bigblob
 from fogsync.store.base import Store
 
@@ -118,19 +119,7 @@ class BlockCache:
                 self._items.popitem(last=False)
 
 
-_read_pool_lock = threading.Lock()
-_read_pool: list[ThreadPoolExecutor] = []
-
-
-def _reader_pool() -> ThreadPoolExecutor:
-    """Threads that fetch blocks ahead of readers (shared by every blob being read)."""
-    with _read_pool_lock:
-        if not _read_pool:
-            _read_pool.append(ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="fogsync-get"))
-        return _read_pool[0]
-
-
-os.register_at_fork(after_in_child=_read_pool.clear)
+_reader_pool = SharedPool(_READ_WORKERS, "fogsync-get")  # fetch blocks ahead of every blob being read
 
 
 def _block_of(p: Bptr) -> bytes:
@@ -439,7 +428,7 @@ class Repo:
             with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fogsync-spool-") as spool:
                 crypto.verify_blob(self.keys, _tee(self.sealed_chunks(pieces), spool))
                 spool.seek(0)
-                yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(1 << 20), b""))
+                yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(READ_CHUNK), b""))
 
 
 @contextmanager
