@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fogsync.format import blocks, cipher, crypto
+from fogsync.format import blocks, cipher, cipher_gcrypt, crypto
 from fogsync.platform import gcrypt_hwf
 from fogsync.repo import bigblob
 
@@ -47,10 +47,10 @@ def _chunks(data: bytes, size: int = CHUNK) -> list[memoryview]:
     return [view[i : i + size] for i in range(0, len(data), size)]
 
 
-def raw_twofish(key: bytes, data: bytes, size: int = cipher.SPLIT_MIN - 16) -> float:
+def raw_twofish(key: bytes, data: bytes, size: int = cipher_gcrypt.SPLIT_MIN - 16) -> float:
     """libgcrypt Twofish-CTR, one gcry_cipher_encrypt call per buffer.
 
-    The default size stays just under ``cipher.SPLIT_MIN``, so this is one
+    The default size stays just under ``cipher_gcrypt.SPLIT_MIN``, so this is one
     thread: the baseline. 1 MiB buffers show the stream's own two-thread split.
     """
     stream = cipher.twofish_ctr(key, 0, cipher.GCRYPT)

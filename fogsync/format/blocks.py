@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 from fogsync.errors import FormatError
 from fogsync.format import crypto
+from fogsync.platform.threads import SharedPool
 
 BLOCK_SIZE = 65536
 BPTR_LEN = 48
@@ -135,15 +136,7 @@ class Pending:
 
 
 _HASHING_AHEAD = 32  # full pieces (2 MiB) hashed and stored behind the sealing thread at most
-_hash_pool_lock = threading.Lock()
-_hash_pool: list[ThreadPoolExecutor] = []
-
-
-def _hashing_pool() -> ThreadPoolExecutor:
-    with _hash_pool_lock:
-        if not _hash_pool:
-            _hash_pool.append(ThreadPoolExecutor(2, thread_name_prefix="fogsync-hash"))
-        return _hash_pool[0]
+_hashing_pool = SharedPool(2, "fogsync-hash")
 
 
 class BlobWriter:

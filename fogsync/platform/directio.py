@@ -37,9 +37,8 @@ from typing import Callable
 from fogsync.platform.fsync import write_all
 
 STAGE = 1 << 20  # a multiple of every logical block size in use (512, 4096)
-# Smaller files go through the page cache, where a thread per file costs about what it saves:
-# 100 MB of new files written here, page cache / direct: 0.07-0.25 / 0.16 s in 256 KiB files,
-# 0.21-0.24 / 0.08 s in 1 MiB files.
+# Smaller files go through the page cache, where a thread per file costs about what it saves;
+# from this size on, direct writes win clearly (docs/performance.md).
 MIN_SIZE = 1 << 20
 # A disk slower than decryption (a USB disk, a NAS: O_DIRECT over NFS is a round trip per write)
 # would make the caller wait on every write; the page cache lets it run ahead. Judged once this

@@ -3,7 +3,7 @@
 libgcrypt's AVX2 Twofish is built on ``vpgather`` and is chosen from the CPU
 model alone (its "intel-fast-vpgather" hardware feature). On Intel server CPUs
 with the Gather Data Sampling ("Downfall") microcode mitigation, vpgather is so
-slow that libgcrypt's plain amd64 Twofish is about 1.7x faster; elsewhere the
+slow that libgcrypt's plain amd64 Twofish is clearly faster; elsewhere the
 AVX2 path wins. The feature can only be switched off for the whole process and
 only before libgcrypt initialises, so ``cipher`` asks ``decide()`` first:
 
@@ -14,7 +14,7 @@ only before libgcrypt initialises, so ``cipher`` asks ``decide()`` first:
    mtime) are the ones it was measured on.
 4. Otherwise measure: two short child processes, one after the other, time
    Twofish-CTR over 1 MiB with the feature on and off; "off" wins only when
-   clearly faster. About 0.2 s, once per machine. A failed measurement means
+   clearly faster. Short, and once per machine. A failed measurement means
    libgcrypt's default, and is cached too so a broken setup is not retried on
    every start (delete the file to measure again).
 
@@ -42,7 +42,7 @@ GCRYCTL_DISABLE_HWF = 63  # gcrypt.h, enum gcry_ctl_cmds
 CACHE_FILE = "gcrypt-vpgather.json"
 CPUINFO = "/proc/cpuinfo"
 OFF_WINS_AT = 1.15  # "off" must beat "on" by this factor: noise never flips the default
-CHILD_TIMEOUT = 5.0  # seconds per child; a healthy one takes ~0.1 s
+CHILD_TIMEOUT = 5.0  # seconds per child; a healthy one finishes far sooner
 
 # The child: load the library, maybe disable the feature, initialise, time
 # Twofish-CTR (256-bit key) over 1 MiB, best of 4. Only ctypes, no fogsync.

@@ -9,13 +9,12 @@ machine whose free memory goes back to the host, each page it took back is a
 page fault, and a page cleared, when the next buffer touches it. So
 ``tune`` (called once, first thing, by the command line) asks for:
 
-- one arena, so a buffer freed by one thread is reused by the next (peak RSS
-  on the mixed corpus: 102-107 -> 87-90 MB syncing, 140 -> 117 MB restoring);
+- one arena, so a buffer freed by one thread is reused by the next, and
+  the peak RSS of a sync or restore drops;
 - a fixed mmap threshold of 32 MiB, so no buffer of ours is mapped and
   unmapped on its own (fixing only the trim threshold also freezes the
-  mmap one, at 128 KiB, and every 1 MiB buffer is then mapped anew: 707k
-  page faults in a restore of the mixed corpus, against 54k untuned and
-  32k tuned);
+  mmap one, at 128 KiB, and every 1 MiB buffer is then mapped anew, with
+  many times the page faults of either untuned or fully tuned);
 - the top of the heap given back only past 256 MiB of it free.
 
 The same settings reach worker processes through glibc's environment

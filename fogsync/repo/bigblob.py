@@ -26,7 +26,7 @@ import itertools
 import os
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from fogsync.errors import FormatError
@@ -34,6 +34,7 @@ from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Bptr, Pending
 from fogsync.format.cipher import xor_at
 from fogsync.format.crypto import PREFIX_LEN, TAG_LEN, ShareKeys
+from fogsync.platform.threads import SharedPool
 
 CHUNK = 1 << 20  # a whole number of blocks: every chunk but the last is whole blocks
 MIN_SIZE = 2 * CHUNK  # smaller files gain nothing from the split
@@ -47,19 +48,7 @@ class ShortRead(Exception):
     """The file held fewer bytes than its size said: it changed while it was read."""
 
 
-_pool_lock = threading.Lock()
-_pool: list[ThreadPoolExecutor] = []
-
-
-def _workers() -> ThreadPoolExecutor:
-    """One thread per core, shared by every blob being sealed or opened."""
-    with _pool_lock:
-        if not _pool:
-            _pool.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="fogsync-chunk"))
-        return _pool[0]
-
-
-os.register_at_fork(after_in_child=_pool.clear)
+_workers = SharedPool(max(2, os.cpu_count() or 2), "fogsync-chunk")  # a thread per core, for every big blob
 
 
 _slots_lock = threading.Lock()
@@ -169,7 +158,7 @@ def open_into(keys: ShareKeys, chunks: Iterator[bytes], length: int, write: Call
     """Decrypt a sealed blob of ``length`` bytes, arriving in CHUNK-sized pieces, into ``write``.
 
     ``write(plaintext)`` is called in order, from the calling thread (two
-    threads writing one file contend for its inode lock: measured slower).
+    threads writing one file contend for its inode lock, which is slower).
     Returns the plaintext's hex SHA-256 and length once the tag has
     verified; raises IntegrityError after the last write if it does not.
     Every piece but the last must be exactly CHUNK bytes; a writable piece

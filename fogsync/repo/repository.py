@@ -28,6 +28,7 @@ from fogsync.format import crypto
 from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
 from fogsync.format.roots import Root, decode_head
 from fogsync.format.tree import DIR, Entry, decode_listing, join
+from fogsync.platform.threads import SharedPool
 from fogsync.repo import bigblob
 from fogsync.store.base import Store
 
@@ -118,19 +119,7 @@ class BlockCache:
                 self._items.popitem(last=False)
 
 
-_read_pool_lock = threading.Lock()
-_read_pool: list[ThreadPoolExecutor] = []
-
-
-def _reader_pool() -> ThreadPoolExecutor:
-    """Threads that fetch blocks ahead of readers (shared by every blob being read)."""
-    with _read_pool_lock:
-        if not _read_pool:
-            _read_pool.append(ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="fogsync-get"))
-        return _read_pool[0]
-
-
-os.register_at_fork(after_in_child=_read_pool.clear)
+_reader_pool = SharedPool(_READ_WORKERS, "fogsync-get")  # fetch blocks ahead of every blob being read
 
 
 def _block_of(p: Bptr) -> bytes:
@@ -262,8 +251,8 @@ class Repo:
 
         A whole block is one blob's alone and is never cached, so it is just
         read: ``get_block``'s cache lookup and wait for another thread's
-        fetch of it would buy nothing (24 us a block here, beside the 50 us
-        of the read itself). A piece short of a whole block shares it with other
+        fetch of it would buy nothing and cost a good part of what the read
+        itself does. A piece short of a whole block shares it with other
         pieces (tails fill partial blocks, sometimes to the last byte), so
         that block is fetched once and cached.
         """
@@ -360,7 +349,7 @@ class Repo:
 
         As many chunks are fetched ahead as the store has reads worth having
         in flight. A task per chunk, not per block: a local block reads in
-        ~20 us, less than a hand-off between threads costs.
+        less time than a hand-off between threads costs.
         """
         if len(pieces) == 1:
             yield self.piece(pieces[0])
@@ -378,8 +367,8 @@ class Repo:
 
         Bptrs side by side that point into one block cost one read of it
         (callers sort them with ``by_block``), and that block is not kept in
-        the cache: a 50,000-file restore in tree order kept all its 854
-        partial blocks there, 55 MB. Where a read is a round trip (S3),
+        the cache: a big restore would otherwise keep every partial block
+        it read there until the end. Where a read is a round trip (S3),
         ``read_concurrency`` blocks are fetched ahead; a local block reads
         faster than a hand-off between threads.
         """
@@ -439,7 +428,7 @@ class Repo:
             with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fogsync-spool-") as spool:
                 crypto.verify_blob(self.keys, _tee(self.sealed_chunks(pieces), spool))
                 spool.seek(0)
-                yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(1 << 20), b""))
+                yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(READ_CHUNK), b""))
 
 
 @contextmanager

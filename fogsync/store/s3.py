@@ -62,7 +62,10 @@ class S3Store(Store):
         max_attempts: int = 8,
         connect_timeout: float = 10,
         read_timeout: float = 60,
+        session: boto3.session.Session | None = None,
     ) -> None:
+        """``session`` is the boto3 session to make the client from (a fresh one when None):
+        handlers on its ``events`` see every request, so a test can make a response go missing."""
         self.url = url
         self.bucket, self.prefix = _parse_url(url)
         endpoint_url = endpoint_url or _endpoint_from_env()
@@ -73,7 +76,7 @@ class S3Store(Store):
             read_timeout=read_timeout,
         )
         try:
-            session = boto3.session.Session()
+            session = session or boto3.session.Session()
             self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
         except (BotoCoreError, ValueError) as exc:
             raise StoreError(f"cannot open {url}: {_one_line(exc)}") from exc

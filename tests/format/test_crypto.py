@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fogsync.errors import ConfigError, FormatError, IntegrityError
-from fogsync.format import cipher, crypto
+from fogsync.format import cipher, crypto, layout
 from fogsync.format.crypto import ShareKeys
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "blobs.json").read_text(encoding="utf-8"))
@@ -382,7 +382,7 @@ def _sealed_body(body: bytes, compression: int) -> bytes:
 
 def test_multi_member_gzip_is_accepted():
     parts = [b"first member\n" * 100, b"", b"second member, stdlib zlib\n" * 50, os.urandom(3000)]
-    body = gzip.compress(parts[0]) + gzip.compress(parts[1]) + zlib.compress(parts[2], 6, 31) + crypto._gzip(parts[3])
+    body = gzip.compress(parts[0]) + gzip.compress(parts[1]) + zlib.compress(parts[2], 6, 31) + layout.gzip_bytes(parts[3])
     blob = _sealed_body(body, crypto.COMP_GZIP)
     assert crypto.open_blob(KEYS, blob) == b"".join(parts)
     for size in (1, 17, 4096):
@@ -412,7 +412,7 @@ def test_decompression_is_streamed_in_bounded_pieces():
     blob = crypto.seal(KEYS, plaintext, compress=True)
     assert len(blob) < 1 << 20
     pieces = list(crypto.decrypt_blob(KEYS, [blob]))
-    assert max(len(p) for p in pieces) <= crypto._OUT_MAX
+    assert max(len(p) for p in pieces) <= layout.OUT_MAX
     assert b"".join(pieces) == plaintext
 
 

@@ -111,6 +111,14 @@ def test_a_full_disk_is_raised_to_the_caller_and_nothing_is_left_running(tmp_pat
     assert no_writer_threads()
 
 
+def test_a_device_that_is_full_raises_on_the_page_cache_path_too():
+    with pytest.raises(OSError, match="No space left"):
+        with DirectWriter("/dev/full", BIG) as f:  # no O_DIRECT on a device: every write is ENOSPC, from the kernel
+            for _ in range(3):
+                f.write(bytes(STAGE))
+    assert no_writer_threads()
+
+
 def test_a_caller_that_fails_midway_leaves_nothing_running(tmp_path):
     with pytest.raises(ValueError):
         with DirectWriter(str(tmp_path / "f"), BIG) as f:

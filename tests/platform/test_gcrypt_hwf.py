@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from fogsync.format import cipher
+from fogsync.format import cipher, cipher_gcrypt
 from fogsync.platform import gcrypt_hwf
 
 AVX2_CPU = "processor\t: 0\nmodel name\t: Fake CPU\nmicrocode\t: 0x1\nflags\t\t: fpu sse2 avx avx2\n\nprocessor\t: 1\n"
@@ -165,9 +165,9 @@ def test_real_children_failing_means_the_default(monkeypatch, tmp_path):
 
 @needs_gcrypt
 def test_hw_features_of_this_process():
-    features = cipher._gcrypt().hw_features
+    features = cipher_gcrypt.library().hw_features
     assert isinstance(features, tuple) and all(isinstance(f, str) and f for f in features)
-    if not cipher._gcrypt().vpgather:
+    if not cipher_gcrypt.library().vpgather:
         assert gcrypt_hwf.HWF_NAME not in features
 
 

@@ -268,43 +268,43 @@ def test_verified_refuses_a_tampered_blob_before_yielding_anything(repo, n):
     assert entered == []
 
 
-def _recording_tempfile(monkeypatch) -> list:
-    calls = []
-    real = repomod.tempfile.TemporaryFile
-
-    def TemporaryFile(*args, **kwargs):
-        f = real(*args, **kwargs)
-        calls.append((kwargs.get("dir"), f))
-        return f
-
-    monkeypatch.setattr(repomod.tempfile, "TemporaryFile", TemporaryFile)
-    return calls
+def _spools_open_in(directory) -> int:
+    """How many files this process holds open in ``directory`` (a spool is unlinked, not gone, while open)."""
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sum(1 for link in links if link.startswith(f"{directory}/"))
 
 
-def test_big_blobs_are_spooled_and_small_ones_are_not(repo, monkeypatch, tmp_path):
-    calls = _recording_tempfile(monkeypatch)
+def test_big_blobs_are_spooled_and_small_ones_are_not(repo, tmp_path):
     small = put_content(repo, os.urandom(1 << 20))
-    assert read_all(fresh(repo), small.bptr) and calls == []
-
     data = os.urandom(repomod.IN_MEMORY_LIMIT + 1024 * 1024)
     big = put_content(repo, data)
     assert Bptr.unpack(big.bptr).depth == 1
-    got = read_all(fresh(repo), big.bptr)
+    no_spool_dir = Repo(repo.store, KEYS, repo.name, spool_dir=str(tmp_path / "missing"))
+    assert len(read_all(no_spool_dir, small.bptr)) == 1 << 20  # held in memory: the spool dir is never used
+    with pytest.raises(FileNotFoundError):
+        read_all(no_spool_dir, big.bptr)  # spooled, to the spool dir only
+
+    with fresh(repo).verified(big.bptr, "/big") as chunks:
+        assert _spools_open_in(tmp_path) == 1
+        got = b"".join(chunks)
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
-    assert len(calls) == 1 and calls[0][0] == str(tmp_path)
-    assert calls[0][1].closed  # the spool is gone afterwards
+    assert _spools_open_in(tmp_path) == 0  # the spool is gone afterwards
     assert os.listdir(tmp_path) == []
 
 
-def test_spooled_tampered_blob_is_refused_before_yielding(repo, monkeypatch, tmp_path):
-    calls = _recording_tempfile(monkeypatch)
+def test_spooled_tampered_blob_is_refused_before_yielding(repo, tmp_path):
     e = put_content(repo, os.urandom(repomod.IN_MEMORY_LIMIT + 200_000))
     tamper_last_piece(repo, e.bptr)
     entered = []
     with pytest.raises(IntegrityError):
         with fresh(repo).verified(e.bptr, "/big") as chunks:
             entered.append(chunks)
-    assert entered == [] and len(calls) == 1 and calls[0][1].closed
+    assert entered == [] and _spools_open_in(tmp_path) == 0
 
 
 def test_verify_hashes_catches_a_block_that_does_not_match_its_name(repo):

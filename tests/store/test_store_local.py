@@ -14,7 +14,6 @@ import pytest
 from fogsync.errors import ConfigError
 from fogsync.platform import fsync
 from fogsync.store import ObjectNotFound, StoreError, open_store
-from fogsync.store import local as local_mod
 from fogsync.store.local import LocalStore
 
 HEAD = "share1/head"
@@ -35,12 +34,16 @@ def _all_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def _fail_midway(err: int):
-    def write_half_then_fail(fd: int, data: bytes) -> None:
-        os.write(fd, data[: len(data) // 2])
-        raise OSError(err, os.strerror(err))
+def _disk_full_midway(fd: int, data: bytes) -> None:
+    """Write half, then the rest where the kernel says the disk is full (/dev/full: ENOSPC)."""
+    fsync.write_all(fd, data[: len(data) // 2])
+    with open("/dev/full", "wb", buffering=0) as full:
+        full.write(data[len(data) // 2 :])
 
-    return write_half_then_fail
+
+def _denied_midway(fd: int, data: bytes) -> None:
+    os.write(fd, data[: len(data) // 2])
+    raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
 
 def test_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -76,8 +79,8 @@ def test_no_temp_files_left_after_puts(store: LocalStore, root: Path):
     assert not [f for f in _all_files(root) if ".tmp-" in f]
 
 
-def test_failed_put_leaves_no_object_and_no_temp(store, root, monkeypatch):
-    monkeypatch.setattr(fsync, "write_all", _fail_midway(errno.ENOSPC))
+def test_failed_put_leaves_no_object_and_no_temp(root):
+    store = LocalStore(str(root), write=_disk_full_midway)
     with pytest.raises(StoreError, match="full") as caught:
         store.put(BLOCK, b"x" * 65536)
     assert str(root) in str(caught.value)
@@ -85,10 +88,10 @@ def test_failed_put_leaves_no_object_and_no_temp(store, root, monkeypatch):
     assert _all_files(root) == []
 
 
-def test_failed_overwrite_keeps_old_object(store, monkeypatch):
+def test_failed_overwrite_keeps_old_object(store, root):
     store.put(BLOCK, b"old")
     tag = store.put_if(HEAD, b"old head", None)
-    monkeypatch.setattr(fsync, "write_all", _fail_midway(errno.ENOSPC))
+    store = LocalStore(str(root), write=_disk_full_midway)
     with pytest.raises(StoreError, match="store is full"):
         store.put(BLOCK, b"new" * 1000)
     with pytest.raises(StoreError, match="store is full"):
@@ -97,8 +100,8 @@ def test_failed_overwrite_keeps_old_object(store, monkeypatch):
     assert store.get_versioned(HEAD).tag == tag
 
 
-def test_permission_error_message(store, monkeypatch):
-    monkeypatch.setattr(fsync, "write_all", _fail_midway(errno.EACCES))
+def test_permission_error_message(root):
+    store = LocalStore(str(root), write=_denied_midway)
     with pytest.raises(StoreError, match="permission denied: .*share1"):
         store.put(BLOCK, b"x")
 
@@ -178,37 +181,36 @@ def test_tag_is_sha256(store):
     assert store.put_if(HEAD, b"h", None) == hashlib.sha256(b"h").hexdigest()
 
 
-def test_flush_uses_syncfs(store, monkeypatch):
+def test_flush_syncs_the_store_file_system_once(root):
     calls = []
-    monkeypatch.setattr(fsync, "syncfs", calls.append)
+    store = LocalStore(str(root), sync_filesystem=calls.append)
     store.put(BLOCK, b"x")
     store.flush()
-    assert len(calls) == 1
+    assert calls == [str(root)]
 
 
-def test_flush_reports_write_back_errors(store, monkeypatch):
-    def failing_syncfs(fd: int) -> None:
+def test_flush_reports_write_back_errors(root):
+    def failing_syncfs(directory: str) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(fsync, "syncfs", failing_syncfs)
+    store = LocalStore(str(root), sync_filesystem=failing_syncfs)
     store.put(BLOCK, b"x")
     with pytest.raises(StoreError, match="cannot flush .*Input/output error"):
         store.flush()
 
 
-def test_writing_back_starts_in_the_background_and_flush_waits_for_it(store, monkeypatch):
-    monkeypatch.setattr(local_mod, "FLUSH_AHEAD", 100)
+def test_writing_back_starts_in_the_background_and_flush_waits_for_it(root):
     started, release, calls = threading.Event(), threading.Event(), []
 
-    def slow_syncfs(fd: int) -> None:
+    def slow_syncfs(directory: str) -> None:
         calls.append(threading.current_thread().name)
         if len(calls) == 1:
             started.set()
             release.wait(5)  # the disk is slow: the puts go on meanwhile
 
-    monkeypatch.setattr(fsync, "syncfs", slow_syncfs)
+    store = LocalStore(str(root), sync_filesystem=slow_syncfs, flush_ahead=100)
     store.put(BLOCK, b"x" * 60)
-    assert calls == []  # not yet FLUSH_AHEAD
+    assert calls == []  # not yet flush_ahead
     store.put(BLOCK + "1", b"x" * 60)
     assert started.wait(5) and calls == ["fogsync-flush-ahead"]
     for i in range(5):
@@ -224,18 +226,16 @@ def test_writing_back_starts_in_the_background_and_flush_waits_for_it(store, mon
     assert calls[1] != "fogsync-flush-ahead"
 
 
-def test_a_background_write_back_error_is_raised_by_flush(store, monkeypatch):
-    monkeypatch.setattr(local_mod, "FLUSH_AHEAD", 10)
+def test_a_background_write_back_error_is_raised_by_flush(root):
     calls = []
 
-    def failing_once(fd: int) -> None:
-        calls.append(fd)
+    def failing_once(directory: str) -> None:
+        calls.append(directory)
         if len(calls) == 1:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(fsync, "syncfs", failing_once)
+    store = LocalStore(str(root), sync_filesystem=failing_once, flush_ahead=10)
     store.put(BLOCK, b"x" * 20)
-    store._ahead.join(5)
     with pytest.raises(StoreError, match="cannot flush .*Input/output error"):
         store.flush()  # a later syncfs would not see that error: it is raised once, here
     store.flush()

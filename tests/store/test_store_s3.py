@@ -11,7 +11,6 @@ import time
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from fogsync.errors import ConfigError
 from fogsync.store import ObjectNotFound, StoreError, SwapConflict, open_store
@@ -139,48 +138,45 @@ def test_importing_the_store_package_does_not_import_boto3():
     assert result.stdout.strip() == "[]"
 
 
-def _conflict(retries: int) -> ClientError:
-    response = {
-        "Error": {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions failed"},
-        "ResponseMetadata": {"HTTPStatusCode": 412, "RetryAttempts": retries},
-    }
-    return ClientError(response, "PutObject")
+def _retrying_the_first_put() -> boto3.session.Session:
+    """A session whose clients retry a PutObject's first attempt, as if its response was lost.
+
+    The first attempt reaches the server and lands (or fails) as it would; the
+    client then sends it again, as botocore does after a timeout or a 5xx.
+    """
+    session = boto3.session.Session()
+
+    def needs_retry(attempts: int, **kwargs) -> float | None:
+        return 0 if attempts == 1 else None
+
+    session.events.register("needs-retry.s3.PutObject", needs_retry)
+    return session
 
 
-def _land_then_fail(store: S3Store, monkeypatch, retries: int) -> None:
-    """The swap lands, but the client reports the (retried) attempt's 412."""
-    real_put = store._client.put_object
-
-    def put_object(**kwargs):
-        real_put(**kwargs)
-        raise _conflict(retries)
-
-    monkeypatch.setattr(store._client, "put_object", put_object)
-
-
-def test_retried_swap_that_landed_counts_as_won(s3_url, monkeypatch):
-    store = S3Store(s3_url)
-    tag = store.put_if(HEAD, b"v1", None)
-    _land_then_fail(store, monkeypatch, retries=1)
-    new_tag = store.put_if(HEAD, b"v2 unique", tag)
+def test_retried_swap_that_landed_counts_as_won(s3_url):
+    store = S3Store(s3_url, session=_retrying_the_first_put())
+    tag = store.put_if(HEAD, b"v1", None)  # the retry of a create meets its own object: 412
+    assert store.get_versioned(HEAD).tag == tag
+    new_tag = store.put_if(HEAD, b"v2 unique", tag)  # the retry's If-Match names the old tag: 412
     assert store.get_versioned(HEAD).tag == new_tag
     assert new_tag != tag
 
 
-def test_conflict_without_retry_is_a_conflict(s3_url, monkeypatch):
-    store = S3Store(s3_url)
+def test_a_conflict_without_retry_is_a_conflict_even_with_equal_bytes(s3_url):
+    store, other = S3Store(s3_url), S3Store(s3_url)
     tag = store.put_if(HEAD, b"v1", None)
-    _land_then_fail(store, monkeypatch, retries=0)
+    other.put_if(HEAD, b"v2", tag)  # another writer got there first, with the very bytes
     with pytest.raises(SwapConflict):
         store.put_if(HEAD, b"v2", tag)
 
 
-def test_retried_swap_lost_to_another_writer(s3_url, monkeypatch):
-    store = S3Store(s3_url)
-    tag = store.put_if(HEAD, b"v1", None)
-    monkeypatch.setattr(store._client, "put_object", lambda **kwargs: (_ for _ in ()).throw(_conflict(2)))
+def test_retried_swap_lost_to_another_writer(s3_url):
+    store, other = S3Store(s3_url, session=_retrying_the_first_put()), S3Store(s3_url)
+    tag = other.put_if(HEAD, b"v1", None)
+    other.put_if(HEAD, b"v1 moved on", tag)
     with pytest.raises(SwapConflict):
-        store.put_if(HEAD, b"v2", tag)
+        store.put_if(HEAD, b"v2", tag)  # both attempts fail their precondition
+    assert store.get(HEAD) == b"v1 moved on"
 
 
 def test_moto_conditional_put_is_atomic_under_the_fixture(s3_url, monkeypatch):
