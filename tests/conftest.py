@@ -127,7 +127,6 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable
     handles are closed at teardown. ``request.param`` names the backend.
     """
     from fogsync.store import open_store
-
     from fogsync.store.faulty import FaultyStore
 
     if request.param in ("memory", "wrapped"):
@@ -180,6 +179,7 @@ class Host:
         if with_share:
             text += f'\n[shares.{share}]\nkey = "{key}"\npath = "{self.folder}"\nstore = "{store}"\n'
         self.config.write_text(text)
+        self.config.chmod(0o600)  # it holds a key: load() refuses it readable by others
         self._share = None
         self._state = None
 

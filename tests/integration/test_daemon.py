@@ -48,6 +48,7 @@ class Host:
             f'state_dir = "{self.state}"\ndebounce = 0.5\nmax_delay = 1.0\n\n'
             f'[shares.{SHARE}]\nkey = "{key}"\npath = "{self.folder}"\nstore = "{store}"\n'
         )
+        self.config.chmod(0o600)
         self.env = dict(os.environ, FOGSYNC_HOST=name)
         self.env.pop("FOGSYNC_CONFIG", None)
         self.daemon: subprocess.Popen | None = None
