@@ -187,6 +187,7 @@ def cmd_add_share(args) -> int:
     path = configmod.config_path(args.config)
     cfg = configmod.load(path, args.host)
     folder = os.path.abspath(os.path.expanduser(args.path))
+    configmod.check_folder_apart(cfg, folder)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:

@@ -263,6 +263,26 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_folder_apart(cfg: Config, folder: str) -> None:
+    """Refuse a folder that is, holds or lies inside another share's folder: a file there would go to both."""
+    mine = _real(folder)
+    for other in cfg.shares.values():
+        theirs = _real(other.path)
+        if mine == theirs:
+            how = "is already the folder of"
+        elif mine.startswith(theirs.rstrip(os.sep) + os.sep):
+            how = "is inside the folder of"
+        elif theirs.startswith(mine.rstrip(os.sep) + os.sep):
+            how = "holds the folder of"
+        else:
+            continue
+        raise ConfigError(f"{folder} {how} share {other.name!r} ({other.path}): shares' folders may not nest")
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+
+
 def _check_host(host: str) -> None:
     if not host or any(ord(c) < 32 for c in host) or "/" in host:
         raise ConfigError(f"bad host name {host!r}")

@@ -87,3 +87,24 @@ def test_a_config_without_keys_may_be_readable_and_0600_with_keys_loads(tmp_path
     assert config.load(_write(tmp_path, 'host = "x"\n', 0o644)).host == "x"
     assert config.load(_write(tmp_path, SHARE, 0o600)).share("docs").path == "/data/docs"
     assert config.load(_write(tmp_path, SHARE, 0o400)).share("docs").path == "/data/docs"
+
+
+@pytest.mark.parametrize("folder, how", [
+    ("docs", "is already the folder of"),
+    ("docs/inner", "is inside the folder of"),
+    ("", "holds the folder of"),
+    ("link-to-docs/inner", "is inside the folder of"),
+])
+def test_a_share_folder_may_not_nest_with_another(tmp_path, folder, how):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "link-to-docs").symlink_to(tmp_path / "docs")
+    cfg = config.load(_write(tmp_path, f'[shares.docs]\nkey = "{KEY}"\npath = "{tmp_path}/docs"\n'))
+    with pytest.raises(ConfigError) as e:
+        config.check_folder_apart(cfg, str(tmp_path / folder))
+    assert how in str(e.value) and "'docs'" in str(e.value)
+
+
+def test_side_by_side_share_folders_are_fine(tmp_path):
+    cfg = config.load(_write(tmp_path, f'[shares.docs]\nkey = "{KEY}"\npath = "{tmp_path}/docs"\n'))
+    config.check_folder_apart(cfg, str(tmp_path / "docs2"))
+    config.check_folder_apart(cfg, str(tmp_path / "other" / "docs"))

@@ -33,3 +33,12 @@ def test_a_config_with_keys_readable_by_others_is_refused_with_the_fix(cli_host,
     assert not (a.state_dir / "state.sqlite").exists()
     os.chmod(a.config, 0o600)
     a.sync()
+
+
+def test_add_share_refuses_a_folder_nested_with_another_share(cli_host, tmp_path):
+    a = cli_host("alpha", str(tmp_path / "store"))
+    before = a.config.read_text()
+    for folder in (a.folder / "inner", a.folder, a.folder.parent):
+        p = a.run("add-share", "other", "22" * 32, "--path", str(folder), "--store", str(tmp_path / "s2"), check=False)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and "may not nest" in p.stderr
+    assert a.config.read_text() == before and not (a.folder / "inner").exists()
