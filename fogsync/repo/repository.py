@@ -28,6 +28,7 @@ from fogsync.format import crypto
 from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
 from fogsync.format.roots import Root, decode_head
 from fogsync.format.tree import DIR, Entry, decode_listing, join
+from fogsync.platform.private import private_dir
 from fogsync.repo import bigblob
 from fogsync.store.base import Store
 
@@ -460,6 +461,5 @@ def _tee(chunks: Iterator[bytes], spool) -> Iterator[bytes]:
 
 
 def spool_dir_for(state_dir: str) -> str:
-    path = os.path.join(state_dir, "spool")
-    os.makedirs(path, exist_ok=True)
-    return path
+    private_dir(state_dir)
+    return private_dir(os.path.join(state_dir, "spool"))
