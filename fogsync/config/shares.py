@@ -24,9 +24,9 @@ def open_state(cfg: Config) -> State:
     return State(state_path(cfg))
 
 
-def open_repo(cfg: Config, sc: ShareConfig, verify_hashes: bool = False) -> Repo:
+def open_repo(cfg: Config, sc: ShareConfig) -> Repo:
     store = open_store(sc.store, endpoint_url=cfg.s3_endpoint)
-    return Repo(store, ShareKeys.derive(sc.key), sc.name, spool_dir_for(cfg.state_dir), verify_hashes)
+    return Repo(store, ShareKeys.derive(sc.key), sc.name, spool_dir_for(cfg.state_dir))
 
 
 def open_share(cfg: Config, name: str, state: State) -> Share:
