@@ -12,8 +12,11 @@ Adds to the contract:
 - every botocore failure translated into a one-line StoreError naming the
   bucket/key and the cause; one that may pass (a dropped or timed-out
   connection, a 5xx or SlowDown, a body that broke off while it was read)
-  is a TransientStoreError, which ``RetryingStore`` retries. Bodies are
-  read inside the translating ``try``. Credentials never appear in messages.
+  is a TransientStoreError, which ``RetryingStore`` retries. An endpoint
+  that cannot be reached at all (refused, unknown, connect timeout) is not:
+  botocore has retried it, and a wrong endpoint is better said at once.
+  Bodies are read inside the translating ``try``. Credentials never appear
+  in messages.
 
 boto3 is imported here only, so ``import fogsync`` stays cheap.
 """
@@ -60,7 +63,7 @@ _BAD_CREDENTIALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken
 # botocore wraps what urllib3 raises while a body is read; the raw kinds are caught too, in case one slips by
 _BotoError = (BotoCoreError, ClientError, http.client.HTTPException, urllib3.exceptions.HTTPError, ConnectionError)
 _TRANSIENT = (
-    BotoConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError, ...
+    BotoConnectionError,  # a connection lost part way: ConnectionClosedError, ReadTimeoutError, ...
     HTTPClientError,
     IncompleteReadError,
     ResponseStreamingError,
@@ -207,7 +210,8 @@ class S3Store(Store):
         """Translate a botocore exception into a one-line StoreError."""
         where = self._where(key)
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-            return TransientStoreError(f"cannot reach S3 endpoint {self.endpoint_url}: {_one_line(exc)}")
+            # botocore has retried it already; a wrong or down endpoint is said at once, not after minutes
+            return StoreError(f"cannot reach S3 endpoint {self.endpoint_url}: {_one_line(exc)}")
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StoreError(
                 f"no usable AWS credentials for {where} (set AWS_ACCESS_KEY_ID and "

@@ -67,3 +67,12 @@ def test_permanent_answers_are_not_transient(s3, proxy):
         wrong.get("k")
     assert not isinstance(e.value, TransientStoreError)
     wrong.close()
+
+
+def test_an_endpoint_that_cannot_be_reached_is_said_at_once_not_retried(proxy):
+    proxy.stop()  # nothing listens on its port any more
+    store = S3Store("s3://b/p", endpoint_url=proxy.url, max_attempts=0, connect_timeout=2)
+    with pytest.raises(StoreError, match="cannot reach S3 endpoint") as e:
+        RetryingStore(store, Backoff(sleep=lambda s: pytest.fail("retried"))).get("k")
+    assert not isinstance(e.value, TransientStoreError)
+    store.close()
