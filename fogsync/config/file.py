@@ -180,7 +180,8 @@ def _validated(table: Mapping[str, Any], fields: Mapping[str, Any], where: str, 
         name = f"{where}{key}"
         field_ = fields.get(key)
         if field_ is None:
-            raise ConfigError(f"unknown key {name} in {path}{_did_you_mean(key, fields)}")
+            known = [*fields, "shares"] if fields is TOP_KEYS else list(fields)
+            raise ConfigError(f"unknown key {name} in {path}{_did_you_mean(key, known)}")
         if isinstance(field_, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{name} in {path} must be a table ([{name}]), not {_kind_of(value)}")
@@ -195,9 +196,9 @@ def _validated(table: Mapping[str, Any], fields: Mapping[str, Any], where: str, 
     return out
 
 
-def _did_you_mean(key: str, fields: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(fields), n=1)
-    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(fields)})"
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
 
 
 def _validated_shares(shares: Any, path: str) -> dict[str, dict[str, Any]]:

@@ -64,6 +64,7 @@ def test_an_unknown_key_is_refused_with_the_likely_meaning(tmp_path):
     assert "did you mean exclude?" in _refused(_write(tmp_path, 'exlude = ["*.tmp"]'))
     assert "unknown key shares.docs.stroe" in _refused(_write(tmp_path, SHARE + 'stroe = "/s"\n'))
     assert "unknown key s3.endpoint" in _refused(_write(tmp_path, '[s3]\nendpoint = "http://x"'))
+    assert "did you mean shares?" in _refused(_write(tmp_path, SHARE.replace("[shares.", "[share.")))
 
 
 def test_good_values_load_as_typed_values(tmp_path):
