@@ -15,7 +15,7 @@ import socket
 import stat
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from fogsync.errors import ConfigError
@@ -132,14 +132,16 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_key_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        parse_key(value) if isinstance(value, str) else None
+        parse_key(value)
     except ConfigError:
         return False
-    return isinstance(value, str)
+    return True
 
 
-TEXT = Field("a non-empty string", _is_text)
+STORE = Field("a store URL or path (a non-empty string)", _is_text)
 PATH = Field("a path (a non-empty string)", _is_text, lambda v: os.path.abspath(os.path.expanduser(v)))
 PATTERNS = Field("a list of strings (gitignore patterns), such as [\"*.tmp\"]", _is_text_list, tuple)
 SECONDS = Field("a non-negative number of seconds", _is_seconds, float)
@@ -149,14 +151,14 @@ S3_KEYS: dict[str, Field] = {
 }
 SHARE_KEYS: dict[str, Field] = {
     "key": Field("64 hex characters (32 bytes), as 'fogsync keygen' prints", _is_key_text, parse_key, required=True),
-    "path": Field(PATH.what, PATH.accept, PATH.convert, required=True),
-    "store": Field("a store URL or path (a non-empty string)", _is_text),
+    "path": replace(PATH, required=True),
+    "store": STORE,
     "exclude": PATTERNS,
 }
 TOP_KEYS: dict[str, Field | dict] = {
     "host": Field("a host name (a non-empty string)", _is_text),
     "state_dir": PATH,
-    "default_store": Field("a store URL or path (a non-empty string)", _is_text),
+    "default_store": STORE,
     "exclude": PATTERNS,
     "debounce": SECONDS,
     "max_delay": SECONDS,
