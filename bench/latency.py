@@ -50,6 +50,7 @@ def _config(base: str, host: str, key: str, store: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write(f'state_dir = "{state}"\nhost = "{host}"\n\n'
                 f'[shares.{SHARE}]\nkey = "{key}"\npath = "{folder}"\nstore = "{store}"\n')
+    os.chmod(path, 0o600)
     return path
 
 

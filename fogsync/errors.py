@@ -26,6 +26,10 @@ class StoreError(FogsyncError):
     """The store could not be reached or refused an operation."""
 
 
+class TransientStoreError(StoreError):
+    """The store failed for a cause that may pass (a dropped connection, a 503, a body cut off): worth retrying."""
+
+
 class ObjectNotFound(StoreError):
     """A key the caller expected is not in the store."""
 

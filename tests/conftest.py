@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import pytest
 from helpers import KEYS, folder_tree
 
+from fogsync.errors import TransientStoreError
 from fogsync.repo.repository import Repo
 from fogsync.store import Store
 from fogsync.store.local import LocalStore
@@ -113,23 +114,26 @@ def s3_url(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 # --- every backend ---------------------------------------------------------------
 
-STORE_KINDS = ("memory", "local", "s3", "wrapped")
+STORE_KINDS = ("memory", "local", "s3", "wrapped", "retrying")
 
 
 @pytest.fixture(params=STORE_KINDS)
 def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], Store]]:
     """Yield a function that opens a new handle on one fresh store, per backend.
 
-    Parametrized over memory, local (under tmp_path), s3 (moto) and a memory
+    Parametrized over memory, local (under tmp_path), s3 (moto), a memory
     store behind a ``FaultyStore`` with no faults (every wrapper passes the
-    contract through). Every
+    contract through), and a ``RetryingStore`` over a ``FaultyStore`` whose
+    every operation first fails once transiently (a swap after it landed),
+    so the contract holds through retries. Every
     call opens another handle on the same objects, like a second host;
     handles are closed at teardown. ``request.param`` names the backend.
     """
     from fogsync.store import open_store
-    from fogsync.store.faulty import FaultyStore
+    from fogsync.store.faulty import OPERATIONS, FaultyStore
+    from fogsync.store.retrying import Backoff, RetryingStore
 
-    if request.param in ("memory", "wrapped"):
+    if request.param in ("memory", "wrapped", "retrying"):
         url = f"memory://test-{uuid.uuid4().hex}"
     elif request.param == "local":
         url = str(tmp_path / "store")
@@ -141,6 +145,11 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable
         store = open_store(url)
         if request.param == "wrapped":
             store = FaultyStore(store)
+        if request.param == "retrying":
+            store = FaultyStore(store)
+            for op in OPERATIONS:
+                store.fail_on(op, TransientStoreError(f"{op}: connection reset"), landed=op in ("put", "put_if"))
+            store = RetryingStore(store, Backoff(sleep=lambda seconds: None))
         opened.append(store)
         return store
 
@@ -179,6 +188,7 @@ class Host:
         if with_share:
             text += f'\n[shares.{share}]\nkey = "{key}"\npath = "{self.folder}"\nstore = "{store}"\n'
         self.config.write_text(text)
+        self.config.chmod(0o600)  # it holds a key: load() refuses it readable by others
         self._share = None
         self._state = None
 

@@ -49,8 +49,13 @@ def small_tree(repo: Repo, files: dict[str, bytes]) -> dict[str, Entry]:
     return {p: stored(repo, d) for p, d in files.items()}
 
 
+TAMPERED = "hash does not match its name"  # how a read reports a block flip_last_block changed
+
+
 def flip_last_block(repo: Repo, entry: Entry) -> None:
-    """Flip one bit in the last byte of ``entry``'s last piece, in a local store's block file."""
+    """Flip one bit in the last byte of ``entry``'s last piece, in a local store's block file.
+
+    The block no longer hashes to its name: a read of it fails with TAMPERED."""
     last = repo.pieces(entry.bptr)[-1]
     path = os.path.join(repo.store.root, *repo.block_key(last.hash).split("/"))
     block = bytearray(open(path, "rb").read())

@@ -141,11 +141,11 @@ def _config(args) -> configmod.Config:
     return configmod.load(configmod.config_path(args.config), args.host)
 
 
-def _open(args, name: str, verify_hashes: bool = False):
+def _open(args, name: str):
     from fogsync.config.shares import open_repo
 
     cfg = _config(args)
-    return cfg, open_repo(cfg, cfg.share(name), verify_hashes)
+    return cfg, open_repo(cfg, cfg.share(name))
 
 
 def share_path(text: str) -> str:
@@ -187,6 +187,7 @@ def cmd_add_share(args) -> int:
     path = configmod.config_path(args.config)
     cfg = configmod.load(path, args.host)
     folder = os.path.abspath(os.path.expanduser(args.path))
+    configmod.check_folder_apart(cfg, folder)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -325,7 +326,7 @@ def cmd_cat(args) -> int:
         raise FogsyncError(f"no file {path!r} in share {args.name!r}")
     out = sys.stdout.buffer
     if e.size:
-        with repo.verified(e.bptr, f"/{path}") as chunks:
+        with repo.verified(e.bptr, f"/{path}", size=e.size) as chunks:
             for chunk in chunks:
                 out.write(chunk)
     out.flush()
@@ -375,7 +376,7 @@ def _restore_in_place(args) -> int:
 def cmd_check(args) -> int:
     from fogsync.engine.check import check_share
 
-    _, repo = _open(args, args.name, verify_hashes=True)
+    _, repo = _open(args, args.name)
     report = check_share(repo)
     for problem in report.problems:
         print(f"{args.name}: {_one_line(problem)}")

@@ -9,11 +9,14 @@ file and a rename. ``config.example.toml`` documents every key.
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
+import stat
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 from fogsync.errors import ConfigError
 from fogsync.format.crypto import parse_key
@@ -70,11 +73,16 @@ def config_path(arg: str | None = None) -> str:
 
 
 def _read_text(path: str) -> str:
+    return _read_with_mode(path)[0]
+
+
+def _read_with_mode(path: str) -> tuple[str, int]:
+    """The file's text and its permission bits (a missing file is empty text, mode 0)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read()
+            return f.read(), stat.S_IMODE(os.fstat(f.fileno()).st_mode)
     except FileNotFoundError:
-        return ""
+        return "", 0
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}") from None
 
@@ -90,61 +98,192 @@ def _read_doc(path: str):
         raise ConfigError(f"config {path} is not valid TOML: {e}") from None
 
 
-def load(path: str, host: str | None = None) -> Config:
-    """Read the config; a missing file is an empty config."""
+# --- what the file may hold ----------------------------------------------------------------
+#
+# Every key, with what its value must be. A key added to FogSync is one line in
+# one of these tables; load() refuses a value of another type, and a key no
+# table names (a typo, such as "exlude", would otherwise be silently ignored).
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key: ``accept`` says whether a TOML value will do, ``what`` says what it must be."""
+
+    what: str
+    accept: Callable[[Any], bool]
+    convert: Callable[[Any], Any] = lambda value: value
+    required: bool = False
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and "\0" not in value
+
+
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_key_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        doc = tomllib.loads(_read_text(path))
+        parse_key(value)
+    except ConfigError:
+        return False
+    return True
+
+
+STORE = Field("a store URL or path (a non-empty string)", _is_text)
+PATH = Field("a path (a non-empty string)", _is_text, lambda v: os.path.abspath(os.path.expanduser(v)))
+PATTERNS = Field("a list of strings (gitignore patterns), such as [\"*.tmp\"]", _is_text_list, tuple)
+SECONDS = Field("a non-negative number of seconds", _is_seconds, float)
+
+S3_KEYS: dict[str, Field] = {
+    "endpoint_url": Field("a URL string, such as \"http://127.0.0.1:9000\"", _is_text),
+}
+SHARE_KEYS: dict[str, Field] = {
+    "key": Field("64 hex characters (32 bytes), as 'fogsync keygen' prints", _is_key_text, parse_key, required=True),
+    "path": replace(PATH, required=True),
+    "store": STORE,
+    "exclude": PATTERNS,
+}
+TOP_KEYS: dict[str, Field | dict] = {
+    "host": Field("a host name (a non-empty string)", _is_text),
+    "state_dir": PATH,
+    "default_store": STORE,
+    "exclude": PATTERNS,
+    "debounce": SECONDS,
+    "max_delay": SECONDS,
+    "poll": SECONDS,
+    "rescan": SECONDS,
+    "workers": Field("a whole number of at least 1", _is_count),
+    "s3": S3_KEYS,
+}
+# [shares.NAME] tables, each checked against SHARE_KEYS; "shares" itself must be a table of them.
+
+
+def _kind_of(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "a table"}
+    return next((name for t, name in kinds.items() if isinstance(value, t)), "a date or time")
+
+
+def _validated(table: Mapping[str, Any], fields: Mapping[str, Any], where: str, path: str) -> dict[str, Any]:
+    """``table``'s values checked against ``fields`` and converted; one ConfigError naming the key if not."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{where}{key}"
+        field_ = fields.get(key)
+        if field_ is None:
+            known = [*fields, "shares"] if fields is TOP_KEYS else list(fields)
+            raise ConfigError(f"unknown key {name} in {path}{_did_you_mean(key, known)}")
+        if isinstance(field_, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name} in {path} must be a table ([{name}]), not {_kind_of(value)}")
+            out[key] = _validated(value, field_, f"{name}.", path)
+        elif not field_.accept(value):
+            raise ConfigError(f"{name} in {path} must be {field_.what}, not {_kind_of(value)}")
+        else:
+            out[key] = field_.convert(value)
+    for key, field_ in fields.items():
+        if isinstance(field_, Field) and field_.required and key not in table:
+            raise ConfigError(f"{where.rstrip('.')} in {path} needs a {key}")
+    return out
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
+
+
+def _validated_shares(shares: Any, path: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(shares, dict) or not all(isinstance(s, dict) for s in shares.values()):
+        raise ConfigError(f"shares in {path} must hold one table per share ([shares.NAME]), not {_kind_of(shares)}")
+    out = {}
+    for name, table in shares.items():
+        check_name(name)
+        out[name] = _validated(table, SHARE_KEYS, f"shares.{_quoted(name)}.", path)
+    return out
+
+
+def _quoted(name: str) -> str:
+    return name if name.replace("-", "").replace("_", "").isalnum() and name.isascii() else f'"{name}"'
+
+
+def _check_private(path: str, mode: int, doc: Mapping[str, Any]) -> None:
+    """Refuse a file that holds keys and lets other users at it, as ssh refuses such a private key."""
+    if mode & 0o077 and any("key" in share for share in doc.get("shares", {}).values()):
+        raise ConfigError(
+            f"config {path} holds share keys but its mode {mode:04o} lets other users at it: run chmod 600 {path}"
+        )
+
+
+def load(path: str, host: str | None = None) -> Config:
+    """Read and check the whole config (a missing file is an empty config): one ConfigError if it is wrong."""
+    text, mode = _read_with_mode(path)
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config {path} is not valid TOML: {e}") from None
-    state_dir = doc.get("state_dir")
-    if state_dir:
-        state_dir = os.path.abspath(os.path.expanduser(str(state_dir)))
-    else:
+    shares = raw.pop("shares", {})
+    doc = _validated(raw, TOP_KEYS, "", path)
+    doc["shares"] = _validated_shares(shares, path)
+    _check_private(path, mode, doc)
+    if doc.get("state_dir") is None:
         import platformdirs
 
-        state_dir = platformdirs.user_data_dir(APP)
+        doc["state_dir"] = platformdirs.user_data_dir(APP)
     cfg = Config(
         path=path,
         host=host or os.environ.get("FOGSYNC_HOST") or doc.get("host") or socket.gethostname(),
-        state_dir=state_dir,
+        state_dir=doc["state_dir"],
         default_store=doc.get("default_store"),
-        s3_endpoint=(doc.get("s3") or {}).get("endpoint_url"),
-        debounce=_number(doc, "debounce", 0.5, path),
-        max_delay=_number(doc, "max_delay", 5.0, path),
-        poll=_number(doc, "poll", 10.0, path),
-        rescan=_number(doc, "rescan", 3600.0, path),
-        exclude=tuple(doc.get("exclude") or ()),
-        workers=int(_number(doc, "workers", 3, path)),
+        s3_endpoint=doc.get("s3", {}).get("endpoint_url"),
+        debounce=doc.get("debounce", 0.5),
+        max_delay=doc.get("max_delay", 5.0),
+        poll=doc.get("poll", 10.0),
+        rescan=doc.get("rescan", 3600.0),
+        exclude=doc.get("exclude", ()),
+        workers=doc.get("workers", 3),
     )
     _check_host(cfg.host)
-    for name, s in (doc.get("shares") or {}).items():
-        cfg.shares[name] = _share(cfg, name, s, path)
+    for name, s in doc["shares"].items():
+        store = s.get("store") or cfg.default_store or cfg.local_store
+        cfg.shares[name] = ShareConfig(name, s["key"], s["path"], store, s.get("exclude", ()))
     return cfg
-
-
-def _number(doc: dict, key: str, default: float, path: str) -> float:
-    value = doc.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{key} in {path} must be a non-negative number")
-    return float(value)
-
-
-def _share(cfg: Config, name: str, s: dict, path: str) -> ShareConfig:
-    if not isinstance(s, dict) or "key" not in s or "path" not in s:
-        raise ConfigError(f"share {name!r} in {path} needs a key and a path")
-    try:
-        key = parse_key(str(s["key"]))
-    except ConfigError:
-        raise ConfigError(f"share {name!r} in {path}: key must be 64 hex characters (32 bytes)") from None
-    store = s.get("store") or cfg.default_store or cfg.local_store
-    folder = os.path.abspath(os.path.expanduser(str(s["path"])))
-    return ShareConfig(name, key, folder, str(store), tuple(s.get("exclude") or ()))
 
 
 def check_name(name: str) -> str:
     if not name or name != name.strip() or any(ord(c) < 32 for c in name) or "/" in name:
         raise ConfigError(f"bad share name {name!r}: use a non-empty name without '/' or control characters")
     return name
+
+
+def check_folder_apart(cfg: Config, folder: str) -> None:
+    """Refuse a folder that is, holds or lies inside another share's folder: a file there would go to both."""
+    mine = _real(folder)
+    for other in cfg.shares.values():
+        theirs = _real(other.path)
+        if mine == theirs:
+            how = "is already the folder of"
+        elif mine.startswith(theirs.rstrip(os.sep) + os.sep):
+            how = "is inside the folder of"
+        elif theirs.startswith(mine.rstrip(os.sep) + os.sep):
+            how = "holds the folder of"
+        else:
+            continue
+        raise ConfigError(f"{folder} {how} share {other.name!r} ({other.path}): shares' folders may not nest")
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
 
 
 def _check_host(host: str) -> None:

@@ -1,7 +1,7 @@
 """Wiring: from a ``Config`` to live shares (store, repository, state).
 
 The CLI and the daemon both start here, so a share is opened the same way
-whichever face asks.
+whichever face asks: its store behind a ``RetryingStore``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fogsync.folder.state import State
 from fogsync.format.crypto import ShareKeys
 from fogsync.repo.repository import Repo, spool_dir_for
 from fogsync.store import open_store
+from fogsync.store.retrying import RetryingStore
 
 
 def state_path(cfg: Config) -> str:
@@ -24,9 +25,9 @@ def open_state(cfg: Config) -> State:
     return State(state_path(cfg))
 
 
-def open_repo(cfg: Config, sc: ShareConfig, verify_hashes: bool = False) -> Repo:
-    store = open_store(sc.store, endpoint_url=cfg.s3_endpoint)
-    return Repo(store, ShareKeys.derive(sc.key), sc.name, spool_dir_for(cfg.state_dir), verify_hashes)
+def open_repo(cfg: Config, sc: ShareConfig) -> Repo:
+    store = RetryingStore(open_store(sc.store, endpoint_url=cfg.s3_endpoint))
+    return Repo(store, ShareKeys.derive(sc.key), sc.name, spool_dir_for(cfg.state_dir))
 
 
 def open_share(cfg: Config, name: str, state: State) -> Share:

@@ -37,6 +37,7 @@ from fogsync.engine.sync import Report, Share, sync_share
 from fogsync.errors import ConfigError, FogsyncError, LocalError
 from fogsync.format.roots import Root
 from fogsync.platform import malloc
+from fogsync.platform.private import private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,7 @@ def _lock(state_dir: str) -> int:
     """An flock held for the daemon's life; the file names the pid that holds it."""
     path = os.path.join(state_dir, "daemon.lock")
     try:
-        os.makedirs(state_dir, exist_ok=True)
+        private_dir(state_dir)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as e:
         raise LocalError(f"cannot open the daemon lock {path}: {e.strerror or e}") from None
@@ -399,7 +400,7 @@ def _setup_logging(state_dir: str, verbose: bool) -> logging.Handler:
     try:
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_FILES,
                                                        encoding="utf-8")
-        os.chmod(path, 0o600)
+        private_file(path, create=False)
     except OSError as e:
         raise LocalError(f"cannot open the log file {path}: {e.strerror or e}") from None
     handler.setLevel(level)

@@ -26,7 +26,7 @@ class CheckReport:
 
 
 def check_share(repo: Repo, progress: Callable[[str], None] = lambda s: None) -> CheckReport:
-    """Verify the whole share; ``repo`` should have ``verify_hashes`` set."""
+    """Verify the whole share (``repo`` checks each block against its name as it reads it)."""
     report = CheckReport()
     try:
         head = repo.read_head()
@@ -76,7 +76,7 @@ def _check_content(repo: Repo, path: str, e, report: CheckReport) -> None:
     try:
         h = hashlib.sha256()
         n = 0
-        with repo.verified(e.bptr, f"/{path}") as chunks:
+        with repo.verified(e.bptr, f"/{path}", size=e.size) as chunks:
             for chunk in chunks:
                 h.update(chunk)
                 n += len(chunk)

@@ -28,6 +28,8 @@ Side = Mapping[str, Entry]  # a base, local or remote tree, read only
 BOTH_CHANGED = "both-changed"  # both sides changed a path from base, differently
 BOTH_ADDED = "both-added"  # both sides added a path absent from base, differently
 TYPE = "type"  # one side holds a directory, file or symlink where the other holds another type
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+HOST_MAX = 64  # bytes of the host name shown in a conflict name: the tag never crowds out the name
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,40 @@ def conflict_name(path: str, host: str, now: datetime, taken: Container[str]) ->
     extension stays last, dotfiles and names without an extension get the tag
     at the end, and a taken name gets a counter inside the parentheses
     (``... 2334 2)``). ``now`` is shown in UTC (a naive ``now`` is taken as UTC).
+
+    The name always fits in ``NAME_MAX`` bytes of UTF-8: a long stem is cut
+    (on a character boundary) to make room for the tag and the extension; an
+    extension too long to leave room for any stem is cut as part of the stem.
     """
     stem, extension = _split_extension(name_of(path))
-    stamp = f"conflict from {_safe_host(host)} {_as_utc(now):%Y-%m-%d %H%M}"
+    host_part = _cut_utf8(_safe_host(host), HOST_MAX)
+    stamp = f"conflict from {host_part} {_as_utc(now):%Y-%m-%d %H%M}"
     tags = (stamp if n == 1 else f"{stamp} {n}" for n in count(1))
-    candidates = (join(parent_of(path), f"{stem} ({tag}){extension}") for tag in tags)
+    candidates = (join(parent_of(path), _fitted(stem, f" ({tag})", extension)) for tag in tags)
     return next(c for c in candidates if c not in taken)
+
+
+def _fitted(stem: str, tag: str, extension: str) -> str:
+    """``stem + tag + extension``, the stem cut so the whole fits in NAME_MAX bytes."""
+    room = NAME_MAX - _utf8_len(tag) - _utf8_len(extension)
+    if room < 1:
+        stem, extension = stem + extension, ""
+        room = NAME_MAX - _utf8_len(tag)
+    return f"{_cut_utf8(stem, room)}{tag}{extension}"
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """The longest start of ``text`` that is at most ``limit`` bytes of UTF-8 (whole characters only)."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += _utf8_len(ch)
+        if used > limit:
+            return text[:i]
+    return text
 
 
 # --- per-path rules -----------------------------------------------------------

@@ -89,13 +89,13 @@ def _write_content(repo: Repo, tmp: str, entry: Entry, source: str | None, dest:
     elif entry.size >= bigblob.MIN_SIZE:
         _write_big(repo, tmp, entry, dest)
     else:
-        _write_checked(tmp, repo.streamed(entry.bptr, dest), entry)
+        _write_checked(tmp, repo.streamed(entry.bptr, dest, size=entry.size), entry)
 
 
 def _write_big(repo: Repo, tmp: str, entry: Entry, dest: str) -> None:
     """A big file, decrypted a chunk per core (``bigblob``), hashed and written in order."""
     with DirectWriter(tmp, entry.size) as f:
-        sha, n = repo.open_into(entry.bptr, dest, f.write)
+        sha, n = repo.open_into(entry.bptr, dest, f.write, size=entry.size)
     _check_content(sha, n, entry)
 
 

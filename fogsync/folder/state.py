@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, NamedTuple
 
 from fogsync.errors import LocalError
 from fogsync.format.tree import Entry
+from fogsync.platform.private import private_dir, private_file
 
 PAGE_SIZE = 16384
 
@@ -107,7 +108,10 @@ class State:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        private_dir(os.path.dirname(os.path.abspath(path)))
+        private_file(path)  # SQLite gives the -wal and -shm files the database's mode
+        for extra in ("-wal", "-shm"):
+            private_file(path + extra, create=False)
         try:
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
             # A new database only (an existing one keeps its pages): saving a first sync's 51,364

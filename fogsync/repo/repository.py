@@ -7,6 +7,10 @@ blocks (tails of many files share one partial block), a big blob's blocks
 fetched ahead on a pool in 1 MiB chunks, and typed reads:
 listings, roots, the head, the root chain, whole trees, and file contents
 verified before a single byte of plaintext is handed out.
+
+Every block read is checked against its name (its SHA-256), so a store
+that hands back another valid blob's bytes is caught at that block, and a
+file's content is read no further than the size its entry declares.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, rea
 from fogsync.format.roots import Root, decode_head
 from fogsync.format.tree import DIR, Entry, decode_listing, join
 from fogsync.platform.threads import SharedPool
+from fogsync.platform.private import private_dir
 from fogsync.repo import bigblob
 from fogsync.store.base import Store
 
@@ -154,12 +159,8 @@ def _fetched_ahead(fetch: Callable, items: Iterable, ahead_n: int) -> Iterator:
 class Repo:
     """A share's objects in a store, opened with the share's key."""
 
-    def __init__(
-        self, store: Store, keys: crypto.ShareKeys, name: str, spool_dir: str | None = None,
-        verify_hashes: bool = False,
-    ) -> None:
+    def __init__(self, store: Store, keys: crypto.ShareKeys, name: str, spool_dir: str | None = None) -> None:
         self.store = store
-        self.verify_hashes = verify_hashes  # check each block against its name (``check`` does)
         self.keys = keys
         self.name = name
         self.share_id = keys.share_id(name)
@@ -242,7 +243,7 @@ class Repo:
             data = self.store.get(self.block_key(h))
         except ObjectNotFound:
             raise ObjectNotFound(f"block {h.hex()} of {self.where()} is missing") from None
-        if self.verify_hashes and hashlib.sha256(data).digest() != h:
+        if hashlib.sha256(data).digest() != h:
             raise IntegrityError(f"block {h.hex()} of {self.where()} is corrupt (its hash does not match its name)")
         return data
 
@@ -384,51 +385,96 @@ class Repo:
         block = self._cache.get(run[0].hash) or self._read_block(run[0].hash)
         return [piece_bytes(p, lambda _: block) for p in run]
 
-    def streamed(self, ref: bytes, what: str) -> Iterator[bytes]:
+    def streamed(self, ref: bytes, what: str, *, size: int) -> Iterator[bytes]:
         """The plaintext of a content blob in one pass, raising at the end if its tag fails.
 
         For writing to a temporary file that is renamed into place only when
         this iterator ends cleanly; use ``verified`` where output cannot be
-        taken back (standard output).
+        taken back (standard output). ``size`` is what the file's entry
+        declares: no more than that comes out (IntegrityError instead).
         """
         with _naming(what):
             pieces = self.pieces(ref)
+            self._check_sealed_length(pieces, size)
             if len(pieces) == 1:  # a small blob: verified whole before any plaintext exists
-                yield crypto.open_blob(self.keys, self.piece(pieces[0]))
+                yield from _at_most(size, iter((crypto.open_blob(self.keys, self.piece(pieces[0])),)))
             else:
-                yield from crypto.open_stream(self.keys, self.sealed_chunks(pieces))
+                yield from _at_most(size, crypto.open_stream(self.keys, self.sealed_chunks(pieces)))
 
-    def open_into(self, ref: bytes, what: str, write: Callable[[bytes], None]) -> tuple[str, int]:
+    def open_into(self, ref: bytes, what: str, write: Callable[[bytes], None], *, size: int) -> tuple[str, int]:
         """Decrypt a content blob into ``write(data)``, in order, a chunk per core (``bigblob``).
 
         Returns the plaintext's hex SHA-256 and length once the tag verified.
         Worth it for big files (``bigblob.MIN_SIZE``); as with ``streamed``,
-        the output is for a temporary file.
+        the output is for a temporary file, and no more than ``size`` bytes
+        are written.
         """
         pieces = self.pieces(ref)
         length = sum(p.length for p in pieces)
         with _naming(what):
-            return bigblob.open_into(self.keys, self.sealed_chunks(pieces), length, write)
+            self._check_sealed_length(pieces, size)
+            return bigblob.open_into(self.keys, self.sealed_chunks(pieces), length, _writing_at_most(size, write))
 
     @contextmanager
-    def verified(self, ref: bytes, what: str) -> Iterator[Iterator[bytes]]:
+    def verified(self, ref: bytes, what: str, *, size: int) -> Iterator[Iterator[bytes]]:
         """The plaintext of a content blob, available only once its tag has verified.
 
         Small blobs are held in memory; larger ones are spooled, still sealed,
-        to a temporary file in ``spool_dir`` so memory stays flat.
+        to a temporary file in ``spool_dir`` so memory stays flat. No more
+        than ``size`` bytes (what the entry declares) come out.
         """
         pieces = self.pieces(ref)
         total = sum(p.length for p in pieces)
         with _naming(what):
+            self._check_sealed_length(pieces, size)
             if total <= IN_MEMORY_LIMIT:
                 chunks = list(self.sealed_chunks(pieces))
                 crypto.verify_blob(self.keys, chunks)
-                yield crypto.decrypt_blob(self.keys, chunks)
+                yield _at_most(size, crypto.decrypt_blob(self.keys, chunks))
                 return
             with tempfile.TemporaryFile(dir=self.spool_dir, prefix="fogsync-spool-") as spool:
                 crypto.verify_blob(self.keys, _tee(self.sealed_chunks(pieces), spool))
                 spool.seek(0)
-                yield crypto.decrypt_blob(self.keys, iter(lambda: spool.read(READ_CHUNK), b""))
+                yield _at_most(size, crypto.decrypt_blob(self.keys, iter(lambda: spool.read(READ_CHUNK), b"")))
+
+    def _check_sealed_length(self, pieces: list[Bptr], size: int) -> None:
+        """Refuse, before reading the rest, an uncompressed blob longer than its entry's ``size`` allows.
+
+        An uncompressed blob is its plaintext plus MIN_BLOB_LEN bytes; a
+        longer one is only worth a look at its header (its first block) to
+        tell a gzipped blob, whose length says nothing, from a lie.
+        """
+        if sum(p.length for p in pieces) <= size + crypto.MIN_BLOB_LEN:
+            return
+        if crypto.is_uncompressed(self.piece(pieces[0])[: crypto.PREFIX_LEN]):
+            raise _too_long(size)
+
+
+def _too_long(size: int) -> IntegrityError:
+    return IntegrityError(f"content is longer than the {size} bytes its listing declares")
+
+
+def _at_most(size: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, raising IntegrityError instead of handing out more than ``size`` bytes in all."""
+    n = 0
+    for chunk in chunks:
+        n += len(chunk)
+        if n > size:
+            raise _too_long(size)
+        yield chunk
+
+
+def _writing_at_most(size: int, write: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``write``, raising IntegrityError instead of writing more than ``size`` bytes in all."""
+    written = [0]
+
+    def bounded(data: bytes) -> None:
+        written[0] += len(data)
+        if written[0] > size:
+            raise _too_long(size)
+        write(data)
+
+    return bounded
 
 
 @contextmanager
@@ -449,6 +495,5 @@ def _tee(chunks: Iterator[bytes], spool) -> Iterator[bytes]:
 
 
 def spool_dir_for(state_dir: str) -> str:
-    path = os.path.join(state_dir, "spool")
-    os.makedirs(path, exist_ok=True)
-    return path
+    private_dir(state_dir)
+    return private_dir(os.path.join(state_dir, "spool"))

@@ -28,6 +28,7 @@ class _Fault:
     after: int  # calls that match and still succeed before the first failure
     times: int | None  # failures before the fault is spent; None: every time
     key_contains: str
+    landed: bool = False  # the call reaches the inner store first: its reply is what is lost
 
     def matches(self, op: str, key: str) -> bool:
         return op == self.op and self.key_contains in key
@@ -45,26 +46,31 @@ class FaultyStore(Wrapper):
 
     def fail_on(
         self, op: str, error: Exception | Callable[[str], Exception], *, after: int = 0,
-        times: int | None = 1, key_contains: str = "",
+        times: int | None = 1, key_contains: str = "", landed: bool = False,
     ) -> None:
         """From the ``after``+1-th call of ``op`` on a key holding ``key_contains``, raise ``error``
-        (an exception, or a function of the key that makes one), ``times`` times (None: always)."""
+        (an exception, or a function of the key that makes one), ``times`` times (None: always).
+
+        With ``landed`` the call is made first and the error raised after it (a write whose reply
+        was lost), for a write operation (put, put_if, delete)."""
         if op not in OPERATIONS:
             raise ValueError(f"no store operation {op!r}")
+        if landed and op not in ("put", "put_if", "delete"):
+            raise ValueError(f"only a write lands before its reply is lost, not {op!r}")
         make = error if callable(error) and not isinstance(error, BaseException) else (lambda key: error)
         with self._lock:
-            self._faults.append(_Fault(op, make, after, times, key_contains))
+            self._faults.append(_Fault(op, make, after, times, key_contains, landed))
 
     def heal(self) -> None:
         """Drop every fault rule: the store works again."""
         with self._lock:
             self._faults.clear()
 
-    def _check(self, op: str, key: str = "") -> None:
+    def _check(self, op: str, key: str = "", landed: bool = False) -> None:
         with self._lock:
-            self.calls[op] += 1
+            self.calls[op] += not landed  # a call is counted once, before it is made
             for fault in self._faults:
-                if not fault.matches(op, key):
+                if not fault.matches(op, key) or fault.landed != landed:
                     continue
                 if fault.after > 0:
                     fault.after -= 1
@@ -83,6 +89,7 @@ class FaultyStore(Wrapper):
     def put(self, key: str, data: bytes) -> None:
         self._check("put", key)
         super().put(key, data)
+        self._check_landed("put", key)
 
     def exists(self, key: str) -> bool:
         self._check("exists", key)
@@ -95,6 +102,7 @@ class FaultyStore(Wrapper):
     def delete(self, key: str) -> None:
         self._check("delete", key)
         super().delete(key)
+        self._check_landed("delete", key)
 
     def get_versioned(self, key: str, unless_tag: str | None = None) -> Versioned | None:
         self._check("get_versioned", key)
@@ -102,7 +110,13 @@ class FaultyStore(Wrapper):
 
     def put_if(self, key: str, data: bytes, expected_tag: str | None) -> str:
         self._check("put_if", key)
-        return super().put_if(key, data, expected_tag)
+        tag = super().put_if(key, data, expected_tag)
+        self._check_landed("put_if", key)
+        return tag
+
+    def _check_landed(self, op: str, key: str) -> None:
+        """Raise a ``landed`` fault's error for a call that already reached the inner store."""
+        self._check(op, key, landed=True)
 
     def flush(self) -> None:
         self._check("flush")

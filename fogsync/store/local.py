@@ -17,7 +17,9 @@ Adds to the contract, for a USB disk, NAS mount or plain folder:
 - Names starting with ``.tmp-`` or ending in ``.lock`` are reserved: they are
   never listed and cannot be used as keys.
 - OSErrors become StoreError naming the path ("store is full: <path>",
-  "permission denied: <path>", ...).
+  "permission denied: <path>", ...); an interrupted or would-block call
+  (EINTR, EAGAIN, as a network file system may return) or a timed-out one
+  becomes a TransientStoreError, which ``RetryingStore`` retries.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import threading
 from typing import Callable, Iterator
 from urllib.parse import unquote, urlparse
 
-from fogsync.errors import ConfigError
+from fogsync.errors import ConfigError, TransientStoreError
 from fogsync.platform import fsync
 from fogsync.store.base import (
     ObjectNotFound,
@@ -283,7 +285,12 @@ def _read_or_none(path: str) -> bytes | None:
         os.close(fd)
 
 
+_TRANSIENT_ERRNOS = (errno.EINTR, errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
+
+
 def _store_error(exc: OSError, path: str, op: str) -> StoreError:
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return TransientStoreError(f"cannot {op} {path}: {exc.strerror or exc} (it may pass)")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(f"store is full: {path}")
     if exc.errno in (errno.EACCES, errno.EPERM):

@@ -10,29 +10,43 @@ Adds to the contract:
   ``If-None-Match: *`` for a new object) and "not modified" polls as a
   conditional GetObject (``If-None-Match`` → 304). Tags are ETags;
 - every botocore failure translated into a one-line StoreError naming the
-  bucket/key and the cause. Credentials never appear in messages.
+  bucket/key and the cause; one that may pass (a dropped or timed-out
+  connection, a 5xx or SlowDown, a body that broke off while it was read)
+  is a TransientStoreError, which ``RetryingStore`` retries. An endpoint
+  that cannot be reached at all (refused, unknown, connect timeout) is not:
+  botocore has retried it, and a wrong endpoint is better said at once.
+  Bodies are read inside the translating ``try``. Credentials never appear
+  in messages.
 
 boto3 is imported here only, so ``import fogsync`` stays cheap.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 from typing import Iterator
 from urllib.parse import urlparse
 
 import boto3
+import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from fogsync.errors import ConfigError
+from fogsync.errors import ConfigError, TransientStoreError
 from fogsync.store.base import (
     ObjectNotFound,
     Store,
@@ -46,7 +60,21 @@ __all__ = ["S3Store"]
 _NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 _CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 _BAD_CREDENTIALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
-_BotoError = (BotoCoreError, ClientError)
+# botocore wraps what urllib3 raises while a body is read; the raw kinds are caught too, in case one slips by
+_BotoError = (BotoCoreError, ClientError, http.client.HTTPException, urllib3.exceptions.HTTPError, ConnectionError)
+_TRANSIENT = (
+    BotoConnectionError,  # a connection lost part way: ConnectionClosedError, ReadTimeoutError, ...
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    http.client.HTTPException,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+)
+_TRANSIENT_CODES = ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
+                    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests")
 
 
 class S3Store(Store):
@@ -107,7 +135,7 @@ class S3Store(Store):
             if _code(exc) in _NOT_FOUND:
                 return False
             raise self._error(exc, "head", key) from exc
-        except BotoCoreError as exc:
+        except _BotoError as exc:
             raise self._error(exc, "head", key) from exc
         return True
 
@@ -136,7 +164,7 @@ class S3Store(Store):
             if _status(exc) == 304:
                 return None
             raise self._error(exc, "get", key) from exc
-        except BotoCoreError as exc:
+        except _BotoError as exc:
             raise self._error(exc, "get", key) from exc
 
     def put_if(self, key: str, data: bytes, expected_tag: str | None) -> str:
@@ -153,7 +181,7 @@ class S3Store(Store):
             if lost:
                 return self._own_retried_write(key, data, exc)
             raise self._error(exc, "put", key) from exc
-        except BotoCoreError as exc:
+        except _BotoError as exc:
             raise self._error(exc, "put", key) from exc
 
     def close(self) -> None:
@@ -185,6 +213,7 @@ class S3Store(Store):
         """Translate a botocore exception into a one-line StoreError."""
         where = self._where(key)
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            # botocore has retried it already; a wrong or down endpoint is said at once, not after minutes
             return StoreError(f"cannot reach S3 endpoint {self.endpoint_url}: {_one_line(exc)}")
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StoreError(
@@ -192,7 +221,8 @@ class S3Store(Store):
                 f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): {_one_line(exc)}"
             )
         if not isinstance(exc, ClientError):
-            return StoreError(f"S3 {op} {where} failed: {_one_line(exc)}")
+            kind = TransientStoreError if isinstance(exc, _TRANSIENT) else StoreError
+            return kind(f"S3 {op} {where} failed: {type(exc).__name__}: {_one_line(exc)}")
         return self._client_error(exc, op, key, where)
 
     def _client_error(self, exc: ClientError, op: str, key: str, where: str) -> StoreError:
@@ -206,7 +236,9 @@ class S3Store(Store):
         if code in _BAD_CREDENTIALS:
             return StoreError(f"S3 rejected the credentials ({code}) for {where}")
         message = exc.response.get("Error", {}).get("Message") or ""
-        return StoreError(f"S3 {op} {where} failed: {code} {_one_line(message)}".rstrip())
+        transient = code in _TRANSIENT_CODES or (_status(exc) or 0) >= 500
+        kind = TransientStoreError if transient else StoreError
+        return kind(f"S3 {op} {where} failed: {code} {_one_line(message)}".rstrip())
 
 
 def _parse_url(url: str) -> tuple[str, str]:

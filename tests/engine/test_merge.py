@@ -327,6 +327,38 @@ def test_conflict_name_shows_utc_and_keeps_names_one_component():
     assert conflict_name("r.txt", "a/b", NOW, ()) == "r (conflict from a-b 2026-11-21 2334).txt"
 
 
+def test_a_conflict_name_of_a_255_byte_name_fits_cut_on_a_character_boundary():
+    name = "€" * 85 + ".txt"  # 259 bytes: over the limit itself, as a file system would not hold it
+    for path in ("€" * 85, "d/" + "€" * 84 + ".txt"):
+        copy = conflict_name(path, "laptop", NOW, set())
+        last = copy.rpartition("/")[2]
+        assert len(last.encode()) <= 255
+        assert f" ({TAG})" in last and last.startswith("€")
+        assert copy.startswith(path.rpartition("/")[0])
+    assert conflict_name("d/" + "€" * 84 + ".txt", "laptop", NOW, set()).endswith(f"€ ({TAG}).txt")
+    assert len(conflict_name(name, "laptop", NOW, set()).encode()) <= 255
+
+
+def test_a_cut_conflict_name_still_counts_up_when_taken():
+    path = "x" * 250 + ".txt"
+    first = conflict_name(path, "laptop", NOW, set())
+    second = conflict_name(path, "laptop", NOW, {first})
+    assert first != second and second.endswith(f" ({TAG} 2).txt")
+    assert max(len(first.encode()), len(second.encode())) <= 255
+
+
+def test_an_extension_too_long_for_any_stem_is_cut_with_the_stem():
+    copy = conflict_name("a." + "é" * 126, "laptop", NOW, set())  # 254 bytes, nearly all extension
+    assert len(copy.encode()) <= 255 and copy.startswith("a.é") and copy.endswith(f" ({TAG})")
+    long_ext = "report." + "x" * 210  # the extension and the tag fit, leaving room for "repor"
+    assert conflict_name(long_ext, "laptop", NOW, set()) == f"repor ({TAG})." + "x" * 210
+
+
+def test_a_long_host_name_is_cut_in_the_tag():
+    copy = conflict_name("r.txt", "h" * 300, NOW, set())
+    assert len(copy.encode()) <= 255 and copy.startswith("r (conflict from hhh") and copy.endswith(".txt")
+
+
 def test_conflict_copies_sort_beside_the_original():
     names = ["a.txt", "report.txt", "report2.txt", "reports.txt", "zebra.txt"]
     first = conflict_name("report.txt", "laptop", NOW, set(names))

@@ -52,7 +52,7 @@ def sealed_here_and_in_processes(repo, folder, paths, index=None):
 
 
 def content(repo, entry) -> bytes:
-    return b"".join(repo.streamed(entry.bptr, "test")) if entry.size else b""
+    return b"".join(repo.streamed(entry.bptr, "test", size=entry.size)) if entry.size else b""
 
 
 def test_worker_processes_seal_what_this_process_would(repo, tmp_path):

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from helpers import MTIME, flip_last_block, small_tree, stored
+from helpers import MTIME, TAMPERED, flip_last_block, small_tree, stored
 
 from fogsync.engine import prepare, restore
 from fogsync.errors import IntegrityError, LocalError
@@ -40,7 +40,7 @@ def test_a_tampered_big_file_leaves_nothing_behind(repo, tmp_path, compress, wri
     entry = stored(repo, os.urandom(bigblob.MIN_SIZE + 1), compress)
     flip_last_block(repo, entry)
     dest = tmp_path / "out"
-    with pytest.raises(IntegrityError, match="authentication failed"):
+    with pytest.raises(IntegrityError, match=TAMPERED):
         restore.restore(repo, {"big.bin": entry}, str(dest))
     assert os.listdir(dest) == []
 
@@ -52,10 +52,10 @@ def test_a_write_error_on_a_big_file_is_one_error_and_no_temp(repo, tmp_path, mo
     dest.mkdir()
     real = repo.open_into
 
-    def full_disk(ref, what, write):
+    def full_disk(ref, what, write, size):
         def failing(data):
             raise OSError(28, "No space left on device")
-        return real(ref, what, failing)
+        return real(ref, what, failing, size=size)
 
     monkeypatch.setattr(repo, "open_into", full_disk)
     with pytest.raises(LocalError, match="No space left on device"):
@@ -91,7 +91,7 @@ def test_a_tampered_small_file_fails_the_restore_in_worker_processes(repo, tmp_p
     tree = small_tree(repo, {f"f{i}": os.urandom(100 + i) for i in range(10)})
     flip_last_block(repo, tree["f3"])  # the last byte of f3's range in the partial block all ten share
     dest = tmp_path / "out"
-    with pytest.raises(IntegrityError, match=f"{dest / 'f3'}: .*authentication failed"):
+    with pytest.raises(IntegrityError, match=TAMPERED):
         restore.restore(repo, tree, str(dest), processes_min=1)
     assert not [n for n in os.listdir(dest) if n.startswith(".fogsync-tmp")]
     assert "f3" not in os.listdir(dest)
@@ -105,7 +105,7 @@ def test_a_tampered_file_on_either_side_fails_the_restore_and_leaves_no_temp(rep
     tree.update({f"big{i}.bin": stored(repo, os.urandom(bigblob.MIN_SIZE + i)) for i in range(3)})
     flip_last_block(repo, tree["big1.bin" if tampered == "big" else "f3"])
     dest = tmp_path / "out"
-    with pytest.raises(IntegrityError, match="authentication failed"):
+    with pytest.raises(IntegrityError, match=TAMPERED):
         restore.restore(repo, tree, str(dest), processes_min=1)
     left = os.listdir(dest)
     assert not [n for n in left if n.startswith(".fogsync-tmp")]
@@ -135,7 +135,7 @@ def test_once_the_small_files_fail_no_more_big_files_are_written(repo, tmp_path,
     monkeypatch.setattr(restore, "prepare", after_the_failure)
     monkeypatch.setattr(restore, "_restore_in_processes", failing)
     dest = tmp_path / "out"
-    with pytest.raises(IntegrityError, match="authentication failed"):
+    with pytest.raises(IntegrityError, match=TAMPERED):
         restore.restore(repo, tree, str(dest), processes_min=1, workers=2)
     written = [n for n in os.listdir(dest) if n.startswith("big")]
     assert len(written) <= 2  # at most those on their way (two threads) when the failure came

@@ -286,7 +286,7 @@ def test_tampered_block_fails_the_pull_and_writes_nothing(cli_host, tmp_path):
             block.write_bytes(bytes(data))
             break
     b = cli_host("beta", a.store)
-    one_line_error(b.run("sync", check=False), "authentication failed")
+    one_line_error(b.run("sync", check=False), "big.bin", "hash does not match its name")
     assert list(b.folder.iterdir()) == []
     one_line_error(b.run("cat", "docs", "big.bin", check=False), "big.bin")
 

@@ -48,6 +48,7 @@ class Host:
             f'state_dir = "{self.state}"\ndebounce = 0.5\nmax_delay = 1.0\n\n'
             f'[shares.{SHARE}]\nkey = "{key}"\npath = "{self.folder}"\nstore = "{store}"\n'
         )
+        self.config.chmod(0o600)
         self.env = dict(os.environ, FOGSYNC_HOST=name)
         self.env.pop("FOGSYNC_CONFIG", None)
         self.daemon: subprocess.Popen | None = None
@@ -261,6 +262,9 @@ def test_one_daemon_per_state_dir_and_sigterm(tmp_path):
     try:
         sock = alpha.state / "daemon.sock"
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        modes = {name: stat.S_IMODE(os.stat(alpha.state / name).st_mode) for name in os.listdir(alpha.state)}
+        assert {name: m for name, m in modes.items() if m not in (0o600, 0o700)} == {}
+        assert stat.S_IMODE(os.stat(alpha.state).st_mode) == 0o700
         second = alpha.cli("daemon", "--poll", "0.5", check=False)
         assert second.returncode == 1
         assert second.stderr == f"fogsync: error: a daemon already runs for {alpha.state} (pid {daemon.pid})\n"

@@ -234,8 +234,8 @@ def test_read_listing_with_the_wrong_key(repo, store):
 # --- verified -----------------------------------------------------------------------------------
 
 
-def read_all(repo: Repo, ref: bytes) -> bytes:
-    with repo.verified(ref, "/x") as chunks:
+def read_all(repo: Repo, e: Entry) -> bytes:
+    with repo.verified(e.bptr, "/x", size=e.size) as chunks:
         return b"".join(chunks)
 
 
@@ -243,7 +243,7 @@ def read_all(repo: Repo, ref: bytes) -> bytes:
 def test_verified_round_trip(repo, n, compress):
     data = (b"compressible text " * (n // 18 + 1))[:n] if compress else os.urandom(n)
     e = put_content(repo, data, compress)
-    assert read_all(fresh(repo), e.bptr) == data
+    assert read_all(fresh(repo), e) == data
 
 
 def tamper_last_piece(repo: Repo, ref: bytes) -> None:
@@ -261,7 +261,7 @@ def test_verified_refuses_a_tampered_blob_before_yielding_anything(repo, n):
     tamper_last_piece(repo, e.bptr)
     entered = []
     with pytest.raises(IntegrityError, match="/x"):
-        with fresh(repo).verified(e.bptr, "/x") as chunks:
+        with fresh(repo).verified(e.bptr, "/x", size=e.size) as chunks:
             entered.append(True)
             for _ in chunks:
                 entered.append(True)
@@ -285,11 +285,11 @@ def test_big_blobs_are_spooled_and_small_ones_are_not(repo, tmp_path):
     big = put_content(repo, data)
     assert Bptr.unpack(big.bptr).depth == 1
     no_spool_dir = Repo(repo.store, KEYS, repo.name, spool_dir=str(tmp_path / "missing"))
-    assert len(read_all(no_spool_dir, small.bptr)) == 1 << 20  # held in memory: the spool dir is never used
+    assert len(read_all(no_spool_dir, small)) == 1 << 20  # held in memory: the spool dir is never used
     with pytest.raises(FileNotFoundError):
-        read_all(no_spool_dir, big.bptr)  # spooled, to the spool dir only
+        read_all(no_spool_dir, big)  # spooled, to the spool dir only
 
-    with fresh(repo).verified(big.bptr, "/big") as chunks:
+    with fresh(repo).verified(big.bptr, "/big", size=big.size) as chunks:
         assert _spools_open_in(tmp_path) == 1
         got = b"".join(chunks)
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
@@ -302,17 +302,18 @@ def test_spooled_tampered_blob_is_refused_before_yielding(repo, tmp_path):
     tamper_last_piece(repo, e.bptr)
     entered = []
     with pytest.raises(IntegrityError):
-        with fresh(repo).verified(e.bptr, "/big") as chunks:
+        with fresh(repo).verified(e.bptr, "/big", size=e.size) as chunks:
             entered.append(chunks)
     assert entered == [] and _spools_open_in(tmp_path) == 0
 
 
-def test_verify_hashes_catches_a_block_that_does_not_match_its_name(repo):
+def test_every_read_catches_a_block_that_does_not_match_its_name(repo):
     e = put_content(repo, os.urandom(100))
     tamper_last_piece(repo, e.bptr)
-    checking = Repo(repo.store, KEYS, repo.name, verify_hashes=True)
+    with pytest.raises(IntegrityError, match=f"block {repo.pieces(e.bptr)[0].hash.hex()}.*hash does not match"):
+        read_all(fresh(repo), e)
     with pytest.raises(IntegrityError, match="hash does not match"):
-        read_all(checking, e.bptr)
+        b"".join(fresh(repo).streamed(e.bptr, "/x", size=e.size))
 
 
 def test_sealed_chunks_fetch_each_block_once_and_join_them_in_order(repo, store):
@@ -326,7 +327,7 @@ def test_sealed_chunks_fetch_each_block_once_and_join_them_in_order(repo, store)
     assert all(len(c) >= repomod.READ_CHUNK for c in chunks[:-1])
     assert len(chunks) == 4
     assert sorted(store.gets[: len(pieces)]) == sorted(reader.block_key(p.hash) for p in pieces)
-    assert b"".join(reader.streamed(e.bptr, "/x")) == data
+    assert b"".join(reader.streamed(e.bptr, "/x", size=e.size)) == data
 
 
 def test_streamed_names_a_missing_block_and_stops_fetching(repo, store):
@@ -334,14 +335,14 @@ def test_streamed_names_a_missing_block_and_stops_fetching(repo, store):
     pieces = repo.pieces(e.bptr)
     store.delete(repo.block_key(pieces[20].hash))
     with pytest.raises(FogsyncError, match=f"block {pieces[20].hash.hex()}.* is missing"):
-        b"".join(fresh(repo).streamed(e.bptr, "/x"))
+        b"".join(fresh(repo).streamed(e.bptr, "/x", size=e.size))
 
 
 def test_streamed_refuses_a_tampered_many_block_blob_at_the_end(repo):
     e = put_content(repo, os.urandom(3 * repomod.READ_CHUNK))
     tamper_last_piece(repo, e.bptr)
     with pytest.raises(IntegrityError, match="/x"):
-        for _ in fresh(repo).streamed(e.bptr, "/x"):
+        for _ in fresh(repo).streamed(e.bptr, "/x", size=e.size):
             pass
 
 
