@@ -28,6 +28,15 @@ class ShareConfig:
     path: str
     store: str
     exclude: tuple[str, ...] = ()
+    key_source: tuple[str, str] | None = None  # (kind, value) from config.keys when the key is not inline
+
+    def open_key(self) -> bytes:
+        """The share's key: inline, or read now from its key file, key command or the OS keyring."""
+        if self.key_source is None:
+            return self.key
+        from fogsync.config import keys
+
+        return keys.resolve(self.name, self.key_source)
 
 
 @dataclass
@@ -130,15 +139,18 @@ def _number(doc: dict, key: str, default: float, path: str) -> float:
 
 
 def _share(cfg: Config, name: str, s: dict, path: str) -> ShareConfig:
-    if not isinstance(s, dict) or "key" not in s or "path" not in s:
+    from fogsync.config import keys
+
+    if not isinstance(s, dict) or "path" not in s:
         raise ConfigError(f"share {name!r} in {path} needs a key and a path")
+    source = keys.source_of(name, s, path)
     try:
-        key = parse_key(str(s["key"]))
+        key = b"" if source else parse_key(str(s["key"]))
     except ConfigError:
         raise ConfigError(f"share {name!r} in {path}: key must be 64 hex characters (32 bytes)") from None
     store = s.get("store") or cfg.default_store or cfg.local_store
     folder = os.path.abspath(os.path.expanduser(str(s["path"])))
-    return ShareConfig(name, key, folder, str(store), tuple(s.get("exclude") or ()))
+    return ShareConfig(name, key, folder, str(store), tuple(s.get("exclude") or ()), source)
 
 
 def check_name(name: str) -> str:
@@ -152,8 +164,13 @@ def _check_host(host: str) -> None:
         raise ConfigError(f"bad host name {host!r}")
 
 
-def add_share(path: str, name: str, key: bytes, folder: str, store: str | None) -> None:
-    """Record a share, keeping the rest of the file as the person wrote it."""
+def add_share(path: str, name: str, key: bytes | None, folder: str, store: str | None,
+              key_source: tuple[str, str | bool] | None = None) -> None:
+    """Record a share, keeping the rest of the file as the person wrote it.
+
+    ``key_source`` (``("key_file", path)``, ``("key_command", cmd)``,
+    ``("keyring", True)``) is recorded instead of the key.
+    """
     check_name(name)
     import tomlkit
 
@@ -162,7 +179,10 @@ def add_share(path: str, name: str, key: bytes, folder: str, store: str | None) 
     if name in shares:
         raise ConfigError(f"share {name!r} already exists in {path}")
     table = tomlkit.table()
-    table["key"] = key.hex()
+    if key_source is not None:
+        table[key_source[0]] = key_source[1]
+    else:
+        table["key"] = key.hex()
     table["path"] = folder
     if store:
         table["store"] = store

@@ -26,7 +26,7 @@ def open_state(cfg: Config) -> State:
 
 def open_repo(cfg: Config, sc: ShareConfig, verify_hashes: bool = False) -> Repo:
     store = open_store(sc.store, endpoint_url=cfg.s3_endpoint)
-    return Repo(store, ShareKeys.derive(sc.key), sc.name, spool_dir_for(cfg.state_dir), verify_hashes)
+    return Repo(store, ShareKeys.derive(sc.open_key()), sc.name, spool_dir_for(cfg.state_dir), verify_hashes)
 
 
 def open_share(cfg: Config, name: str, state: State) -> Share:
