@@ -127,7 +127,6 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable
     handles are closed at teardown. ``request.param`` names the backend.
     """
     from fogsync.store import open_store
-
     from fogsync.store.faulty import FaultyStore
 
     if request.param in ("memory", "wrapped"):
@@ -262,12 +261,11 @@ class Host:
         self.run("add-share", self.share_name, self.key, "--path", str(self.folder), "--store", self.store)
 
     def log(self) -> list[tuple[str, int, str, str]]:
-        """(id, version, date, host) per root, newest first."""
-        out = []
-        for line in self.run("log", self.share_name).stdout.splitlines():
-            ref, version, date, host = line.split(" ", 3)
-            out.append((ref, int(version), date, host))
-        return out
+        """(full id, version, RFC 3339 date, host) per root, newest first."""
+        import json
+
+        roots = json.loads(self.run("--json", "log", self.share_name).stdout)["roots"]
+        return [(r["id"], r["version"], r["date"], r["host"]) for r in roots]
 
     # --- in-process ----------------------------------------------------------------
 

@@ -32,10 +32,10 @@ COMMAND_TIMEOUT = 120.0  # seconds: a password manager may ask the person to unl
 def source_of(name: str, table: dict, path: str) -> tuple[str, str] | None:
     """Which way the share's table gives its key: ``(kind, value)``, None for an inline ``key``."""
     given = [k for k in SOURCES if k in table]
-    if len(given) != 1:
-        what = "none" if not given else " and ".join(given)
-        raise ConfigError(f"share {name!r} in {path} needs exactly one of key, key_file, key_command, keyring "
-                          f"(has {what})")
+    if not given:
+        raise ConfigError(f"share {name!r} in {path} needs a key: one of key, key_file, key_command, keyring")
+    if len(given) > 1:
+        raise ConfigError(f"share {name!r} in {path} has {' and '.join(given)}: give only one way to its key")
     kind = given[0]
     value = table[kind]
     if kind == "key":

@@ -235,11 +235,11 @@ class ShareWorker(threading.Thread):
 
     def _open_present(self) -> Share:
         """The share, held (not synced) while its folder is not there: an unmounted disk must not look emptied."""
-        share = self._open()
-        if not os.path.isdir(share.folder):
-            raise Held(f"its folder {share.folder} is not there (an unmounted disk?): mount or recreate it; "
+        folder = self.cfg.share(self.share_name).path
+        if not os.path.isdir(folder):
+            raise Held(f"its folder {folder} is not there (an unmounted disk?): mount or recreate it; "
                        f"the daemon retries on its own")
-        return share
+        return self._open()
 
     def _open(self) -> Share:
         """The share, opened once; and a watcher that is running (restarted if it died)."""
