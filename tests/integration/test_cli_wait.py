@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import pytest
 
 TIMEOUT = 60
+KEY = "11" * 32  # the cli_host fixture's key
 STATUS_SHARE_KEYS = {"name", "state", "reason", "in_step", "waiting_files", "waiting_bytes", "deferred",
                      "last_commit", "last_error", "last_error_at", "last_poll", "last_pass", "retry_in", "watch",
                      "remote"}
@@ -54,6 +56,30 @@ def daemon_host(cli_host, tmp_path):
                 h.daemon.wait()
 
 
+def family_cmdlines(pid: int) -> list[str]:
+    """The command lines of ``pid`` and every process descended from it (Linux /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+    family, grew = {pid}, True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    out = []
+    for p in family:
+        try:
+            out.append(open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return out
+
+
 def head_files(h) -> list[str]:
     return [e["path"] for e in json.loads(run(h, "--json", "ls", "docs").stdout)["entries"]]
 
@@ -76,6 +102,10 @@ def test_wait_returns_once_a_save_is_committed(daemon_host):
     assert (s["state"], s["in_step"], s["waiting_files"], s["waiting_bytes"]) == ("idle", True, 0, 0)
     assert s["last_commit"]["id"] == log_after[0]["id"] and s["last_commit"]["version"] == 4
     assert s["last_poll"].endswith("Z") and s["last_pass"].endswith("Z") and s["last_error"] is None
+    # the key shows nowhere: not in the command lines of the daemon and its children, nor in its log
+    cmdlines = family_cmdlines(a.daemon.pid)
+    assert any("daemon" in c for c in cmdlines) and not any(KEY in c for c in cmdlines)
+    assert KEY not in (a.state_dir / "fogsync.log").read_text() + (a.home / "daemon.err").read_text()
 
 
 def test_wait_also_waits_for_another_hosts_commit_to_be_pulled(daemon_host, cli_host, tmp_path):
