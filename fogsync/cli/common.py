@@ -67,10 +67,14 @@ def root_prefix(args) -> str | None:
 
 
 def parse_when(text: str) -> datetime:
+    """``--at``: naive means local time (as ``log`` shows it); a time without a fraction means that whole
+    second, so a date copied from ``log`` names the root on that line."""
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--at {text!r} is not an ISO 8601 date and time") from None
+    if "." not in text and "," not in text:
+        when = when.replace(microsecond=999_999)
     return when if when.tzinfo else when.astimezone()
 
 

@@ -150,6 +150,7 @@ def test_log_shows_short_ids_and_local_time(cli_host, tmp_path):
     for i in range(3):
         (a.folder / "f.txt").write_text(str(i))
         run(a, "sync")
+        time.sleep(1.0 if i == 0 else 0)  # the oldest root alone in its second, for --at below
     roots = doc(a, "log", "docs")["roots"]
     for tz in ("UTC", "Asia/Kolkata"):
         lines = run(a, "log", "docs", env={"TZ": tz}).stdout.splitlines()
@@ -158,9 +159,11 @@ def test_log_shows_short_ids_and_local_time(cli_host, tmp_path):
             when = datetime.fromisoformat(r["date"].replace("Z", "+00:00")).astimezone(ZoneInfo(tz))
             expected.append(f"{r['id'][:8]} {r['version']} {when:%Y-%m-%d %H:%M:%S} alpha")
         assert lines == expected, tz
-    # a short ID is what --root takes
-    short = run(a, "log", "docs").stdout.splitlines()[-1].split()[0]
-    assert run(a, "cat", "docs", "f.txt", "--root", short).stdout == "0"
+    # a short ID is what --root takes, and a date as shown is what --at takes
+    oldest = run(a, "log", "docs").stdout.splitlines()[-1].split()
+    assert run(a, "cat", "docs", "f.txt", "--root", oldest[0]).stdout == "0"
+    run(a, "restore", "docs", "--to", str(tmp_path / "r"), "--at", f"{oldest[2]} {oldest[3]}")
+    assert (tmp_path / "r" / "f.txt").read_text() == "0"
 
 
 def test_an_ambiguous_or_unknown_root_prefix_is_one_clear_line(hosts, cli_host, tmp_path):

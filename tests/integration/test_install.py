@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -51,4 +50,10 @@ def test_a_plain_install_syncs_to_s3(tmp_path, s3_url):
     assert p.returncode == 1 and p.stderr == (
         "fogsync: error: the OS keyring needs the Python package 'keyring': run 'pip install keyring' "
         "(or pip install 'fogsync[keyring]')\n"), p.stderr
-    assert sys.executable != str(py)
+
+    # a dependency removed after the install: one line naming it and the fix
+    subprocess.run([py, "-m", "pip", "uninstall", "-q", "-y", "boto3"], check=True, capture_output=True)
+    p = run("sync")
+    assert p.returncode == 1 and p.stderr == (
+        "fogsync: error: the Python package 'boto3' is not installed: run 'pip install boto3' in the environment "
+        "fogsync runs in (or reinstall fogsync)\n"), p.stderr
