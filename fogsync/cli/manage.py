@@ -107,5 +107,17 @@ def cmd_completion(args) -> int:
 
     from fogsync.cli.main import build_parser
 
-    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    parser = build_parser()
+    _complete_paths(parser, {"config": shtab.FILE, "key_file": shtab.FILE, "path": shtab.DIRECTORY,
+                             "to": shtab.DIRECTORY})
+    sys.stdout.write(shtab.complete(parser, shell=args.shell))
     return 0
+
+
+def _complete_paths(parser, kinds: dict) -> None:
+    """Mark the options that take a file or a directory, in every subcommand (shtab reads ``complete``)."""
+    for action in parser._actions:  # argparse has no public walk over its actions
+        if action.dest in kinds and action.option_strings:
+            action.complete = kinds[action.dest]
+        for sub in (getattr(action, "choices", None) or {}).values() if hasattr(action, "add_parser") else ():
+            _complete_paths(sub, kinds)

@@ -258,3 +258,6 @@ def test_bash_can_source_the_completion_script(cli_host, tmp_path):
     p = subprocess.run(["bash", "-c", f"source <({exe} completion bash) && complete -p fogsync"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "fogsync" in p.stdout, p.stderr
+    script = run(a, "completion", "bash").stdout
+    assert "_add_share___key_file_COMPGEN=_shtab_compgen_files" in script  # file names after --key-file
+    assert "_restore___to_COMPGEN=_shtab_compgen_dirs" in script
