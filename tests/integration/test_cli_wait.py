@@ -102,6 +102,10 @@ def test_wait_returns_once_a_save_is_committed(daemon_host):
     assert (s["state"], s["in_step"], s["waiting_files"], s["waiting_bytes"]) == ("idle", True, 0, 0)
     assert s["last_commit"]["id"] == log_after[0]["id"] and s["last_commit"]["version"] == 4
     assert s["last_poll"].endswith("Z") and s["last_pass"].endswith("Z") and s["last_error"] is None
+    # sync while the daemon runs: the daemon's pass, the same summary message
+    (summary,) = [json.loads(line) for line in run(a, "--json", "sync").stdout.splitlines()]
+    assert summary["message_type"] == "summary" and summary["share"] == "docs"
+    assert summary["root"] == log_after[0]["id"] and summary["committed"] is None and summary["in_step"] is True
     # the key shows nowhere: not in the command lines of the daemon and its children, nor in its log
     cmdlines = family_cmdlines(a.daemon.pid)
     assert any("daemon" in c for c in cmdlines) and not any(KEY in c for c in cmdlines)
