@@ -271,12 +271,11 @@ class Host:
         self.run("add-share", self.share_name, self.key, "--path", str(self.folder), "--store", self.store)
 
     def log(self) -> list[tuple[str, int, str, str]]:
-        """(id, version, date, host) per root, newest first."""
-        out = []
-        for line in self.run("log", self.share_name).stdout.splitlines():
-            ref, version, date, host = line.split(" ", 3)
-            out.append((ref, int(version), date, host))
-        return out
+        """(full id, version, RFC 3339 date, host) per root, newest first."""
+        import json
+
+        roots = json.loads(self.run("--json", "log", self.share_name).stdout)["roots"]
+        return [(r["id"], r["version"], r["date"], r["host"]) for r in roots]
 
     # --- in-process ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from fogsync.config import keys
 from fogsync.errors import ConfigError
 from fogsync.format.crypto import parse_key
 
@@ -31,6 +32,13 @@ class ShareConfig:
     path: str
     store: str
     exclude: tuple[str, ...] = ()
+    key_source: tuple[str, str] | None = None  # (kind, value) from config.keys when the key is not inline
+
+    def open_key(self) -> bytes:
+        """The share's key: inline, or read now from its key file, key command or the OS keyring."""
+        if self.key_source is None:
+            return self.key
+        return keys.resolve(self.name, self.key_source)
 
 
 @dataclass
@@ -150,7 +158,11 @@ S3_KEYS: dict[str, Field] = {
     "endpoint_url": Field("a URL string, such as \"http://127.0.0.1:9000\"", _is_text),
 }
 SHARE_KEYS: dict[str, Field] = {
-    "key": Field("64 hex characters (32 bytes), as 'fogsync keygen' prints", _is_key_text, parse_key, required=True),
+    # exactly one of key, key_file, key_command, keyring (config/keys.py checks which)
+    "key": Field("64 hex characters (32 bytes), as 'fogsync keygen' prints", _is_key_text, parse_key),
+    "key_file": Field("the path of a file holding the key (a non-empty string)", _is_text),
+    "key_command": Field("a shell command that prints the key (a non-empty string)", _is_text),
+    "keyring": Field("true (the key is in the OS keyring)", lambda v: v is True),
     "path": replace(PATH, required=True),
     "store": STORE,
     "exclude": PATTERNS,
@@ -255,8 +267,9 @@ def load(path: str, host: str | None = None) -> Config:
     )
     _check_host(cfg.host)
     for name, s in doc["shares"].items():
+        source = keys.source_of(name, s, path)
         store = s.get("store") or cfg.default_store or cfg.local_store
-        cfg.shares[name] = ShareConfig(name, s["key"], s["path"], store, s.get("exclude", ()))
+        cfg.shares[name] = ShareConfig(name, s.get("key", b""), s["path"], store, s.get("exclude", ()), source)
     return cfg
 
 
@@ -291,8 +304,13 @@ def _check_host(host: str) -> None:
         raise ConfigError(f"bad host name {host!r}")
 
 
-def add_share(path: str, name: str, key: bytes, folder: str, store: str | None) -> None:
-    """Record a share, keeping the rest of the file as the person wrote it."""
+def add_share(path: str, name: str, key: bytes | None, folder: str, store: str | None,
+              key_source: tuple[str, str | bool] | None = None) -> None:
+    """Record a share, keeping the rest of the file as the person wrote it.
+
+    ``key_source`` (``("key_file", path)``, ``("key_command", cmd)``,
+    ``("keyring", True)``) is recorded instead of the key.
+    """
     check_name(name)
     import tomlkit
 
@@ -301,7 +319,10 @@ def add_share(path: str, name: str, key: bytes, folder: str, store: str | None) 
     if name in shares:
         raise ConfigError(f"share {name!r} already exists in {path}")
     table = tomlkit.table()
-    table["key"] = key.hex()
+    if key_source is not None:
+        table[key_source[0]] = key_source[1]
+    else:
+        table["key"] = key.hex()
     table["path"] = folder
     if store:
         table["store"] = store

@@ -27,7 +27,7 @@ def open_state(cfg: Config) -> State:
 
 def open_repo(cfg: Config, sc: ShareConfig) -> Repo:
     store = RetryingStore(open_store(sc.store, endpoint_url=cfg.s3_endpoint))
-    return Repo(store, ShareKeys.derive(sc.key), sc.name, spool_dir_for(cfg.state_dir))
+    return Repo(store, ShareKeys.derive(sc.open_key()), sc.name, spool_dir_for(cfg.state_dir))
 
 
 def open_share(cfg: Config, name: str, state: State) -> Share:

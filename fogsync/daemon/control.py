@@ -5,9 +5,11 @@ one line, reads one reply object on one line, and closes.
 
 - ``{"op": "status", "names": [...]}`` ->
   ``{"ok": true, "pid": N, "shares": [{"name": ..., "state": ..., ...}]}``
+  (each share's keys are those of ``status --json``, docs/json.md)
 - ``{"op": "sync", "names": [...]}`` -> after a pass of each named share
   that started after the request: ``{"ok": true, "pid": N, "results":
-  [{"name": ..., "summary": ..., "problems": [...], "error": ...}]}``
+  [{"name": ..., "summary": ..., "problems": [...], "report": {...}}]}``
+  (``report``: the ``summary`` message's fields), or ``{"name": ..., "error": ...}``
 - anything else -> ``{"ok": false, "error": "..."}``
 
 This layer adds the socket itself (its address: a long state dir path is
@@ -26,8 +28,8 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
@@ -37,7 +39,7 @@ from fogsync.errors import FogsyncError
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import Local, compare, scan
 from fogsync.folder.state import Stat, State
-from fogsync.format.roots import Root
+from fogsync.format.roots import Root, parse_date
 from fogsync.format.tree import DIR, FILE, Entry
 
 log = logging.getLogger(__name__)
@@ -230,32 +232,46 @@ def _same_as_base(folder: str, path: str, entry: Entry | None, recorded: Stat | 
 # --- what the CLI shows ----------------------------------------------------------
 
 
-def ask_to_sync(cfg: Config, names: list[str]) -> str | None:
-    """Have the running daemon do the passes; the text to print, or None when no daemon runs."""
+def report_fields(report) -> dict:
+    """A pass's ``sync.Report`` as the JSON ``summary`` message's fields (docs/json.md)."""
+    return {
+        "share": report.name,
+        "root": report.root.hex() if report.root else None,
+        "committed": root_doc(report.root, report.committed) if report.committed else None,
+        "files_pushed": report.pushed,
+        "bytes_pushed": report.pushed_bytes,
+        "files_pulled": report.written,
+        "files_removed": report.removed,
+        "conflicts": [{"path": c.path, "kind": c.kind, "copy_path": c.copy_path} for c in report.conflicts],
+        "problems": list(report.problems),
+        "deferred": list(report.deferred),
+        "in_step": not report.deferred,
+    }
+
+
+def ask_to_sync(cfg: Config, names: list[str]) -> tuple[int | None, list[dict]] | None:
+    """Have the running daemon do the passes: (its pid, one result per share), or None when no daemon runs.
+
+    A result is ``{"name", "summary", "problems", "report"}`` or ``{"name", "error"}``.
+    """
     reply = request(cfg.state_dir, {"op": "sync", "names": names}, timeout=None)
     if reply is None:
         return None
-    lines, errors = [], []
-    for r in reply.get("results", []):
-        for problem in r.get("problems") or ():
-            print(f"fogsync: warning: {r['name']}: {problem}", file=sys.stderr)
-        if r.get("error"):
-            errors.append(f"share {r['name']!r}: {r['error']}")
-        else:
-            lines.append(r["summary"])
-    if errors:
-        if lines:
-            print("\n".join(lines))
-        raise FogsyncError("; ".join(errors) + f" (reported by the daemon, pid {reply.get('pid')})")
-    return "\n".join(lines)
+    return reply.get("pid"), list(reply.get("results", []))
+
+
+def status_docs(cfg: Config, names: list[str]) -> tuple[int | None, list[dict]]:
+    """(the daemon's pid or None, one status per share): from the daemon, else from the state database and store."""
+    reply = request(cfg.state_dir, {"op": "status", "names": names}, timeout=60)
+    if reply is None:
+        return None, [_offline(cfg, name) for name in names]
+    return reply.get("pid"), list(reply.get("shares", []))
 
 
 def status_lines(cfg: Config, names: list[str]) -> list[str]:
     """One line per share: from the running daemon, else from the state database and the store."""
-    reply = request(cfg.state_dir, {"op": "status", "names": names}, timeout=60)
-    if reply is None:
-        return [_line(_offline(cfg, name), None) for name in names]
-    return [_line(s, reply.get("pid")) for s in reply.get("shares", [])]
+    pid, docs = status_docs(cfg, names)
+    return [_line(s, pid) for s in docs]
 
 
 def _offline(cfg: Config, name: str) -> dict:
@@ -263,10 +279,12 @@ def _offline(cfg: Config, name: str) -> dict:
 
     sc = cfg.share(name)
     state = open_state(cfg)
+    out: dict = {"name": name, "state": "idle", "reason": None, "waiting_files": None, "waiting_bytes": None,
+                 "deferred": [], "last_commit": None, "last_error": None, "last_error_at": None,
+                 "last_poll": None, "last_pass": None, "retry_in": None, "watch": None, "remote": None}
     try:
         info = state.share(name)
         base = info.base if info else None
-        out: dict = {"name": name, "state": "in step", "root": base.hex() if base else None}
         try:
             files, size = waiting(sc.path, tuple(cfg.exclude) + sc.exclude, state, name)
             out["waiting_files"], out["waiting_bytes"] = files, size
@@ -277,7 +295,8 @@ def _offline(cfg: Config, name: str) -> dict:
     repo = open_repo(cfg, sc)
     try:
         head = repo.read_head()
-        out.update(root_fields(base, repo.read_root(base) if base else None))
+        out["last_poll"] = rfc3339(time.time())
+        out["last_commit"] = root_doc(base, repo.read_root(base)) if base else None
         if head.root != base and head.root is not None:
             newer = repo.read_root(head.root)
             out["remote"] = f"the store has a newer root (v{newer.version} by {newer.host}) to pull"
@@ -285,8 +304,7 @@ def _offline(cfg: Config, name: str) -> dict:
         out["remote"] = f"store unreachable: {' '.join(str(e).split())}"
     finally:
         repo.close()
-    if out["state"] == "in step" and (out.get("waiting_files") or out.get("remote")):
-        out["state"] = "waiting"
+    out["in_step"] = out["state"] == "idle" and base is not None and not out["waiting_files"] and not out["remote"]
     return out
 
 
@@ -294,26 +312,26 @@ def _line(s: dict, pid: int | None) -> str:
     state = s.get("state")
     files = s.get("waiting_files")
     to_go = f"{files} file(s) ({human_size(s.get('waiting_bytes') or 0)})" if files else None
-    if state == "error":
-        text = f"error: {s.get('reason')}"
+    if state in ("error", "held"):
+        text = f"{state}: {s.get('reason')}"
         if s.get("retry_in") is not None:
             text += f" (retrying in {s['retry_in']:.0f} s)"
-    elif state == "syncing":
-        text = f"syncing, {to_go} to go" if to_go else "syncing"
-    elif state == "waiting":
-        text = f"{to_go} waiting to sync" if to_go else "local folder in step"
+    elif state in ("syncing", "scanning"):
+        text = f"{state}, {to_go} to go" if to_go else str(state)
+    elif to_go:
+        text = f"{to_go} waiting to sync"
     else:
-        text = str(state)
+        text = "in step" if s.get("in_step") else "local folder in step"
     parts = [text]
     if s.get("remote"):
         parts.append(s["remote"])
-    if s.get("root"):
-        when = f" committed {s['committed_at']} by {s['committed_by']}" if s.get("committed_at") else ""
-        version = f" v{s['version']}" if s.get("version") is not None else ""
-        parts.append(f"root {s['root'][:16]}{version}{when}")
+    commit = s.get("last_commit")
+    if commit:
+        when = local_time(commit["date"]) if commit.get("date") else "?"
+        parts.append(f"root {commit['id'][:16]} v{commit.get('version')} committed {when} by {commit.get('host')}")
     else:
         parts.append("no commits yet")
-    if s.get("last_error") and state != "error":
+    if s.get("last_error") and state not in ("error", "held"):
         parts.append(f"last error {s.get('last_error_at')}: {s['last_error']}")
     if s.get("watch"):
         parts.append(f"watching: {s['watch']}")
@@ -321,15 +339,22 @@ def _line(s: dict, pid: int | None) -> str:
     return f"{s.get('name')}: " + "; ".join(parts)
 
 
-def root_fields(ref: bytes | None, info: Root | None) -> dict:
-    out: dict = {"root": ref.hex() if ref else None}
+def root_doc(ref: bytes | None, info: Root | None) -> dict | None:
+    """A root as JSON: full ID, version, RFC 3339 date, host."""
+    if ref is None:
+        return None
+    out: dict = {"id": ref.hex(), "version": None, "date": None, "host": None}
     if info is not None:
-        out["version"], out["committed_by"] = info.version, info.host
-        out["committed_at"] = info.datetime.strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.update(version=info.version, date=info.date, host=info.host)
     return out
 
 
-def iso(when: float | None) -> str | None:
+def local_time(rfc: str) -> str:
+    return parse_date(rfc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rfc3339(when: float | None) -> str | None:
+    """A wall-clock time (seconds since the epoch) as RFC 3339 UTC."""
     if when is None:
         return None
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -48,6 +48,10 @@ STOP_GRACE = 60.0  # seconds a stop waits for the passes in hand (a hung store m
 LOG_BYTES, LOG_FILES = 1 << 20, 3
 
 
+class Held(FogsyncError):
+    """A share the daemon does not sync until something outside it changes (status state ``held``)."""
+
+
 @dataclass
 class _Request:
     """A ``sync`` asked over the socket: answered after a pass that started after it."""
@@ -84,6 +88,9 @@ class ShareWorker(threading.Thread):
         self._root: bytes | None = None
         self._root_info: Root | None = None
         self._last_pass: float | None = None
+        self._last_poll: float | None = None  # wall time the store's head was last read (a poll or a pass)
+        self._remote_newer = False  # the last poll saw a head this host has not pulled yet
+        self._trouble: str | None = None  # "error" or "held" while a pass keeps failing
         self._next_poll = self._next_rescan = clock() + self.poll
 
     # --- called from other threads ------------------------------------------
@@ -112,28 +119,35 @@ class ShareWorker(threading.Thread):
             self._cond.notify()
 
     def status(self) -> dict:
+        """What ``status --json`` shows of this share (docs/json.md); ``in_step`` is what ``wait`` waits for."""
         with self._cond:
             now = self.clock()
-            pending = self._syncing or self._debounce.pending or bool(self._deferred) or self._last_pass is None
+            pending = self._debounce.pending or bool(self._deferred) or self._last_pass is None
+            state = "syncing" if self._syncing else self._trouble or "idle"
             out = {
                 "name": self.share_name,
-                "state": "error" if self._error and not self._syncing else "syncing" if pending else "in step",
-                "reason": self._error,
-                "retry_in": None if self._retry_at is None else max(0.0, self._retry_at - now),
+                "state": state,
+                "reason": self._error if state in ("error", "held") else None,
+                "waiting_files": None,
+                "waiting_bytes": None,
                 "deferred": list(self._deferred),
-                "last_pass": control.iso(self._last_pass),
+                "last_commit": control.root_doc(self._root, self._root_info),
                 "last_error": self._last_error[0] if self._last_error else None,
-                "last_error_at": control.iso(self._last_error[1]) if self._last_error else None,
+                "last_error_at": control.rfc3339(self._last_error[1]) if self._last_error else None,
+                "last_poll": control.rfc3339(self._last_poll),
+                "last_pass": control.rfc3339(self._last_pass),
+                "retry_in": None if self._retry_at is None else max(0.0, self._retry_at - now),
                 "watch": self._watch_trouble and f"{self._watch_trouble}; rescanning every {self._rescan_every():.0f} s",
+                "remote": "the store has a newer root to pull" if self._remote_newer else None,
             }
-            out.update(control.root_fields(self._root, self._root_info))
             share = self._share
-        if out["state"] != "in step" and share is not None:
-            try:
+        if share is not None:
+            try:  # a change the watcher has not reported yet still counts
                 files, size = control.waiting(share.folder, share.exclude, share.state, share.name)
             except FogsyncError:
-                return out
+                files = size = None
             out["waiting_files"], out["waiting_bytes"] = files, size
+        out["in_step"] = state == "idle" and not pending and out["remote"] is None and out["waiting_files"] == 0
         return out
 
     # --- the worker thread ------------------------------------------------------
@@ -187,13 +201,14 @@ class ShareWorker(threading.Thread):
             self._syncing = True
         start = self.clock()
         try:
-            report = sync_share(self._open())
+            report = sync_share(self._open_present())
         except Exception as e:  # whatever it is, the daemon carries on and retries
             self._failed(e)
             result = {"name": self.share_name, "error": self._error}
         else:
             self._succeeded(report, self.clock() - start)
-            result = {"name": self.share_name, "summary": report.summary(), "problems": report.problems}
+            result = {"name": self.share_name, "summary": report.summary(), "problems": report.problems,
+                      "report": control.report_fields(report)}
         finally:
             with self._cond:
                 self._syncing = False
@@ -211,10 +226,21 @@ class ShareWorker(threading.Thread):
         except Exception as e:
             self._failed(e)
             return
-        if head is not None and head.root != (info.base if info else None):
-            log.info("%s: the store has a new root: pulling", self.share_name)
-            with self._cond:
+        newer = head is not None and head.root != (info.base if info else None)
+        with self._cond:
+            self._last_poll, self._remote_newer = time.time(), newer
+            if newer:
                 self._debounce.schedule(0)
+        if newer:
+            log.info("%s: the store has a new root: pulling", self.share_name)
+
+    def _open_present(self) -> Share:
+        """The share, held (not synced) while its folder is not there: an unmounted disk must not look emptied."""
+        folder = self.cfg.share(self.share_name).path
+        if not os.path.isdir(folder):
+            raise Held(f"its folder {folder} is not there (an unmounted disk?): mount or recreate it; "
+                       f"the daemon retries on its own")
+        return self._open()
 
     def _open(self) -> Share:
         """The share, opened once; and a watcher that is running (restarted if it died)."""
@@ -267,6 +293,7 @@ class ShareWorker(threading.Thread):
             self._error, self._backoff, self._retry_at = None, 0.0, None
             self._problems, self._deferred = set(report.problems), list(report.deferred)
             self._root, self._root_info, self._last_pass = report.root, info, time.time()
+            self._last_poll, self._remote_newer, self._trouble = self._last_pass, False, None
             if report.deferred:
                 self._debounce.schedule(self.settle + 0.1)
         self._next_poll = self.clock() + self.poll
@@ -284,6 +311,7 @@ class ShareWorker(threading.Thread):
             self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
             self._retry_at = self.clock() + self._backoff
             changed, self._error = msg != self._error, msg
+            self._trouble = "held" if isinstance(e, Held) else "error"
             self._last_error = (msg, time.time())
         if changed:
             log.error("%s: %s (retrying, backing off up to %.0f s)", self.share_name, msg, BACKOFF_MAX,

@@ -236,9 +236,10 @@ def test_store_written_by_the_cli_decodes_to_the_folder(setup):
     # Every object written is reachable from the head.
     assert {bytes.fromhex(p.name) for p in blocks} == reader.blocks_read
 
-    # The CLI's root ids are the roots' bptrs in hex.
-    log = cli.run("log", SHARE).split()
-    assert log[:4] == [ref_hex(ref1), "1", root1["date"], HOST_A]
+    # The CLI's root ids are the roots' bptrs in hex (full in --json, a unique prefix in the table).
+    log = json.loads(cli.run("--json", "log", SHARE))["roots"]
+    assert log[0] == {"id": ref_hex(ref1), "version": 1, "date": root1["date"], "host": HOST_A}
+    assert ref_hex(ref1).startswith(cli.run("log", SHARE).split()[0])
 
     # No plaintext names or contents in the store, nor the share's name.
     no_plaintext(store, [
