@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timezone
 
 from fogsync import __version__
+from fogsync.cli import history as history_cli
 from fogsync.config import file as configmod
 from fogsync.errors import ConfigError, FogsyncError, LocalError
 from fogsync.format.crypto import parse_key
@@ -110,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-v", "--verbose", action="store_true")
     sp = cmd("status", cmd_status, "per share: newest root, what waits to sync, whether a daemon runs")
     sp.add_argument("name", nargs="?")
-    sp = cmd("log", cmd_log, "one line per root, newest first: ID VERSION DATE HOST")
+    sp = cmd("log", history_cli.cmd_log, "one line per root, newest first: ID VERSION DATE HOST")
     sp.add_argument("name")
     sp = cmd("ls", cmd_ls, "list a directory of the share")
     sp.add_argument("name")
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--at", metavar="DATETIME", help="the newest root at or before this time (ISO 8601)")
     sp = cmd("check", cmd_check, "verify every root, listing, block and tag")
     sp.add_argument("name")
+    history_cli.add_commands(cmd)
     return p
 
 
@@ -283,15 +285,6 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_log(args) -> int:
-    _, repo = _open(args, args.name)
-    head = repo.read_head()
-    repo.find_root(head.root)  # says so when there is nothing to show
-    for ref, root in repo.history(head.root):
-        print(f"{ref.hex()} {root.version} {root.date} {root.host}")
-    return 0
-
-
 def cmd_ls(args) -> int:
     _, repo = _open(args, args.name)
     path = share_path(args.path)
@@ -362,6 +355,7 @@ def _restore_in_place(args) -> int:
     cfg = _config(args)
     state = open_state(cfg)
     share = open_share(cfg, args.name, state)
+    history_cli.refuse_unknown_features(share.repo)
     at = _parse_when(args.at) if args.at else None
     try:
         report = restore_in_place(share, args.root, at)

@@ -44,6 +44,7 @@ class Config:
     exclude: tuple[str, ...] = ()
     workers: int = 3
     shares: dict[str, ShareConfig] = field(default_factory=dict)
+    retention: dict = field(default_factory=dict)  # policies by share name, "" the default (config/retention.py)
 
     def share(self, name: str) -> ShareConfig:
         try:
@@ -117,6 +118,9 @@ def load(path: str, host: str | None = None) -> Config:
         workers=int(_number(doc, "workers", 3, path)),
     )
     _check_host(cfg.host)
+    from fogsync.config import retention  # here: it brings in the engine, which most commands load anyway
+
+    cfg.retention = retention.parse(doc, path)
     for name, s in (doc.get("shares") or {}).items():
         cfg.shares[name] = _share(cfg, name, s, path)
     return cfg
