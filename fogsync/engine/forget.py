@@ -23,7 +23,13 @@ from typing import Callable, Sequence
 
 from fogsync.engine.history import commit_meta, seal_small
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
-from fogsync.format.roots import KeptRoot, check_writable, encode_bptrs, encode_kept, parse_date
+from fogsync.format.roots import (
+    KeptRoot,
+    check_writable,
+    encode_bptrs,
+    encode_kept,
+    parse_date,
+)
 from fogsync.repo.repository import HistoryItem, Repo
 
 MAX_ATTEMPTS = 8

@@ -26,7 +26,13 @@ from typing import Callable, Iterable, Iterator, Mapping
 from fogsync.errors import FogsyncError, FormatError, IntegrityError, ObjectNotFound
 from fogsync.format import crypto
 from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
-from fogsync.format.roots import Root, decode_bptrs, decode_head, decode_kept, parse_date
+from fogsync.format.roots import (
+    Root,
+    decode_bptrs,
+    decode_head,
+    decode_kept,
+    parse_date,
+)
 from fogsync.format.tree import DIR, Entry, decode_listing, join
 from fogsync.repo import bigblob
 from fogsync.store.base import Store

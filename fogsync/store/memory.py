@@ -15,7 +15,13 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable, ClassVar, Iterator
 
-from fogsync.store.base import ObjectInfo, ObjectNotFound, Store, SwapConflict, Versioned
+from fogsync.store.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    Store,
+    SwapConflict,
+    Versioned,
+)
 
 __all__ = ["MemoryStore"]
 

@@ -4,7 +4,7 @@ what restic's tests do not show: time zones, roots dated in the future, duration
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
