@@ -118,9 +118,8 @@ def load(path: str, host: str | None = None) -> Config:
         workers=int(_number(doc, "workers", 3, path)),
     )
     _check_host(cfg.host)
-    from fogsync.config import (
-        retention,  # here: it brings in the engine, which most commands load anyway
-    )
+    # imported here: it brings in the engine, which most commands load anyway
+    from fogsync.config import retention
 
     cfg.retention = retention.parse(doc, path)
     for name, s in (doc.get("shares") or {}).items():
