@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from fogsync.engine.push import write_listings
 from fogsync.format import crypto
@@ -20,16 +21,23 @@ T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 
 
 class Chain:
-    def __init__(self, repo: Repo, host: str = "h") -> None:
+    def __init__(
+        self, repo: Repo, host: str = "h", start: datetime = T0, clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.repo = repo
         self.host = host
         self.tree: dict[str, Entry] = {}
-        self.when = T0
+        self.when = start  # each commit is dated an hour after the one before, or by ``clock``
+        self.clock = clock
         self.refs: list[bytes] = []  # every root committed here, oldest first
 
-    def commit(self, files: dict[str, bytes | None], when: datetime | None = None, **keys) -> bytes:
-        """Add (bytes) or remove (None) files, commit on the head, return the new root's ref."""
-        self.when = when or self.when + timedelta(hours=1)
+    def commit(
+        self, files: dict[str, bytes | None], when: datetime | None = None, raw: dict[str, Entry] | None = None,
+        **keys,
+    ) -> bytes:
+        """Add (bytes) or remove (None) files, and put ``raw`` entries as they are; commit on the head;
+        return the new root's ref."""
+        self.when = when or (self.clock() if self.clock else self.when + timedelta(hours=1))
         head = self.repo.read_head()
         prev = self.repo.read_root(head.root) if head.root else None
         if prev is not None and head.root not in self.refs:  # another writer moved the head: start from it
@@ -43,6 +51,8 @@ class Chain:
             self.tree[p] = Entry(FILE, 1, self.host, len(d), ref, hashlib.sha256(d).hexdigest())
             for parent in _parents(p):
                 self.tree.setdefault(parent, Entry(DIR, 1, self.host))
+        for p, e in (raw or {}).items():
+            self.tree[p] = e
         for p, d in files.items():
             if d is None:
                 for q in [q for q in self.tree if q == p or q.startswith(p + "/")]:
