@@ -2,7 +2,9 @@
 
 ``add_commands`` registers them on the main parser; each prints a table for
 people (short IDs, local times) or, with the global ``--json``, one JSON
-document with full IDs and RFC 3339 dates.
+document with full IDs and RFC 3339 dates. A date in a table is one word,
+ISO 8601 in local time with its offset, so the columns split on spaces and
+``--at`` takes a date as ``log`` shows it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from fogsync.cli.render import local_time, print_json, short_ids
+from fogsync.cli.render import print_json, short_ids
 from fogsync.config import file as configmod
 from fogsync.errors import ConfigError, FogsyncError
+from fogsync.format.roots import parse_date
 
 AddCommand = Callable[[str, Callable, str], argparse.ArgumentParser]
 
@@ -60,8 +63,21 @@ def _open(args, verify_hashes: bool = False):
     return cfg, open_repo(cfg, cfg.share(args.name), verify_hashes)
 
 
+def _own_roots(cfg, name: str):
+    """Record each root a command commits as this host's own (a pass then knows it is no namesake's)."""
+    from fogsync.config.shares import open_state
+
+    state = open_state(cfg)
+    return state, lambda ref: state.add_own_root(name, ref)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def local_time(rfc3339: str) -> str:
+    """A root's date in this machine's local time as one ISO 8601 word (``--at`` takes it back)."""
+    return parse_date(rfc3339).astimezone().isoformat(timespec="microseconds")
 
 
 # --- log ---------------------------------------------------------------------------------------
@@ -109,10 +125,12 @@ def cmd_forget(args) -> int:
 
     cfg, repo = _open(args)
     policy = _policy(args, cfg)
+    state, own = _own_roots(cfg, args.name)
     try:
-        result = forget_share(repo, policy, cfg.host, _now, dry_run=args.dry_run)
+        result = forget_share(repo, policy, cfg.host, _now, dry_run=args.dry_run, before_swap=own)
     finally:
         repo.close()
+        state.close()
     if args.json:
         print_json({
             "share": args.name, "dry_run": args.dry_run, "root": result.root.hex() if result.root else None,
@@ -144,10 +162,12 @@ def cmd_prune(args) -> int:
     grace = _grace(args.grace)
     cfg, repo = _open(args)
     progress = _progress(args.name) if sys.stderr.isatty() and not args.json else (lambda s: None)
+    state, own = _own_roots(cfg, args.name)
     try:
-        result = prune_share(repo, cfg.host, _now, grace, dry_run=args.dry_run, progress=progress)
+        result = prune_share(repo, cfg.host, _now, grace, dry_run=args.dry_run, progress=progress, before_swap=own)
     finally:
         repo.close()
+        state.close()
     if args.json:
         print_json({
             "share": args.name, "dry_run": args.dry_run, "grace_seconds": grace.total_seconds(),

@@ -200,9 +200,13 @@ def choose(items: list[HistoryItem], policy: Policy, now: datetime, tz: tzinfo |
 
 def forget_share(
     repo: Repo, policy: Policy, host: str, now: Callable[[], datetime],
-    tz: tzinfo | None = None, dry_run: bool = False,
+    tz: tzinfo | None = None, dry_run: bool = False, before_swap: Callable[[bytes], None] = lambda ref: None,
 ) -> ForgetResult:
-    """Apply ``policy`` to the share's history and commit what it forgets (FORMAT.md 8)."""
+    """Apply ``policy`` to the share's history and commit what it forgets (FORMAT.md 8).
+
+    ``before_swap(ref)`` is told of the forget root before the head names it
+    (the host records it as its own, so a pass does not take it for a namesake's).
+    """
     if policy.empty():
         raise ConfigError("no retention policy: give at least one --keep option, or set retention in the config")
     for _ in range(MAX_ATTEMPTS):
@@ -219,6 +223,7 @@ def forget_share(
         forgot_ref = seal_small(repo, writer, encode_bptrs([i.ref for i in result.forgotten]), compress=True)
         ref, _ = commit_meta(repo, writer, head_ref, head_root, host, now(), kept=kept_ref, forgot=forgot_ref)
         repo.wait_uploads()
+        before_swap(ref)
         try:
             repo.swap_head(ref, head.tag)
         except SwapConflict:

@@ -119,8 +119,13 @@ def stored_blocks(repo: Repo) -> dict[bytes, ObjectInfo]:
 def prune_share(
     repo: Repo, host: str, now: Callable[[], datetime], grace: timedelta = DEFAULT_GRACE,
     dry_run: bool = False, progress: Callable[[str], None] = lambda s: None,
+    before_swap: Callable[[bytes], None] = lambda ref: None,
 ) -> PruneResult:
-    """Mark, or sweep, or both with a grace of zero (FORMAT.md 8); retries a lost swap."""
+    """Mark, or sweep, or both with a grace of zero (FORMAT.md 8); retries a lost swap.
+
+    ``before_swap(ref)`` is told of each root prune commits before the head names it.
+    """
+    swap = _Swapper(repo, before_swap)
     result = PruneResult()
     for _ in range(MAX_ATTEMPTS * 2):
         head = repo.read_head()
@@ -132,7 +137,7 @@ def prune_share(
         result.epoch, result.state = (gc.epoch, gc.state) if gc else (None, None)
         try:
             if gc is None or gc.state == SWEPT:
-                if not _mark(repo, head, head_ref, head_root, host, now, grace, dry_run, progress, result):
+                if not _mark(swap, head, head_ref, head_root, host, now, grace, dry_run, progress, result):
                     return result  # nothing to mark
                 if dry_run or grace > timedelta(0):
                     return result
@@ -141,14 +146,28 @@ def prune_share(
             if age < grace:
                 result.waiting_until = gc.datetime + grace
                 return result
-            _sweep(repo, head, head_ref, head_root, gc, host, now, dry_run, progress, result)
+            _sweep(swap, head, head_ref, head_root, gc, host, now, dry_run, progress, result)
             return result
         except SwapConflict:
             continue  # another host committed: look at the new head's gc again
     raise FogsyncError(f"share {repo.name!r}: other hosts kept committing; prune not finished (run it again)")
 
 
-def _mark(repo, head, head_ref, head_root: Root, host, now, grace, dry_run, progress, result) -> bool:
+class _Swapper:
+    """The repo, and the step every prune commit takes before its head swap."""
+
+    def __init__(self, repo: Repo, before_swap: Callable[[bytes], None]) -> None:
+        self.repo = repo
+        self.before_swap = before_swap
+
+    def __call__(self, ref: bytes, tag: str | None) -> None:
+        self.repo.wait_uploads()
+        self.before_swap(ref)
+        self.repo.swap_head(ref, tag)
+
+
+def _mark(swap: _Swapper, head, head_ref, head_root: Root, host, now, grace, dry_run, progress, result) -> bool:
+    repo = swap.repo
     progress("listing the store")
     stored = stored_blocks(repo)
     progress(f"{len(stored)} blocks stored; finding the live ones")
@@ -165,13 +184,13 @@ def _mark(repo, head, head_ref, head_root: Root, host, now, grace, dry_run, prog
     cand_ref = seal_small(repo, writer, encode_candidates(candidates.keys()), compress=True)
     gc = GcState(epoch, MARKED, format_date(now()), cand_ref)
     ref, _ = commit_meta(repo, writer, head_ref, head_root, host, now(), gc=gc)
-    repo.wait_uploads()
-    repo.swap_head(ref, head.tag)
+    swap(ref, head.tag)
     result.epoch, result.state = epoch, MARKED
     return True
 
 
-def _sweep(repo, head, head_ref, head_root: Root, gc: GcState, host, now, dry_run, progress, result) -> None:
+def _sweep(swap: _Swapper, head, head_ref, head_root: Root, gc: GcState, host, now, dry_run, progress, result) -> None:
+    repo = swap.repo
     candidates = decode_candidates(repo.read_small(gc.candidates, "candidates")) if gc.candidates else []
     progress(f"sweeping {len(candidates)} candidate blocks")
     live = live_blocks(repo, head_ref)
@@ -186,6 +205,5 @@ def _sweep(repo, head, head_ref, head_root: Root, gc: GcState, host, now, dry_ru
     writer = repo.writer()
     swept = GcState(gc.epoch, SWEPT, format_date(now()), None)
     ref, _ = commit_meta(repo, writer, head_ref, head_root, host, now(), gc=swept)
-    repo.wait_uploads()
-    repo.swap_head(ref, head.tag)
+    swap(ref, head.tag)
     result.state = SWEPT
