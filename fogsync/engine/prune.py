@@ -154,11 +154,12 @@ def prune_share(
 
 
 class _Swapper:
-    """The repo, and the step every prune commit takes before its head swap."""
+    """The repo, the step every prune commit takes before its head swap, and the store's listing."""
 
     def __init__(self, repo: Repo, before_swap: Callable[[bytes], None]) -> None:
         self.repo = repo
         self.before_swap = before_swap
+        self.listed: dict[bytes, ObjectInfo] | None = None  # the mark's listing, which a sweep in the same run reuses
 
     def __call__(self, ref: bytes, tag: str | None) -> None:
         self.repo.wait_uploads()
@@ -169,7 +170,7 @@ class _Swapper:
 def _mark(swap: _Swapper, head, head_ref, head_root: Root, host, now, grace, dry_run, progress, result) -> bool:
     repo = swap.repo
     progress("listing the store")
-    stored = stored_blocks(repo)
+    stored = swap.listed = stored_blocks(repo)
     progress(f"{len(stored)} blocks stored; finding the live ones")
     live = live_blocks(repo, head_ref)
     cutoff = now() - grace
@@ -194,7 +195,7 @@ def _sweep(swap: _Swapper, head, head_ref, head_root: Root, gc: GcState, host, n
     candidates = decode_candidates(repo.read_small(gc.candidates, "candidates")) if gc.candidates else []
     progress(f"sweeping {len(candidates)} candidate blocks")
     live = live_blocks(repo, head_ref)
-    stored = stored_blocks(repo)
+    stored = swap.listed if swap.listed is not None else stored_blocks(repo)
     doomed = [h for h in candidates if h not in live and h in stored]
     result.deleted += len(doomed)  # a sweep redone after a lost swap finds these gone
     result.deleted_bytes += sum(stored[h].size for h in doomed)
@@ -202,6 +203,7 @@ def _sweep(swap: _Swapper, head, head_ref, head_root: Root, gc: GcState, host, n
         return
     for h in doomed:
         repo.store.delete(repo.block_key(h))
+        stored.pop(h, None)
     writer = repo.writer()
     swept = GcState(gc.epoch, SWEPT, format_date(now()), None)
     ref, _ = commit_meta(repo, writer, head_ref, head_root, host, now(), gc=swept)

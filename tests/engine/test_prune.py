@@ -268,3 +268,15 @@ def test_prune_refuses_a_head_requiring_an_unknown_feature(repo):
     with pytest.raises(FormatError, match="upgrade"):
         prune_share(repo, "p", later(2), timedelta(0))
     assert prune_share(repo, "p", later(2), timedelta(0), dry_run=True).deleted == 0  # reading is fine
+
+
+def test_one_listing_of_the_store_for_a_mark_and_sweep_in_one_run(tmp_path):
+    repo = open_repo(str(tmp_path / "store"), faulty=True)
+    c = chain_of(repo)
+    c.commit({"a.bin": os.urandom(100_000)})
+    c.commit({"a.bin": None})
+    forget_all_but_head(repo)
+    result = prune_share(repo, "p", later(2), timedelta(0))
+    assert result.state == "swept" and result.deleted > 0
+    assert repo.store.calls["list_objects"] == 1 and repo.store.calls["list"] == 0
+    repo.close()
