@@ -2,9 +2,9 @@
 
 ``add_commands`` registers them on the main parser; each prints a table for
 people (short IDs, local times) or, with the global ``--json``, one JSON
-document with full IDs and RFC 3339 dates. A date in a table is one word,
-ISO 8601 in local time with its offset, so the columns split on spaces and
-``--at`` takes a date as ``log`` shows it.
+document with full IDs and RFC 3339 dates. ``log`` prints each root's full
+ID and its UTC date, as it always has (scripts split its lines on spaces
+and hand the date to ``--at``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from fogsync.cli.render import print_json, short_ids
+from fogsync.cli.render import local_time, print_json, short_ids
 from fogsync.config import file as configmod
 from fogsync.errors import ConfigError, FogsyncError
-from fogsync.format.roots import parse_date
 
 AddCommand = Callable[[str, Callable, str], argparse.ArgumentParser]
 
@@ -75,11 +74,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def local_time(rfc3339: str) -> str:
-    """A root's date in this machine's local time as one ISO 8601 word (``--at`` takes it back)."""
-    return parse_date(rfc3339).astimezone().isoformat(timespec="microseconds")
-
-
 # --- log ---------------------------------------------------------------------------------------
 
 
@@ -91,9 +85,8 @@ def cmd_log(args) -> int:
     if args.json:
         print_json([{"id": i.ref.hex(), "version": i.version, "date": i.date, "host": i.host} for i in items])
         return 0
-    ids = short_ids(i.ref for i in items)
-    for i in items:
-        print(f"{ids[i.ref]} {i.version} {local_time(i.date)} {i.host}")
+    for i in items:  # the full id and the UTC date, as --root and --at take them
+        print(f"{i.ref.hex()} {i.version} {i.date} {i.host}")
     return 0
 
 

@@ -140,7 +140,7 @@ def test_log_ls_cat_and_restore_an_older_root(cli_host, share_store, tmp_path):
     a.sync()
     log = a.run("log", "docs").stdout.splitlines()
     first_id = log[-1].split()[0]
-    assert re.fullmatch(r"[0-9a-f]{8,96}", first_id)
+    assert re.fullmatch(r"[0-9a-f]{96}", first_id)
     assert a.run("cat", "docs", "notes.txt").stdout == "version two\n"
     assert a.run("cat", "docs", "/notes.txt", "--root", first_id[:12]).stdout == "hello\n" * 100
     listing = a.run("ls", "docs", "sub", "--root", first_id).stdout
