@@ -16,6 +16,7 @@ import logging
 import sys
 
 from fogsync import __version__
+from fogsync.cli import history as history_cli
 from fogsync.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -166,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("name", nargs="?")
     sp = cmd("completion", cmd_completion, "print a shell completion script (see the README)")
     sp.add_argument("shell", choices=["bash", "zsh", "fish"])
+    history_cli.add_commands(cmd)
     return p
 
 

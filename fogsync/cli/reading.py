@@ -32,14 +32,14 @@ def cmd_log(args) -> int:
     _, repo = open_repo(args, args.name)
     head = repo.read_head()
     repo.find_root(head.root)  # says so when there is nothing to show
-    roots = list(repo.history(head.root))
+    roots = list(repo.history_items(head.root))  # kept roots come from the kept list, unread
     if args.json:
         print_json({"share": args.name, "roots": [
-            {"id": ref.hex(), "version": root.version, "date": root.date, "host": root.host} for ref, root in roots]})
+            {"id": r.ref.hex(), "version": r.version, "date": r.date, "host": r.host} for r in roots]})
         return 0
-    short = short_ids(ref for ref, _ in roots)
-    for ref, root in roots:
-        print(f"{short[ref]} {root.version} {local_time(root.date)} {root.host}")
+    short = short_ids(r.ref for r in roots)
+    for r in roots:
+        print(f"{short[r.ref]} {r.version} {local_time(r.date)} {r.host}")
     return 0
 
 

@@ -193,6 +193,7 @@ def cmd_restore(args) -> int:
 
 
 def _restore_in_place(args) -> int:
+    from fogsync.cli.history import refuse_unknown_features
     from fogsync.config.shares import open_share, open_state
     from fogsync.daemon.control import report_fields
     from fogsync.engine.sync import restore_in_place
@@ -204,6 +205,7 @@ def _restore_in_place(args) -> int:
     share = open_share(cfg, args.name, state)
     at = parse_when(args.at) if args.at else None
     try:
+        refuse_unknown_features(share.repo)
         report = restore_in_place(share, root_prefix(args), at)
     finally:
         share.repo.close()

@@ -55,6 +55,7 @@ class Config:
     exclude: tuple[str, ...] = ()
     workers: int = 3
     shares: dict[str, ShareConfig] = field(default_factory=dict)
+    retention: dict = field(default_factory=dict)  # policies by share name, "" the default (config/retention.py)
 
     def share(self, name: str) -> ShareConfig:
         try:
@@ -163,6 +164,7 @@ SHARE_KEYS: dict[str, Field] = {
     "key_file": Field("the path of a file holding the key (a non-empty string)", _is_text),
     "key_command": Field("a shell command that prints the key (a non-empty string)", _is_text),
     "keyring": Field("true (the key is in the OS keyring)", lambda v: v is True),
+    "retention": Field("a table of keep_* rules ([shares.NAME.retention])", lambda v: isinstance(v, dict)),
     "path": replace(PATH, required=True),
     "store": STORE,
     "exclude": PATTERNS,
@@ -178,6 +180,7 @@ TOP_KEYS: dict[str, Field | dict] = {
     "rescan": SECONDS,
     "workers": Field("a whole number of at least 1", _is_count),
     "s3": S3_KEYS,
+    "retention": Field("a table of keep_* rules ([retention])", lambda v: isinstance(v, dict)),
 }
 # [shares.NAME] tables, each checked against SHARE_KEYS; "shares" itself must be a table of them.
 
@@ -266,6 +269,10 @@ def load(path: str, host: str | None = None) -> Config:
         workers=doc.get("workers", 3),
     )
     _check_host(cfg.host)
+    # imported here: it brings in the engine's retention policy, which most commands load anyway
+    from fogsync.config import retention
+
+    cfg.retention = retention.parse(doc, path)
     for name, s in doc["shares"].items():
         source = keys.source_of(name, s, path)
         store = s.get("store") or cfg.default_store or cfg.local_store

@@ -1,6 +1,8 @@
 """Check: verify everything reachable from a share's head.
 
-Walks every root of the chain, every listing reachable from any of them
+Walks every root of the history (FORMAT.md 8: the chain to the last forget,
+then the roots it kept; a forgotten root is not looked for), the kept list,
+forgotten-roots and candidates blobs, every listing reachable from any root
 (each once), and every content blob: each block is checked against its name,
 each blob's tag is verified and its plaintext checked against the listing's
 sha256. Problems are collected, not raised, so one run reports them all.
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from fogsync.errors import FogsyncError
+from fogsync.format.roots import decode_candidates, decode_kept
 from fogsync.format.tree import DIR, FILE, join
 from fogsync.repo.repository import Repo
 
@@ -35,18 +38,31 @@ def check_share(repo: Repo, progress: Callable[[str], None] = lambda s: None) ->
         return report
     seen_listings: set[bytes] = set()
     seen_content: set[bytes] = set()
-    ref = head.root
-    while ref is not None:
+    try:
+        for ref, root in repo.history(head.root):
+            report.roots += 1
+            progress(f"root v{root.version}")
+            _check_history_blobs(repo, ref, root, head.root, report)
+            _walk(repo, root.root, "", seen_listings, seen_content, report)
+    except FogsyncError as e:
+        report.problems.append(f"history: {e}")
+    return report
+
+
+def _check_history_blobs(repo: Repo, ref: bytes, root, head: bytes | None, report: CheckReport) -> None:
+    """The section-8 blobs a root names open and decode (the head's candidates only: older ones are spent)."""
+    checks = [(root.forgot, lambda r: repo.forgotten(ref, root))]
+    if root.kept is not None:
+        checks.append((root.kept, lambda r: decode_kept(repo.read_small(r, "kept list"))))
+    if ref == head and root.gc is not None and root.gc.candidates is not None:
+        checks.append((root.gc.candidates, lambda r: decode_candidates(repo.read_small(r, "candidates"))))
+    for blob, read in checks:
+        if blob is None:
+            continue
         try:
-            root = repo.read_root(ref)
+            read(blob)
         except FogsyncError as e:
             report.problems.append(f"root {ref.hex()[:16]}: {e}")
-            break
-        report.roots += 1
-        progress(f"root v{root.version}")
-        _walk(repo, root.root, "", seen_listings, seen_content, report)
-        ref = root.prev
-    return report
 
 
 def _walk(repo, listing: bytes, path: str, seen_listings, seen_content, report: CheckReport) -> None:

@@ -5,7 +5,7 @@ object layout (``<share_id>/blocks/xx/<hash>``, ``<share_id>/head``), a
 bounded pool of concurrent block uploads, a small cache of recently read
 blocks (tails of many files share one partial block), a big blob's blocks
 fetched ahead on a pool in 1 MiB chunks, and typed reads:
-listings, roots, the head, the root chain, whole trees, and file contents
+listings, roots, the head, the history (FORMAT.md 8), whole trees, and file contents
 verified before a single byte of plaintext is handed out.
 
 Every block read is checked against its name (its SHA-256), so a store
@@ -30,10 +30,16 @@ from typing import Callable, Iterable, Iterator, Mapping
 from fogsync.errors import FogsyncError, FormatError, IntegrityError, ObjectNotFound
 from fogsync.format import crypto
 from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
-from fogsync.format.roots import Root, decode_head
+from fogsync.format.roots import (
+    Root,
+    decode_bptrs,
+    decode_head,
+    decode_kept,
+    parse_date,
+)
 from fogsync.format.tree import DIR, Entry, decode_listing, join
-from fogsync.platform.threads import SharedPool
 from fogsync.platform.private import private_dir
+from fogsync.platform.threads import SharedPool
 from fogsync.repo import bigblob
 from fogsync.store.base import Store
 
@@ -48,6 +54,17 @@ class Head:
 
     root: bytes | None
     tag: str | None
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One root of the history: what ``log`` shows; ``root`` is None when it came from a kept list."""
+
+    ref: bytes
+    version: int
+    date: str
+    host: str
+    root: Root | None
 
 
 class Uploads:
@@ -296,27 +313,76 @@ class Repo:
     def read_listing(self, ref: bytes) -> list[tuple[str, Entry]]:
         return decode_listing(self.read_small(ref, f"listing {ref.hex()[:16]}"))
 
-    def history(self, start: bytes | None) -> Iterator[tuple[bytes, Root]]:
-        """Roots from ``start`` back to the first, newest first."""
-        ref = start
+    def history_items(self, start: bytes | None) -> Iterator[HistoryItem]:
+        """The history of FORMAT.md 8, newest first: the chain from ``start`` up to and including the
+        first root with ``kept``, then the roots that list names, without following their ``prev``.
+
+        Kept roots come from the list alone (``root`` is None): no read each. Versions must
+        strictly decrease, or the walk stops with an IntegrityError (a cycle, a forged ``prev``).
+        """
+        ref, floor = start, None
         while ref is not None:
             root = self.read_root(ref)
-            yield ref, root
+            floor = self._below(floor, root.version, ref)
+            yield HistoryItem(ref, root.version, root.date, root.host, root)
+            if root.kept is not None:
+                for k in decode_kept(self.read_small(root.kept, f"kept list of root {ref.hex()[:16]}")):
+                    floor = self._below(floor, k.version, k.ref)
+                    yield HistoryItem(k.ref, k.version, k.date, k.host, None)
+                return
             ref = root.prev
 
+    def _below(self, floor: int | None, version: int, ref: bytes) -> int:
+        if floor is not None and version >= floor:
+            raise IntegrityError(
+                f"the history of {self.where()} is broken: root {ref.hex()[:16]} has version {version} "
+                f"after version {floor} (a cycle or a forged prev); run 'fogsync check'"
+            )
+        return version
+
+    def history(self, start: bytes | None) -> Iterator[tuple[bytes, Root]]:
+        """Each root of the history (``history_items``), read, newest first."""
+        for item in self.history_items(start):
+            root = item.root or self.read_root(item.ref)
+            if root.version != item.version:
+                raise IntegrityError(
+                    f"root {item.ref.hex()[:16]} of {self.where()} has version {root.version}, "
+                    f"but the kept list says {item.version}"
+                )
+            yield item.ref, root
+
+    def descends(self, head: bytes | None, ref: bytes, version: int) -> bool:
+        """Whether ``head`` descends from the root ``ref`` of ``version`` (FORMAT.md 8, "Descent"): the
+        history meets ``ref``, or a forget root whose ``forgot`` names it, before versions fall below."""
+        for item in self.history_items(head):
+            if item.version < version:
+                return False
+            if item.ref == ref:
+                return True
+            root = item.root or self.read_root(item.ref)
+            if root.forgot is not None and ref in self.forgotten(item.ref, root):
+                return True
+        return False
+
+    def forgotten(self, ref: bytes, root: Root) -> list[bytes]:
+        """The roots a forget root forgot (none for another root)."""
+        if root.forgot is None:
+            return []
+        return decode_bptrs(self.read_small(root.forgot, f"forgotten roots of root {ref.hex()[:16]}"))
+
     def find_root(self, head: bytes | None, prefix: str | None = None, at: datetime | None = None) -> bytes:
-        """The root named by a unique id prefix, or the newest one at or before ``at``."""
+        """The root of the history named by a unique id prefix, or the newest one at or before ``at``."""
         if head is None:
             raise FogsyncError(f"{self.where()} has no commits yet (or the key is wrong)")
         if prefix is None and at is None:
             return head
         if at is not None:
-            for ref, root in self.history(head):
-                if root.datetime <= at:
-                    return ref
+            for item in self.history_items(head):
+                if parse_date(item.date) <= at:
+                    return item.ref
             raise FogsyncError(f"{self.where()} has no root at or before {at.isoformat()}")
         prefix = prefix.lower()
-        hits = [ref for ref, _ in self.history(head) if ref.hex().startswith(prefix)]
+        hits = [item.ref for item in self.history_items(head) if item.ref.hex().startswith(prefix)]
         if len(hits) != 1:
             why = "no root" if not hits else f"{len(hits)} roots"
             raise FogsyncError(f"{why} of {self.where()} match id {prefix!r}")

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterator
 
 from fogsync.errors import ObjectNotFound, StoreError, SwapConflict
 
-__all__ = ["Store", "Versioned", "ObjectNotFound", "StoreError", "SwapConflict"]
+__all__ = ["Store", "Versioned", "ObjectInfo", "ObjectNotFound", "StoreError", "SwapConflict"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,15 @@ class Versioned:
 
     data: bytes
     tag: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object as a listing shows it: its key, its size in bytes and when it was last written (UTC)."""
+
+    key: str
+    size: int
+    modified: datetime
 
 
 class Store(abc.ABC):
@@ -61,6 +71,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[str]:
         """Every key that starts with ``prefix`` (a folder, ending in '/'), any order."""
+
+    @abc.abstractmethod
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Like ``list``, with each object's size and time of writing, in the same one listing
+        (a paginated LIST on S3, one directory walk locally): what prune needs to know its age."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -13,12 +13,12 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from fogsync.store.base import Store, Versioned
+from fogsync.store.base import ObjectInfo, Store, Versioned
 from fogsync.store.wrapper import Wrapper
 
 __all__ = ["FaultyStore", "OPERATIONS"]
 
-OPERATIONS = ("get", "put", "exists", "list", "delete", "get_versioned", "put_if", "flush")
+OPERATIONS = ("get", "put", "exists", "list", "list_objects", "delete", "get_versioned", "put_if", "flush")
 
 
 @dataclass
@@ -98,6 +98,10 @@ class FaultyStore(Wrapper):
     def list(self, prefix: str) -> Iterator[str]:
         self._check("list", prefix)
         return super().list(prefix)
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        self._check("list_objects", prefix)
+        return super().list_objects(prefix)
 
     def delete(self, key: str) -> None:
         self._check("delete", key)

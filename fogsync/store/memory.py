@@ -1,8 +1,9 @@
 """In-memory store for tests: a dict behind a lock.
 
-Adds to the contract only ``MemoryStore.named(url)``: one process-wide
+Adds to the contract ``MemoryStore.named(url)``: one process-wide
 instance per ``memory://name`` URL, so two "hosts" simulated in one test
-process share a store. Tags are the hex SHA-256 of the bytes, like the local
+process share a store; and an injectable clock (``now``) that dates each
+write, so a test sets the age ``list_objects`` reports. Tags are the hex SHA-256 of the bytes, like the local
 backend and S3's ETags (MD5), so tests meet the same semantics: rewriting
 identical bytes yields the same tag.
 """
@@ -11,9 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import ClassVar, Iterator
+from datetime import datetime, timezone
+from typing import Callable, ClassVar, Iterator
 
-from fogsync.store.base import ObjectNotFound, Store, SwapConflict, Versioned
+from fogsync.store.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    Store,
+    SwapConflict,
+    Versioned,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -24,9 +32,11 @@ class MemoryStore(Store):
     _registry: ClassVar[dict[str, "MemoryStore"]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", now: Callable[[], datetime] | None = None) -> None:
         self.url = url
+        self.now = now or (lambda: datetime.now(timezone.utc))
         self._objects: dict[str, tuple[bytes, str]] = {}
+        self._written: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -52,6 +62,7 @@ class MemoryStore(Store):
         data = bytes(data)
         with self._lock:
             self._objects[key] = (data, _tag(data))
+            self._written[key] = self.now()
 
     def exists(self, key: str) -> bool:
         with self._lock:
@@ -62,9 +73,16 @@ class MemoryStore(Store):
             keys = [key for key in self._objects if key.startswith(prefix)]
         return iter(keys)
 
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        with self._lock:
+            found = [ObjectInfo(key, len(data), self._written[key])
+                     for key, (data, _) in self._objects.items() if key.startswith(prefix)]
+        return iter(found)
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._objects.pop(key, None)
+            self._written.pop(key, None)
 
     def get_versioned(self, key: str, unless_tag: str | None = None) -> Versioned | None:
         with self._lock:
@@ -85,6 +103,7 @@ class MemoryStore(Store):
                 raise SwapConflict(f"{key} changed in {self.url} since it was read")
             tag = _tag(data)
             self._objects[key] = (data, tag)
+            self._written[key] = self.now()
             return tag
 
 

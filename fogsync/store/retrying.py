@@ -23,7 +23,7 @@ import time
 from typing import Callable, Iterator, TypeVar
 
 from fogsync.errors import StoreError, SwapConflict, TransientStoreError
-from fogsync.store.base import Store, Versioned
+from fogsync.store.base import ObjectInfo, Store, Versioned
 from fogsync.store.wrapper import Wrapper
 
 __all__ = ["RetryingStore", "Backoff"]
@@ -72,6 +72,10 @@ class RetryingStore(Wrapper):
     def list(self, prefix: str) -> Iterator[str]:
         """The whole listing, fetched (and retried) as one call: a listing cut off part way starts over."""
         return iter(self._retried(lambda: list(self.inner.list(prefix))))
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Like ``list``: the whole listing as one call, started over if cut off."""
+        return iter(self._retried(lambda: list(self.inner.list_objects(prefix))))
 
     def delete(self, key: str) -> None:
         self._retried(lambda: self.inner.delete(key))

@@ -48,6 +48,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from fogsync.errors import ConfigError, TransientStoreError
 from fogsync.store.base import (
+    ObjectInfo,
     ObjectNotFound,
     Store,
     StoreError,
@@ -146,6 +147,16 @@ class S3Store(Store):
             for page in pages:
                 for item in page.get("Contents", ()):
                     yield item["Key"][len(self.prefix):]
+        except _BotoError as exc:
+            raise self._error(exc, "list", prefix) from exc
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix))
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(item["Key"][len(self.prefix):], int(item["Size"]), item["LastModified"])
         except _BotoError as exc:
             raise self._error(exc, "list", prefix) from exc
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from fogsync.store.base import Store, Versioned
+from fogsync.store.base import ObjectInfo, Store, Versioned
 
 __all__ = ["Wrapper"]
 
@@ -34,6 +34,9 @@ class Wrapper(Store):
 
     def list(self, prefix: str) -> Iterator[str]:
         return self.inner.list(prefix)
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list_objects(prefix)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from fogsync.errors import FormatError
+from fogsync.format import roots as rootsmod
 from fogsync.format.roots import Root, decode_head, format_date, parse_date
 
 P1, P2, P3 = bytes([1]) * 48, bytes([2]) * 48, bytes([3]) * 48
@@ -103,3 +104,65 @@ def test_decode_head():
     for n in (0, 47, 49, 96):
         with pytest.raises(FormatError):
             decode_head(bytes(n))
+
+
+# --- FORMAT.md 8: requires, kept, forgot, gc ---------------------------------------------------
+
+def test_section_8_keys_round_trip_and_are_absent_when_unset():
+    gc = rootsmod.GcState(3, "marked", DATE, P3)
+    r = Root(5, P2, DATE, "h", P1, requires=("gc1",), kept=P2, forgot=P3, gc=gc)
+    d = json.loads(r.encode())
+    assert d["requires"] == ["gc1"] and d["kept"] == P2.hex() and d["forgot"] == P3.hex()
+    assert d["gc"] == {"epoch": 3, "state": "marked", "date": DATE, "candidates": P3.hex()}
+    assert Root.decode(r.encode()) == r
+    plain = json.loads(Root(1, None, DATE, "h", P1).encode())
+    assert not {"requires", "kept", "forgot", "gc"} & plain.keys()
+
+
+@pytest.mark.parametrize("key,value", [
+    ("requires", "gc1"), ("requires", [1]), ("kept", "abcd"), ("forgot", 7),
+    ("gc", {"epoch": 0, "state": "marked", "date": DATE, "candidates": None}),
+    ("gc", {"epoch": 1, "state": "deleting", "date": DATE, "candidates": None}),
+    ("gc", {"epoch": 1, "state": "swept", "date": "yesterday", "candidates": None}),
+    ("gc", "swept"),
+])
+def test_malformed_section_8_keys_are_refused(key, value):
+    d = json.loads(Root(1, None, DATE, "h", P1).encode())
+    d[key] = value
+    with pytest.raises(FormatError):
+        Root.decode(json.dumps(d).encode())
+
+
+def test_a_new_root_copies_requires_and_gc_and_a_merge_takes_the_union_and_the_newer_gc():
+    marked = rootsmod.GcState(2, "marked", DATE, P3)
+    swept2 = rootsmod.GcState(2, "swept", DATE, None)
+    a = Root(4, None, DATE, "h", P1, requires=("gc1", "zz"), gc=marked, kept=P2, forgot=P2)
+    assert rootsmod.inherited(a) == {"requires": ("gc1", "zz"), "gc": marked}  # not kept, not forgot
+    assert rootsmod.inherited(None) == {}
+    b = Root(4, None, DATE, "h", P1, requires=("aa",), gc=swept2)
+    assert rootsmod.merged_keys(a, b) == {"requires": ("aa", "gc1", "zz"), "gc": swept2}
+    assert rootsmod.newer_gc(rootsmod.GcState(3, "marked", DATE, P3), swept2).epoch == 3
+    assert rootsmod.newer_gc(None, marked) == marked and rootsmod.newer_gc(None, None) is None
+    assert rootsmod.with_gc1(("zz",)) == ("gc1", "zz")
+
+
+def test_a_writer_refuses_a_head_requiring_an_unknown_feature_in_one_line():
+    rootsmod.check_writable(Root(1, None, DATE, "h", P1, requires=("gc1",)), "share 'docs'")
+    rootsmod.check_writable(None, "share 'docs'")
+    with pytest.raises(FormatError, match="share 'docs' requires gc9, .*upgrade fogsync") as e:
+        rootsmod.check_writable(Root(1, None, DATE, "h", P1, requires=("gc1", "gc9")), "share 'docs'")
+    assert "\n" not in str(e.value)
+
+
+def test_kept_forgot_and_candidates_plaintexts():
+    kept = [rootsmod.KeptRoot(P1, 9, DATE, "hôst"), rootsmod.KeptRoot(P2, 3, DATE, "b")]
+    assert rootsmod.decode_kept(rootsmod.encode_kept(kept)) == kept
+    assert json.loads(rootsmod.encode_kept(kept))[0] == {"ref": P1.hex(), "version": 9, "date": DATE, "host": "hôst"}
+    assert rootsmod.decode_bptrs(rootsmod.encode_bptrs([P1, P2])) == [P1, P2]
+    hashes = [bytes([9]) * 32, bytes([1]) * 32]
+    assert rootsmod.encode_candidates(hashes) == bytes([1]) * 32 + bytes([9]) * 32
+    assert rootsmod.decode_candidates(rootsmod.encode_candidates(hashes)) == sorted(hashes)
+    for bad in (lambda: rootsmod.decode_kept(b'{"a":1}'), lambda: rootsmod.decode_kept(b'[{"ref":"00"}]'),
+                lambda: rootsmod.decode_bptrs(b"x" * 47), lambda: rootsmod.decode_candidates(b"x" * 33)):
+        with pytest.raises(FormatError):
+            bad()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -93,6 +94,22 @@ def test_list_has_no_temporary_or_lock_files(store):
     store.put_if("s/head", b"h2", tag)
     listed = set(store.list("s/"))
     assert listed == {f"s/blocks/{i:02x}/{i:064x}" for i in range(20)} | {"s/head"}
+
+
+def test_list_objects_gives_size_and_time_of_writing(store):
+    before = datetime.now(timezone.utc) - timedelta(minutes=5)  # S3's clock (moto's) and file times round
+    sizes = {"s/blocks/ab/01": 0, "s/blocks/ab/02": 7, "s/blocks/cd/03": 65536, "t/blocks/ab/04": 3}
+    for key, n in sizes.items():
+        store.put(key, b"z" * n)
+    store.put_if("s/head", b"h1", None)
+    listed = {info.key: info for info in store.list_objects("s/blocks/")}
+    assert sorted(listed) == sorted(store.list("s/blocks/")) == ["s/blocks/ab/01", "s/blocks/ab/02", "s/blocks/cd/03"]
+    assert {k: i.size for k, i in listed.items()} == {k: n for k, n in sizes.items() if k.startswith("s/")}
+    after = datetime.now(timezone.utc) + timedelta(minutes=5)
+    assert all(before <= i.modified <= after and i.modified.tzinfo is not None for i in listed.values())
+    assert [i.key for i in store.list_objects("s/")] and list(store.list_objects("u/")) == []
+    store.delete("s/blocks/ab/01")
+    assert "s/blocks/ab/01" not in {i.key for i in store.list_objects("s/")}
 
 
 def test_delete(store):
