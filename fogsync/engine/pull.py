@@ -26,15 +26,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, NamedTuple
 
 from fogsync.engine.prepare import (
-    PROCESSES_MIN,
     WORKERS,
-    one_block,
     prepare,
     prepare_sealed,
     remove_quietly,
     run_all,
     set_dir_mtimes,
-    thread_groups,
+    split_work,
 )
 from fogsync.errors import FogsyncError, LocalError
 from fogsync.folder.guarded import (
@@ -51,8 +49,13 @@ from fogsync.format.blocks import Bptr
 from fogsync.format.crypto import ShareKeys
 from fogsync.format.tree import DIR, FILE, Entry, name_of, parent_of
 from fogsync.platform.fsync import sync_filesystem
-from fogsync.platform.processes import map_in_processes, worth_processes
-from fogsync.repo.repository import Repo, by_block
+from fogsync.platform.processes import (
+    PROCESSES_MIN,
+    keep_in_worker,
+    map_in_processes,
+    worker_given,
+)
+from fogsync.repo.repository import Repo
 
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
 # an fsync per file cost 13 s of a 50,000-file first pull.
@@ -74,18 +77,12 @@ class Applied:
 # Many small files are Python-bound work (open, verify, decrypt, write): worker processes
 # write them to temporary names from sealed bytes this process reads; this process renames them.
 
-_worker_keys: list[ShareKeys] = []
-
-
-def _init_worker(keys: ShareKeys) -> None:
-    _worker_keys[:] = [keys]
-
-
 _Written = tuple[str, tuple[int, int, int]]  # a temporary file, and its (size, mtime_ns, inode)
 
 
 def _prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[_Written | FogsyncError]:
-    return [_prepared_or_error(_worker_keys[0], full, entry, sealed) for _, full, entry, sealed in items]
+    (keys,) = worker_given()
+    return [_prepared_or_error(keys, full, entry, sealed) for _, full, entry, sealed in items]
 
 
 def _prepared_or_error(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> _Written | FogsyncError:
@@ -133,10 +130,10 @@ def apply(
     blocked = _blocked(writes, known)
     first = [p for p in writes if p not in blocked and p not in known]
     later = [p for p in writes if p in blocked or p in known]
-    _write_all(repo, folder, known, target, first, sources, out, workers, processes_min)
+    _Writer(repo, folder, known, target, sources, out, workers, processes_min).write(first)
     gone = _remove_all(folder, known, removals, out)
     now = {p: item for p, item in known.items() if p not in gone}  # what was removed is expected absent
-    _write_all(repo, folder, now, target, later, sources, out, workers, processes_min)
+    _Writer(repo, folder, now, target, sources, out, workers, processes_min).write(later)
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
@@ -179,66 +176,104 @@ class _Prepared(NamedTuple):
     stat: tuple[int, int, int]  # its (size, mtime_ns, inode), which the rename keeps
 
 
-def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int, processes_min: int) -> None:
-    dirs = sorted(p for p in paths if target[p].type == DIR)
-    for d in dirs:
-        full = os.path.join(folder, d)
-        if os.path.islink(full) or not os.path.isdir(full):
-            try:
-                if not real_parent(folder, d):
-                    raise FileExistsError  # a parent was replaced by a symlink: never write through it
-                os.makedirs(full)
-                out.written += 1
-            except (FileExistsError, NotADirectoryError):
-                out.skipped.append(d)  # something else is in the way now: the next attempt sees what
-            except OSError as e:
-                raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
+class _Writer:
+    """Writes paths of ``target`` into the folder: their directories first, then their files, a
+    batch at a time (``_DURABLE_BATCH``), each batch made durable and renamed into place.
 
-    # parent dir -> its (st_dev, st_ino) if it is made and the folder's own, else None: checked
-    # once a batch; each file carries the id its check found
-    parents: dict[str, tuple[int, int] | None] = {}
+    One-block files go to worker processes when there are many
+    (``split_work``); the rest are written here on thread groups.
+    """
 
-    def parent_id(path: str, full: str) -> tuple[int, int] | None:
-        parent = parent_of(path)
+    def __init__(
+        self, repo: Repo, folder: str, last_seen: Mapping[str, Local], target: Mapping[str, Entry],
+        sources: Mapping[str, str], out: Applied, workers: int, processes_min: int,
+    ) -> None:
+        self.repo, self.folder, self.last_seen, self.target = repo, folder, last_seen, target
+        self.sources, self.out, self.workers, self.processes_min = sources, out, workers, processes_min
+        # parent dir -> its (st_dev, st_ino) if it is made and the folder's own, else None: checked
+        # once a batch; each file carries the id its check found
+        self.parents: dict[str, tuple[int, int] | None] = {}
+
+    def write(self, paths: list[str]) -> None:
+        target, out = self.target, self.out
+        self.make_dirs(sorted(p for p in paths if target[p].type == DIR))
+        before = len(out.stats)
+        self.write_files([p for p in paths if target[p].type != DIR])
+        out.written += len(out.stats) - before  # counted here: writer threads share ``out``
+
+    def make_dirs(self, dirs: list[str]) -> None:
+        folder, out = self.folder, self.out
+        for d in dirs:
+            full = os.path.join(folder, d)
+            if os.path.islink(full) or not os.path.isdir(full):
+                try:
+                    if not real_parent(folder, d):
+                        raise FileExistsError  # a parent was replaced by a symlink: never write through it
+                    os.makedirs(full)
+                    out.written += 1
+                except (FileExistsError, NotADirectoryError):
+                    out.skipped.append(d)  # something else is in the way now: the next attempt sees what
+                except OSError as e:
+                    raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
+
+    def write_files(self, files: list[str]) -> None:
+        target, workers = self.target, self.workers
+        for_processes, groups = split_work(self.repo, target, files, workers, self.processes_min, self.sources)
+        # closing: if a batch fails, the worker processes' files in flight are removed right away
+        with (
+            contextlib.closing(
+                _prepared_in_processes(self.repo, target, for_processes, self.checked, self.parents.clear)
+            ) as by_workers,
+            _Placer(self.place_batch) as placer,
+        ):
+            here = (self.prepared_here(group, threads) for group, threads in groups)
+            for prepared in itertools.chain(by_workers, *here):
+                placer.put(prepared)
+
+    def parent_id(self, path: str, full: str) -> tuple[int, int] | None:
+        parents, parent = self.parents, parent_of(path)
         if parent not in parents:
             try:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
                 found = stat_id(os.path.dirname(full))  # before the check: a swap after it shows
-                parents[parent] = found if real_parent(folder, path) else None
+                parents[parent] = found if real_parent(self.folder, path) else None
             except (FileExistsError, NotADirectoryError, FileNotFoundError):
                 parents[parent] = None  # a parent is no longer a directory
         return parents[parent]
 
-    def checked(path: str) -> tuple[str, tuple[int, int]] | None:
+    def checked(self, path: str) -> tuple[str, tuple[int, int]] | None:
         """Where to write ``path``, and its parent's id; None if it is left alone or its parent
         is not the folder's own."""
-        full = os.path.join(folder, path)
-        if path in out.left_alone:
+        full = os.path.join(self.folder, path)
+        if path in self.out.left_alone:
             return None  # _remove_all found it holding what the merge has not seen (ignored files)
-        found = parent_id(path, full)
+        found = self.parent_id(path, full)
         if found is None:
-            out.skipped.append(path)
+            self.out.skipped.append(path)
             return None
         return full, found
 
-    def prepare_one(path: str) -> _Prepared | None:
-        where = checked(path)
+    def prepare_one(self, path: str) -> _Prepared | None:
+        where = self.checked(path)
         if where is None:
             return None
         full, written_in = where
-        entry = target[path]
-        source = sources.get(entry.sha256) if entry.type == FILE else None
-        tmp, written = _with_stat(prepare(repo, full, entry, source), full)
+        entry = self.target[path]
+        source = self.sources.get(entry.sha256) if entry.type == FILE else None
+        tmp, written = _with_stat(prepare(self.repo, full, entry, source), full)
         return _Prepared(path, full, tmp, written_in, written)
 
-    def prepared_here(paths: list[str], threads: int) -> Iterator[list[_Prepared]]:
+    def prepared_here(self, paths: list[str], threads: int) -> Iterator[list[_Prepared]]:
         for start in range(0, len(paths), _DURABLE_BATCH):
-            parents.clear()
-            yield _prepare_batch(prepare_one, paths[start : start + _DURABLE_BATCH], threads)
+            self.parents.clear()
+            yield _prepare_batch(self.prepare_one, paths[start : start + _DURABLE_BATCH], threads)
 
-    def place(prepared: _Prepared, dirs: Dirs) -> None:
+    def place_batch(self, prepared: list[_Prepared]) -> None:
+        _place_batch(self.folder, self.target, prepared, self.place)
+
+    def place(self, prepared: _Prepared, dirs: Dirs) -> None:
         path, full, tmp, written_in, written = prepared
-        item = known.get(path)
+        item = self.last_seen.get(path)
         name, tmp_name = name_of(path), os.path.basename(tmp)
         try:
             fd = dirs.fd(parent_of(path), written_in)
@@ -252,28 +287,12 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
         except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
             remove_quietly(tmp)
-            out.skipped.append(path)
+            self.out.skipped.append(path)
             return
         except OSError as e:
             remove_quietly(tmp)
             raise LocalError(f"cannot write {full}: {e.strerror or e}") from None
-        out.stats[path] = stat_of(target[path], *written)
-
-    before = len(out.stats)
-    files = [p for p in paths if target[p].type != DIR]
-    sealed = [p for p in files if one_block(target[p]) and target[p].sha256 not in sources]
-    sealed = by_block(target, sealed) if worth_processes(len(sealed), workers, processes_min) else []
-    chosen = set(sealed)
-    rest = [p for p in files if p not in chosen]
-    # closing: if a batch fails, the worker processes' files in flight are removed right away
-    with (
-        contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers,
-        _Placer(lambda prepared: _place_batch(folder, target, prepared, place)) as placer,
-    ):
-        here = (prepared_here(group, threads) for group, threads in thread_groups(repo, target, rest, workers))
-        for prepared in itertools.chain(by_workers, *here):
-            placer.put(prepared)
-    out.written += len(out.stats) - before  # counted here: writer threads share ``out``
+        self.out.stats[path] = stat_of(self.target[path], *written)
 
 
 class _Placer:
@@ -385,7 +404,7 @@ def _prepared_in_processes(
         except FogsyncError as e:  # raised here, it would cut off the answers for what is in flight
             failure.append(e)
 
-    results = map_in_processes(_prepare_batch_sealed, items(), _init_worker, (repo.keys,))
+    results = map_in_processes(_prepare_batch_sealed, items(), keep_in_worker, (repo.keys,))
     batch: list[_Prepared] = []
     try:
         for (path, full, entry, sealed), done in results:

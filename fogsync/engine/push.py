@@ -34,13 +34,18 @@ from fogsync.format.tree import (
     parent_of,
     touched,
 )
-from fogsync.platform.processes import map_in_processes, worth_processes
+from fogsync.platform.processes import (
+    PROCESSES_MIN,
+    keep_in_worker,
+    map_in_processes,
+    worker_given,
+    worth_processes,
+)
+from fogsync.platform.sizes import FILE_PIECE, MIB
 from fogsync.repo import bigblob
 
-CHUNK = 1 << 20
 PROBE = 1 << 16
-PARALLEL_MIN = 1 << 20  # smaller files are sealed in the calling thread or worker processes
-PROCESSES_MIN = 2000  # this many small files are worth starting worker processes for
+PARALLEL_MIN = MIB  # smaller files are sealed in the calling thread or worker processes
 READ_ATTEMPTS = 3
 # O_NONBLOCK: a path that became a FIFO since the scan would otherwise block the open until a
 # writer comes; for a regular file it changes nothing.
@@ -160,7 +165,7 @@ def seal_files(
         done = [pool.submit(one, p) for p in big]
         if tiny:
             for path, result in map_in_processes(
-                functools.partial(_seal_batch, folder, host), tiny, _init_seal_worker, (keys,)
+                functools.partial(_seal_batch, folder, host), tiny, keep_in_worker, (keys,)
             ):
                 take(path, result)
         for p in rest:
@@ -200,9 +205,6 @@ def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, inde
 # bytes (None when empty); or a problem; or None: "seal it yourself".
 _PoolResult = tuple[Entry, tuple[int, int, int], bytes | None] | str | None
 
-_worker_keys: list[crypto.ShareKeys] = []
-
-
 class _GrewLarge(Exception):
     """The file is no longer small: the calling process seals it, streaming (or a chunk per thread)."""
 
@@ -217,12 +219,8 @@ class _Capture:
         raise _GrewLarge()
 
 
-def _init_seal_worker(keys: crypto.ShareKeys) -> None:
-    _worker_keys[:] = [keys]
-
-
 def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
-    keys = _worker_keys[0]
+    (keys,) = worker_given()
     no_index = ContentIndex(guesses=0)  # reuse is decided by the caller, which knows the store
     capture = _Capture()
     out: list[_PoolResult] = []
@@ -352,7 +350,7 @@ def _small_content(data: bytes, full: str, writer: BlobWriter, keys, index: Cont
 def _hash(f) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
-    for chunk in iter(lambda: f.read(CHUNK), b""):
+    for chunk in iter(lambda: f.read(FILE_PIECE), b""):
         h.update(chunk)
         n += len(chunk)
     return h.hexdigest(), n
@@ -361,7 +359,7 @@ def _hash(f) -> tuple[str, int]:
 def _chunks(f, first: bytes) -> Iterator[bytes]:
     if first:
         yield first
-    yield from iter(lambda: f.read(CHUNK), b"")
+    yield from iter(lambda: f.read(FILE_PIECE), b"")
 
 
 def _tapped(chunks: Iterator[bytes], h: Any, counter: list[int]) -> Iterator[bytes]:

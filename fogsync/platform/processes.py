@@ -37,6 +37,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BATCH = 256  # items per message to a worker
+PROCESSES_MIN = 2000  # this many small items are worth starting worker processes for
 _AHEAD_PER_WORKER = 2  # batches queued per worker, so none waits for the next
 
 
@@ -105,7 +106,21 @@ def _server_imports_ours() -> bool:
     return False
 
 
-def worth_processes(count: int, workers: int, processes_min: int) -> bool:
+_given: list[tuple] = []  # in a worker: what ``keep_in_worker`` was handed
+
+
+def keep_in_worker(*values: Any) -> None:
+    """An ``initializer`` for ``map_in_processes`` that keeps ``values`` for the worker's ``fn``
+    (``worker_given``): a share's keys, sent once a worker rather than once a batch."""
+    _given[:] = [values]
+
+
+def worker_given() -> tuple:
+    """In a worker process: the values ``keep_in_worker`` kept."""
+    return _given[0]
+
+
+def worth_processes(count: int, workers: int, processes_min: int = PROCESSES_MIN) -> bool:
     """Whether ``count`` small items are worth starting worker processes for, on this machine."""
     return workers > 1 and count >= processes_min and (os.cpu_count() or 1) >= 2
 
