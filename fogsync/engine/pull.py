@@ -43,8 +43,8 @@ from fogsync.folder.guarded import (
     stat_id,
     unchanged,
 )
-from fogsync.folder.scan import Local
-from fogsync.folder.state import Stat, stat_of
+from fogsync.folder.scan import Scanned, Stat
+from fogsync.folder.state import stat_of
 from fogsync.format.blocks import Bptr
 from fogsync.format.crypto import ShareKeys
 from fogsync.format.tree import DIR, FILE, Entry, name_of, parent_of
@@ -107,58 +107,59 @@ def _with_stat(tmp: str, target: str) -> _Written:
 
 
 def apply(
-    repo: Repo, folder: str, known: Mapping[str, Local], local: Mapping[str, Entry],
+    repo: Repo, folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry],
     target: Mapping[str, Entry], workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
 ) -> Applied:
-    """Make the folder hold ``target`` where it now holds ``local``.
+    """Make the folder hold ``target`` where it now holds ``folder_tree`` (the folder as entries).
 
-    ``known`` maps each path whose content ``local`` describes to what it
-    looked like then (a file's stat when it was read or last synced); only
-    such paths are replaced or removed, and only while they still look so.
+    ``last_seen`` maps each path whose content ``folder_tree`` describes to
+    how it looked (as ``Scanned``) when that content was learnt: a file's
+    stat when it was read or last synced. Only such paths are replaced or
+    removed, and only while they still look so.
     Anything else found in the way is left alone and reported in ``left_alone``.
     """
     out = Applied()
-    if target is local:  # nobody else committed: the folder holds the target already
+    if target is folder_tree:  # nobody else committed: the folder holds the target already
         return out
-    removals = [p for p, item in known.items() if p not in target or target[p].type != item.type]
-    writes = [p for p, e in target.items() if p not in known or not _same(e, local.get(p))]
-    in_the_way = present(folder, [p for p in writes if p not in known])
+    removals = [p for p, item in last_seen.items() if p not in target or target[p].type != item.type]
+    writes = [p for p, e in target.items() if p not in last_seen or not _same(e, folder_tree.get(p))]
+    in_the_way = present(folder, [p for p in writes if p not in last_seen])
     out.left_alone.update(
         p for p in in_the_way if target[p].type != DIR or not os.path.isdir(os.path.join(folder, p)))
     writes = [p for p in writes if p not in out.left_alone]
-    sources = _local_sources(folder, known, local) if writes else {}
-    blocked = _blocked(writes, known)
-    first = [p for p in writes if p not in blocked and p not in known]
-    later = [p for p in writes if p in blocked or p in known]
-    _Writer(repo, folder, known, target, sources, out, workers, processes_min).write(first)
-    gone = _remove_all(folder, known, removals, out)
-    now = {p: item for p, item in known.items() if p not in gone}  # what was removed is expected absent
+    sources = _local_sources(folder, last_seen, folder_tree) if writes else {}
+    blocked = _blocked(writes, last_seen)
+    first = [p for p in writes if p not in blocked and p not in last_seen]
+    later = [p for p in writes if p in blocked or p in last_seen]
+    _Writer(repo, folder, last_seen, target, sources, out, workers, processes_min).write(first)
+    gone = _remove_all(folder, last_seen, removals, out)
+    now = {p: item for p, item in last_seen.items() if p not in gone}  # what was removed is expected absent
     _Writer(repo, folder, now, target, sources, out, workers, processes_min).write(later)
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
 
 
-def _same(e: Entry, local: Entry | None) -> bool:
-    return e is local or e.same_content(local)  # mostly the very same object: nothing to write
+def _same(e: Entry, in_folder: Entry | None) -> bool:
+    return e is in_folder or e.same_content(in_folder)  # mostly the very same object: nothing to write
 
 
-def _local_sources(folder: str, known: Mapping[str, Local], local: Mapping[str, Entry]) -> dict[str, str]:
+def _local_sources(folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry]) -> dict[str, str]:
     """sha256 -> a file in the folder that holds that content now."""
     out = {}
-    for path, e in local.items():
-        if e.type == FILE and e.size and path in known:
+    for path, e in folder_tree.items():
+        if e.type == FILE and e.size and path in last_seen:
             out.setdefault(e.sha256, os.path.join(folder, path))
     return out
 
 
-def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
+def _blocked(writes: list[str], last_seen: Mapping[str, Scanned]) -> set[str]:
     """New paths that cannot be made before removals: some ancestor is, locally, not a directory."""
     out = set()
     for p in writes:
         parent = parent_of(p)
         while parent:
-            item = known.get(parent)
+            item = last_seen.get(parent)
             if item is not None and item.type != DIR:
                 out.add(p)
                 break
@@ -185,7 +186,7 @@ class _Writer:
     """
 
     def __init__(
-        self, repo: Repo, folder: str, last_seen: Mapping[str, Local], target: Mapping[str, Entry],
+        self, repo: Repo, folder: str, last_seen: Mapping[str, Scanned], target: Mapping[str, Entry],
         sources: Mapping[str, str], out: Applied, workers: int, processes_min: int,
     ) -> None:
         self.repo, self.folder, self.last_seen, self.target = repo, folder, last_seen, target
@@ -472,12 +473,12 @@ def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[_Prepare
     return prepared
 
 
-def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> set[str]:
+def _remove_all(folder: str, last_seen: Mapping[str, Scanned], paths: list[str], out: Applied) -> set[str]:
     """Remove what still looks as it was scanned; returns the paths now gone."""
     gone = set()
     for path in sorted(paths, key=lambda p: (-p.count("/"), p)):
         full = os.path.join(folder, path)
-        item = known[path]
+        item = last_seen[path]
         if not unchanged(full, item):
             out.skipped.append(path)
             continue

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
-from fogsync.folder.state import Stat, stat_of
+from fogsync.folder.scan import Stat
+from fogsync.folder.state import stat_of
 from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
 from fogsync.format.roots import Root, format_date

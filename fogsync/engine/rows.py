@@ -12,8 +12,7 @@ import itertools
 from typing import Iterable, Mapping
 
 from fogsync.engine.pull import Applied
-from fogsync.folder.scan import RACY_NS, Local
-from fogsync.folder.state import Stat
+from fogsync.folder.scan import RACY_NS, Scanned, Stat
 from fogsync.format.tree import FILE, Entry, parent_of, touched
 
 Rows = dict[str, tuple[Entry, Stat | None]]
@@ -21,7 +20,7 @@ Rows = dict[str, tuple[Entry, Stat | None]]
 
 def state_rows(
     final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
-    known: Mapping[str, Local], read: Mapping[str, Stat], taken_ns: int, applied: Applied,
+    last_seen: Mapping[str, Scanned], read: Mapping[str, Stat], taken_ns: int, applied: Applied,
 ) -> tuple[Rows, list[str]]:
     """The state rows that differ from what the database holds.
 
@@ -32,12 +31,12 @@ def state_rows(
     """
     rows = {}
     racy = taken_ns - RACY_NS
-    for path in _row_candidates(final, base, known, read, applied):
+    for path in _row_candidates(final, base, last_seen, read, applied):
         entry, stat = final[path], None
         if entry.type == FILE:
             stat = applied.stats.get(path) or read.get(path)  # the very Stat objects: 50,000 on a first sync
-            if stat is None and path in known:
-                stat = Stat(*known[path][1:4])
+            if stat is None and path in last_seen:
+                stat = Stat(*last_seen[path][1:4])
             if stat is not None and stat.mtime_ns >= racy:
                 stat = None
         if base.get(path) != entry or stats.get(path) != stat:
@@ -47,7 +46,7 @@ def state_rows(
 
 
 def _row_candidates(
-    final: Mapping[str, Entry], base: Mapping[str, Entry], known: Mapping[str, Local], read: Iterable[str],
+    final: Mapping[str, Entry], base: Mapping[str, Entry], last_seen: Mapping[str, Scanned], read: Iterable[str],
     applied: Applied,
 ) -> set[str]:
     """The paths whose state row may change; every other row keeps its entry and its stat.
@@ -56,7 +55,7 @@ def _row_candidates(
     file this pass read or wrote, and is dropped for a path the scan did not
     see; a file left unread was found by ``compare`` with the stat its row has.
     """
-    return {*touched(final, base), *read, *applied.stats, *(final.keys() - known.keys())} & final.keys()
+    return {*touched(final, base), *read, *applied.stats, *(final.keys() - last_seen.keys())} & final.keys()
 
 
 def keep_base_for(paths, rows: Rows, removed: list[str], base: Mapping[str, Entry], final) -> None:

@@ -13,8 +13,8 @@ import os
 
 from fogsync.engine.vouch import Vouch
 from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import Local, compare, scan
-from fogsync.folder.state import Stat, State
+from fogsync.folder.scan import Scanned, Stat, compare, scan
+from fogsync.folder.state import State
 from fogsync.format.tree import DIR, FILE, Entry
 
 _HASH_CHUNK = 1 << 20
@@ -40,7 +40,7 @@ def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> t
     return len(changed) + len(gone), sum(snap.items[p].size for p in changed)
 
 
-def _same_as_base(folder: str, path: str, entry: Entry | None, recorded: Stat | None, item: Local) -> bool:
+def _same_as_base(folder: str, path: str, entry: Entry | None, recorded: Stat | None, item: Scanned) -> bool:
     if entry is None or entry.type != FILE or recorded is not None or (entry.size, entry.exec) != (item.size, item.exec):
         return False
     h = hashlib.sha256()

@@ -34,8 +34,8 @@ from fogsync.engine.vouch import Vouch, unvouched
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import STALE_TEMP_NS, Local, Snapshot, compare, scan
-from fogsync.folder.state import Stat, State
+from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare, scan
+from fogsync.folder.state import State
 from fogsync.format.roots import Root
 from fogsync.format.tree import DIR, FILE, Entry, touched
 from fogsync.platform.processes import start_early
@@ -170,7 +170,7 @@ class Pass:
             self.remote_tree = self.repo.load_tree(self.remote_root.root, known=self.base_tree)
 
     def seal(self) -> None:
-        """The files to read, read and sealed; the folder as a tree (``local_tree``)."""
+        """The files to read, read and sealed; the folder as a tree (``folder_tree``)."""
         self.writer = self.repo.writer()
         self.sealed = self._read_and_seal()
         # Before resolving, whose list of refs is the peak of a first sync, the scanned items of
@@ -178,7 +178,7 @@ class Pass:
         self.moved, self.last_seen = _as_read(self.snap, self.changes.to_read, self.sealed.stats)
         self.stored = resolve_sealed(self.sealed, self.writer)
         self.report.problems += self.sealed.problems
-        self.local_tree = _local_tree(self.changes.tree, self.changes.to_read, self.sealed.entries, self.base_tree)
+        self.folder_tree = _folder_tree(self.changes.tree, self.changes.to_read, self.sealed.entries, self.base_tree)
 
     def _read_and_seal(self) -> Sealed:
         share, base_tree = self.share, self.base_tree
@@ -194,16 +194,16 @@ class Pass:
     def merge(self) -> None:
         """The tree the folder should hold: its own, or merged with what other hosts committed."""
         if self.on_base:
-            self.target, self.conflicts = self.local_tree, []
+            self.target, self.conflicts = self.folder_tree, []
         else:
-            result = merge(self.base_tree, self.local_tree, self.remote_tree, host=self.share.host, now=self.share.now())
+            result = merge(self.base_tree, self.folder_tree, self.remote_tree, host=self.share.host, now=self.share.now())
             self.target, self.conflicts = result.tree, list(result.conflicts)
 
     def apply(self) -> bool:
         """The folder made to hold the target; False when a file changed under the pass."""
         if self.stored and not self.on_base:
             self.repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
-        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.local_tree, self.target, self.share.workers)
+        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.target, self.share.workers)
         return not self.applied.skipped
 
     def commit(self) -> bool:
@@ -298,7 +298,7 @@ def _refuse_namesake(share: Share, base: bytes | None, head: bytes | None) -> No
             )
 
 
-def _local_tree(
+def _folder_tree(
     tree: dict[str, Entry], to_read: list[str], read: Mapping[str, Entry], base: Mapping[str, Entry]
 ) -> dict[str, Entry]:
     """The folder as entries: unread files keep their base entry; content equal to base keeps base's.
@@ -333,12 +333,12 @@ def _settling(snap: Snapshot, paths: list[str], settle_ns: int) -> list[str]:
     return [p for p in paths if snap.items[p].mtime_ns > fresh]
 
 
-def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tuple[dict[str, Local], dict[str, Local]]:
-    """(moved, known): what the files to read looked like when scanned, and when read.
+def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tuple[dict[str, Scanned], dict[str, Scanned]]:
+    """(moved, last_seen): what the files to read looked like when scanned, and when read.
 
     ``moved`` holds, as scanned, only the files to read that were not read
     with the stat they were scanned with (on a first sync, a copy of every
-    scanned file would be 5 MB more at the pass's peak). ``known`` is the
+    scanned file would be 5 MB more at the pass's peak). ``last_seen`` is the
     paths whose content the local tree describes, as they looked when it
     was learnt: the scan, with each file read replaced by the stat it was
     read with and each file left unread dropped; built in ``snap.items``
@@ -355,7 +355,7 @@ def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tu
             del items[path]
         elif item[1:4] != s:  # read as scanned, mostly: the scanned item says the same
             moved[path] = item
-            items[path] = Local(FILE, s.size, s.mtime_ns, s.ino, item.exec)
+            items[path] = Scanned(FILE, s.size, s.mtime_ns, s.ino, item.exec)
     return moved, items
 
 
@@ -385,7 +385,7 @@ def human_size(n: float) -> str:
 def restore_in_place(share: Share, prefix: str | None, at: datetime | None) -> Report:
     """Make the share equal an older root, as a new commit; then bring the folder along.
 
-    Local changes are committed first, so nothing is lost: every newer root
+    Scanned changes are committed first, so nothing is lost: every newer root
     stays in the history.
     """
     sync_share(share)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import itertools
 from typing import Mapping
 
-from fogsync.folder.scan import Local, Snapshot, digest_of, unchanged
-from fogsync.folder.state import ShareState, Stat, State
+from fogsync.folder.scan import Scanned, Snapshot, Stat, digest_of, matches_base
+from fogsync.folder.state import ShareState, State
 from fogsync.format.tree import DIR, Entry, parent_of
 
 
@@ -124,7 +124,7 @@ def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: 
 
 
 def unvouched(
-    moved: Mapping[str, Local], as_read: Mapping[str, Local], final: Mapping[str, Entry],
+    moved: Mapping[str, Scanned], as_read: Mapping[str, Scanned], final: Mapping[str, Entry],
     base: Mapping[str, Entry], stats: Mapping[str, Stat], to_read: list[str],
     rows: Mapping[str, tuple[Entry, Stat | None]], removed: list[str],
 ) -> set[str]:
@@ -140,6 +140,6 @@ def unvouched(
     for path in itertools.chain(rows, (p for p in to_read if p not in rows)):  # each once: on a first sync, in both
         entry, stat = rows[path] if path in rows else (base.get(path), stats.get(path))
         item = moved.get(path) or as_read.get(path)
-        if item is None or entry is None or path not in final or not unchanged(item, entry, stat):
+        if item is None or entry is None or path not in final or not matches_base(item, entry, stat):
             unsure.add(parent_of(path))
     return unsure

@@ -20,8 +20,7 @@ import os
 import stat
 from typing import Callable
 
-from fogsync.folder.scan import Local
-from fogsync.folder.state import Stat
+from fogsync.folder.scan import Scanned, Stat
 from fogsync.format.tree import DIR, name_of, parent_of
 
 
@@ -75,7 +74,7 @@ def rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
-def unchanged(path: str, item: Local | None, dir_fd: int | None = None) -> bool:
+def unchanged(path: str, item: Scanned | None, dir_fd: int | None = None) -> bool:
     """Whether the path (in ``dir_fd``, if given) still is what the scan saw (absent if it saw nothing)."""
     try:
         s = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)

@@ -27,9 +27,10 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping
 
 from fogsync.errors import LocalError
+from fogsync.folder.scan import Stat
 from fogsync.format.tree import Entry
 
 PAGE_SIZE = 16384
@@ -78,14 +79,6 @@ END;
 # Roots this host committed, newest kept: a pass only asks about roots newer
 # than its base, and the base catches up with every completed pass.
 OWN_ROOTS_KEPT = 1000
-
-
-class Stat(NamedTuple):
-    """What a file's stat said when it was last in step; a change means it must be read again."""
-
-    size: int
-    mtime_ns: int
-    ino: int
 
 
 def stat_of(entry: Entry, size: int, mtime_ns: int, ino: int) -> Stat:

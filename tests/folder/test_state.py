@@ -8,7 +8,8 @@ from typing import Mapping
 
 import pytest
 
-from fogsync.folder.state import PAGE_SIZE, ShareState, Stat, State, stat_of
+from fogsync.folder.scan import Stat
+from fogsync.folder.state import PAGE_SIZE, ShareState, State, stat_of
 from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
 
 B1, B2 = bytes([1]) * 48, bytes([2]) * 48
