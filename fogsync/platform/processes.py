@@ -150,8 +150,12 @@ def map_in_processes(
                     results = sent[0][1].result()
                     b, _ = sent.popleft()
                     nxt = next(batches, None)
-                    if nxt is not None:
-                        _send(pool, fn, nxt, sent)
+                    try:
+                        if nxt is not None:
+                            _send(pool, fn, nxt, sent)
+                    except (BrokenProcessPool, OSError):
+                        yield from zip(b, results)  # answered before the pool broke: not lost with it
+                        raise
                     yield from zip(b, results)
             finally:
                 for _, future in sent:  # the caller stopped early: do not wait for work nobody takes
