@@ -174,11 +174,10 @@ def thread_groups(
 
     Over a network each read is a round trip: ``workers`` threads for all.
     On a local store a file of one block or none is Python holding the GIL,
-    written best by one thread (a 50,000-file first pull: 7.8 s on 1, 16.4 s
-    on 2); a bigger one is decrypted outside the GIL and, from 1 MiB, written
+    written best by one thread (more threads only fight over the GIL); a
+    bigger one is decrypted outside the GIL and, from 1 MiB, written
     ``O_DIRECT``, which waits for the disk: ``workers`` threads keep the
-    cores busy meanwhile (the mixed corpus's 200 files of 0.4-4 MiB restored
-    in 1.90 s on 4, 2.11 s on 2; through the page cache on 2, 2.24-2.31 s).
+    cores busy meanwhile.
     """
     if repo.store.read_concurrency > 2:
         return [(paths, workers)]

@@ -338,7 +338,7 @@ def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tu
 
     ``moved`` holds, as scanned, only the files to read that were not read
     with the stat they were scanned with (on a first sync, a copy of every
-    scanned file would be 5 MB more at the pass's peak). ``last_seen`` is the
+    scanned file would raise the pass's peak memory). ``last_seen`` is the
     paths whose content the local tree describes, as they looked when it
     was learnt: the scan, with each file read replaced by the stat it was
     read with and each file left unread dropped; built in ``snap.items``

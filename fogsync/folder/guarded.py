@@ -90,7 +90,7 @@ def unchanged(path: str, item: Scanned | None, dir_fd: int | None = None) -> boo
 def real_parent(folder: str, path: str) -> bool:
     """Whether ``path``'s parent is the directory it names in the folder, not reached through a
     symlink: each directory from the folder down is one, or is not there yet (``makedirs`` makes
-    real ones). A few lstats: realpath, used before, resolved the folder's own path too (130 us)."""
+    real ones). A few lstats, not realpath, which would resolve the folder's own path too."""
     parent = parent_of(path)
     full = folder
     for name in parent.split("/") if parent else ():
@@ -124,9 +124,9 @@ class Dirs:
     A file is renamed in through the descriptor of its directory, and only
     if that is the very directory it was written in (same ``st_dev`` and
     ``st_ino``): a directory swapped for a symlink, or for another
-    directory, is never written into. One open per directory and batch,
-    where a check of every directory on the way, for every file, cost a
-    quarter of placing a first pull of 50,000 files.
+    directory, is never written into. One open per directory and batch:
+    a check of every directory on the way, for every file, was a good part
+    of placing a big first pull.
     """
 
     def __init__(self, folder: str) -> None:

@@ -86,8 +86,8 @@ class Snapshot:
         in it, in the same order, with the same types, stats, exec bits and
         link targets: a base that one matched unchanged there, the other
         matches too (``sync`` loads only the directories whose digest moved).
-        None if part of the folder was unreadable. At C speed, nearly: 19 ms
-        for 51,364 paths in 1,365 directories.
+        None if part of the folder was unreadable. Hashed with ``marshal``
+        over whole directories, so it runs at nearly C speed.
         """
         if self.unreadable:
             return None
@@ -149,7 +149,7 @@ def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -
 
     Each directory is listed through a file descriptor where the platform
     allows, so each entry's lstat is an fstatat on its name rather than a
-    walk of its whole path (51,364 paths: 0.163 -> 0.142 s), and a
+    walk of its whole path, and a
     directory below the folder that became a symlink is not followed.
     """
     if not os.path.isdir(folder):
