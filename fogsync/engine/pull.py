@@ -19,18 +19,22 @@ import contextlib
 import errno
 import itertools
 import os
-import queue
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, NamedTuple
 
+from fogsync.engine.place import (
+    Placer,
+    Prepared,
+    place_batch,
+    prepare_batch,
+    remove_temps,
+)
 from fogsync.engine.prepare import (
     WORKERS,
     prepare,
     prepare_sealed,
     remove_quietly,
-    run_all,
     set_dir_mtimes,
     split_work,
 )
@@ -59,7 +63,7 @@ from fogsync.repo.repository import Repo
 
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
 # an fsync per file waits for the disk once per file, and was most of a big first pull.
-_DURABLE_BATCH = 1024
+DURABLE_BATCH = 1024
 _FSYNC_EACH_MAX = 16  # a batch this small is fsynced file by file instead
 
 
@@ -80,7 +84,7 @@ class Applied:
 _Written = tuple[str, tuple[int, int, int]]  # a temporary file, and its (size, mtime_ns, inode)
 
 
-def _prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[_Written | FogsyncError]:
+def prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[_Written | FogsyncError]:
     (keys,) = worker_given()
     return [_prepared_or_error(keys, full, entry, sealed) for _, full, entry, sealed in items]
 
@@ -109,6 +113,7 @@ def _with_stat(tmp: str, target: str) -> _Written:
 def apply(
     repo: Repo, folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry],
     target: Mapping[str, Entry], workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
+    batch: int = DURABLE_BATCH, durable: Callable[[str, list[str]], None] | None = None,
 ) -> Applied:
     """Make the folder hold ``target`` where it now holds ``folder_tree`` (the folder as entries).
 
@@ -117,6 +122,8 @@ def apply(
     stat when it was read or last synced. Only such paths are replaced or
     removed, and only while they still look so.
     Anything else found in the way is left alone and reported in ``left_alone``.
+    Files are placed ``batch`` at a time, each batch first made durable by
+    ``durable(folder, temporary files)`` (``make_durable`` unless given).
     """
     out = Applied()
     if target is folder_tree:  # nobody else committed: the folder holds the target already
@@ -131,10 +138,11 @@ def apply(
     blocked = _blocked(writes, last_seen)
     first = [p for p in writes if p not in blocked and p not in last_seen]
     later = [p for p in writes if p in blocked or p in last_seen]
-    _Writer(repo, folder, last_seen, target, sources, out, workers, processes_min).write(first)
+    writing = _Writing(workers, processes_min, batch, durable or make_durable)
+    _Writer(repo, folder, last_seen, target, sources, out, writing).write(first)
     gone = _remove_all(folder, last_seen, removals, out)
     now = {p: item for p, item in last_seen.items() if p not in gone}  # what was removed is expected absent
-    _Writer(repo, folder, now, target, sources, out, workers, processes_min).write(later)
+    _Writer(repo, folder, now, target, sources, out, writing).write(later)
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
@@ -167,19 +175,18 @@ def _blocked(writes: list[str], last_seen: Mapping[str, Scanned]) -> set[str]:
     return out
 
 
-class _Prepared(NamedTuple):
-    """A file ready to rename into place."""
+class _Writing(NamedTuple):
+    """How an ``apply`` writes: threads, when worker processes pay, the batch, how it is made durable."""
 
-    path: str
-    full: str
-    tmp: str
-    parent: tuple[int, int]  # (st_dev, st_ino) of the directory it was written in, as its check found
-    stat: tuple[int, int, int]  # its (size, mtime_ns, inode), which the rename keeps
+    workers: int
+    processes_min: int
+    batch: int
+    durable: Callable[[str, list[str]], None]
 
 
 class _Writer:
     """Writes paths of ``target`` into the folder: their directories first, then their files, a
-    batch at a time (``_DURABLE_BATCH``), each batch made durable and renamed into place.
+    batch at a time (``DURABLE_BATCH``), each batch made durable and renamed into place.
 
     One-block files go to worker processes when there are many
     (``split_work``); the rest are written here on thread groups.
@@ -187,10 +194,10 @@ class _Writer:
 
     def __init__(
         self, repo: Repo, folder: str, last_seen: Mapping[str, Scanned], target: Mapping[str, Entry],
-        sources: Mapping[str, str], out: Applied, workers: int, processes_min: int,
+        sources: Mapping[str, str], out: Applied, writing: _Writing,
     ) -> None:
         self.repo, self.folder, self.last_seen, self.target = repo, folder, last_seen, target
-        self.sources, self.out, self.workers, self.processes_min = sources, out, workers, processes_min
+        self.sources, self.out, self.writing = sources, out, writing
         # parent dir -> its (st_dev, st_ino) if it is made and the folder's own, else None: checked
         # once a batch; each file carries the id its check found
         self.parents: dict[str, tuple[int, int] | None] = {}
@@ -218,14 +225,15 @@ class _Writer:
                     raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
 
     def write_files(self, files: list[str]) -> None:
-        target, workers = self.target, self.workers
-        for_processes, groups = split_work(self.repo, target, files, workers, self.processes_min, self.sources)
+        target, writing = self.target, self.writing
+        for_processes, groups = split_work(self.repo, target, files, writing.workers, writing.processes_min, self.sources)
         # closing: if a batch fails, the worker processes' files in flight are removed right away
         with (
             contextlib.closing(
-                _prepared_in_processes(self.repo, target, for_processes, self.checked, self.parents.clear)
+                _prepared_in_processes(
+                    self.repo, target, for_processes, self.checked, self.parents.clear, writing.batch)
             ) as by_workers,
-            _Placer(self.place_batch) as placer,
+            Placer(self.place_batch) as placer,
         ):
             here = (self.prepared_here(group, threads) for group, threads in groups)
             for prepared in itertools.chain(by_workers, *here):
@@ -254,7 +262,7 @@ class _Writer:
             return None
         return full, found
 
-    def prepare_one(self, path: str) -> _Prepared | None:
+    def prepare_one(self, path: str) -> Prepared | None:
         where = self.checked(path)
         if where is None:
             return None
@@ -262,17 +270,18 @@ class _Writer:
         entry = self.target[path]
         source = self.sources.get(entry.sha256) if entry.type == FILE else None
         tmp, written = _with_stat(prepare(self.repo, full, entry, source), full)
-        return _Prepared(path, full, tmp, written_in, written)
+        return Prepared(path, full, tmp, written_in, written)
 
-    def prepared_here(self, paths: list[str], threads: int) -> Iterator[list[_Prepared]]:
-        for start in range(0, len(paths), _DURABLE_BATCH):
+    def prepared_here(self, paths: list[str], threads: int) -> Iterator[list[Prepared]]:
+        batch = self.writing.batch
+        for start in range(0, len(paths), batch):
             self.parents.clear()
-            yield _prepare_batch(self.prepare_one, paths[start : start + _DURABLE_BATCH], threads)
+            yield prepare_batch(self.prepare_one, paths[start : start + batch], threads)
 
-    def place_batch(self, prepared: list[_Prepared]) -> None:
-        _place_batch(self.folder, self.target, prepared, self.place)
+    def place_batch(self, prepared: list[Prepared]) -> None:
+        place_batch(self.folder, self.target, prepared, self.place, self.writing.durable)
 
-    def place(self, prepared: _Prepared, dirs: Dirs) -> None:
+    def place(self, prepared: Prepared, dirs: Dirs) -> None:
         path, full, tmp, written_in, written = prepared
         item = self.last_seen.get(path)
         name, tmp_name = name_of(path), os.path.basename(tmp)
@@ -296,81 +305,11 @@ class _Writer:
         self.out.stats[path] = stat_of(self.target[path], *written)
 
 
-class _Placer:
-    """Batches made durable and renamed into place on a thread of their own, in order.
-
-    A batch's ``syncfs`` waits for the disk: meanwhile the caller goes on
-    collecting the next batch, and the worker processes go on writing it. An error in placing
-    is raised at the caller's next ``put``, or on leaving; from then on, and
-    once the caller fails, batches still queued are not placed, and their
-    temporary files are removed.
-    """
-
-    def __init__(self, place_batch: Callable[[list[_Prepared]], None]) -> None:
-        self._place_batch = place_batch
-        self._queue: queue.Queue[list[_Prepared] | None] = queue.Queue(maxsize=1)  # one batch waits at most
-        self._error: BaseException | None = None
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="fogsync-place", daemon=True)
-
-    def __enter__(self) -> "_Placer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._stopping = exc_type is not None
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None and self._error is not None:
-            raise self._error
-
-    def put(self, prepared: list[_Prepared]) -> None:
-        if self._error is not None:
-            _remove_temps(prepared)
-            raise self._error
-        self._queue.put(prepared)
-
-    def _run(self) -> None:
-        while (prepared := self._queue.get()) is not None:
-            if self._error is not None or self._stopping:
-                _remove_temps(prepared)
-                continue
-            try:
-                self._place_batch(prepared)
-            except BaseException as e:  # raised in the caller's thread
-                self._error = e
-
-
-def _remove_temps(prepared: list[_Prepared]) -> None:
-    for p in prepared:
-        remove_quietly(p.tmp)
-
-
-def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[_Prepared], place: Callable) -> None:
-    """Make a batch durable, then rename it in, one by one (threads would only fight over the GIL).
-
-    If that fails part way, no temporary file of the batch is left behind.
-    """
-    done = 0
-    try:
-        try:
-            _make_durable(folder, [p.tmp for p in prepared if target[p.path].type == FILE])
-        except OSError as e:
-            raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
-        with Dirs(folder) as dirs:
-            for item in prepared:
-                place(item, dirs)
-                done += 1
-    except BaseException:
-        _remove_temps(prepared[done:])
-        raise
-
-
 def _prepared_in_processes(
     repo: Repo, target: Mapping[str, Entry], paths: list[str],
     checked: Callable[[str], tuple[str, tuple[int, int]] | None],
-    new_batch: Callable[[], None],
-) -> Iterator[list[_Prepared]]:
+    new_batch: Callable[[], None], batch_size: int,
+) -> Iterator[list[Prepared]]:
     """Batches of prepared one-block files, written by worker processes.
 
     This process reads each sealed blob from the store; a worker verifies,
@@ -388,7 +327,7 @@ def _prepared_in_processes(
         for i, path in enumerate(paths):
             if failure:
                 return
-            if i % _DURABLE_BATCH == 0:
+            if i % batch_size == 0:
                 new_batch()
             where = checked(path)
             if where is not None:
@@ -404,8 +343,8 @@ def _prepared_in_processes(
         except FogsyncError as e:  # raised here, it would cut off the answers for what is in flight
             failure.append(e)
 
-    results = map_in_processes(_prepare_batch_sealed, items(), keep_in_worker, (repo.keys,))
-    batch: list[_Prepared] = []
+    results = map_in_processes(prepare_batch_sealed, items(), keep_in_worker, (repo.keys,))
+    batch: list[Prepared] = []
     try:
         for (path, full, entry, sealed), done in results:
             parent = written_in.pop(path)
@@ -416,8 +355,8 @@ def _prepared_in_processes(
             elif failure:
                 remove_quietly(done[0])
             else:
-                batch.append(_Prepared(path, full, done[0], parent, done[1]))
-                if len(batch) == _DURABLE_BATCH:
+                batch.append(Prepared(path, full, done[0], parent, done[1]))
+                if len(batch) == batch_size:
                     yield batch
                     batch = []
     except GeneratorExit:  # the caller failed on a batch: what is still in flight is not wanted
@@ -427,13 +366,13 @@ def _prepared_in_processes(
                 remove_quietly(done[0])
         raise
     if failure:
-        _remove_temps(batch)
+        remove_temps(batch)
         raise failure[0]
     if batch:
         yield batch
 
 
-def _make_durable(folder: str, temps: list[str]) -> None:
+def make_durable(folder: str, temps: list[str]) -> None:
     """The batch's content is on disk before any of it replaces anything.
 
     A few files are fsynced one by one: one syncfs would also wait for
@@ -451,25 +390,6 @@ def _make_durable(folder: str, temps: list[str]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[_Prepared]:
-    """Temporary files for ``paths`` (None results dropped); if one fails, none is left behind."""
-    results: list = []
-    failures: list[BaseException] = []
-
-    def guarded(path: str) -> None:
-        try:
-            results.append(prepare_one(path))
-        except BaseException as e:  # handed to the caller once every other temp file is accounted for
-            failures.append(e)
-
-    run_all(guarded, paths, workers)
-    prepared = [r for r in results if r is not None]
-    if failures:
-        _remove_temps(prepared)
-        raise failures[0]
-    return prepared
 
 
 def _remove_all(folder: str, last_seen: Mapping[str, Scanned], paths: list[str], out: Applied) -> set[str]:

@@ -68,12 +68,12 @@ def mixed_target(repo) -> dict[str, Entry]:
 
 
 def test_apply_in_worker_processes_writes_what_threads_write(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DURABLE_BATCH", 7)  # several batches, the last one short
     target = mixed_target(repo)
     applied = {}
     for name, processes_min in (("threads", 10**9), ("processes", 1)):
         (tmp_path / name).mkdir()
-        applied[name] = pull.apply(repo, str(tmp_path / name), {}, {}, target, processes_min=processes_min)
+        applied[name] = pull.apply(
+            repo, str(tmp_path / name), {}, {}, target, processes_min=processes_min, batch=7)  # the last one short
     a, b = tmp_path / "threads", tmp_path / "processes"
     assert applied["threads"].written == applied["processes"].written == len(target)
     assert not applied["processes"].skipped and set(applied["processes"].stats) == set(applied["threads"].stats)
@@ -86,32 +86,29 @@ def test_apply_in_worker_processes_writes_what_threads_write(repo, tmp_path, mon
 
 
 def test_a_tampered_file_fails_apply_in_worker_processes_and_leaves_no_temporary_file(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DURABLE_BATCH", 5)
     target = mixed_target(repo)
     flip_last_block(repo, target["d/f020.txt"])
     folder = tmp_path / "folder"
     folder.mkdir()
     with pytest.raises(IntegrityError, match=f"{folder / 'd' / 'f020.txt'}: .*authentication failed"):
-        pull.apply(repo, str(folder), {}, {}, target, processes_min=1)
+        pull.apply(repo, str(folder), {}, {}, target, processes_min=1, batch=5)
     assert temporary_files(folder) == []
     assert not (folder / "d" / "f020.txt").exists()
 
 
 def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their_files(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DURABLE_BATCH", 3)
-    real, calls = pull._make_durable, []
+    calls = []
 
     def second_fails(folder, temps):
         calls.append(temps)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        real(folder, temps)
+        pull.make_durable(folder, temps)
 
-    monkeypatch.setattr(pull, "_make_durable", second_fails)
     folder = tmp_path / "folder"
     folder.mkdir()
     with pytest.raises(LocalError, match="No space left on device"):
-        pull.apply(repo, str(folder), {}, {}, mixed_target(repo), processes_min=1)
+        pull.apply(repo, str(folder), {}, {}, mixed_target(repo), processes_min=1, batch=3, durable=second_fails)
     assert len(calls) == 2 and temporary_files(folder) == []  # the first batch is in place; nothing else is left
     # Which three files made the first batch depends on which finished first (they may not all be in d/).
     placed = [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names]

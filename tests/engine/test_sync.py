@@ -9,6 +9,7 @@ and the refusal of two hosts with one name.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import os
@@ -877,27 +878,26 @@ def test_a_file_that_cannot_be_read_is_retried_not_forgotten(two, monkeypatch):
 
 
 @pytest.mark.parametrize("size", [3000, 5 << 20], ids=["small", "chunked"])
-def test_a_full_store_fails_the_pass_in_one_error_and_the_next_pass_catches_up(hosts, tmp_path, monkeypatch, size):
+def test_a_full_store_fails_the_pass_in_one_error_and_the_next_pass_catches_up(hosts, tmp_path, size):
     from fogsync.errors import StoreError
-    from fogsync.platform import fsync
+    from fogsync.repo.repository import Repo
+    from fogsync.store.faulty import FaultyStore
+    from fogsync.store.local import LocalStore
 
     laptop, desktop = hosts("laptop", str(tmp_path / "store")), hosts("desktop", str(tmp_path / "store"))
     laptop.write("a.txt", "first")
     laptop.sync_here()
     laptop.write("big.bin", os.urandom(size))
-    real = fsync.write_all
-    calls = []
-
-    def full(fd, data):
-        calls.append(len(data))
-        if len(calls) > 2:
-            raise OSError(28, "No space left on device")
-        real(fd, data)
-
-    monkeypatch.setattr(fsync, "write_all", full)
-    with pytest.raises(StoreError, match="store is full: .*blocks"):
-        laptop.sync_here()
-    monkeypatch.setattr(fsync, "write_all", real)
+    share = laptop.share()
+    store = FaultyStore(LocalStore(str(tmp_path / "store")))
+    full = dataclasses.replace(share, repo=Repo(store, share.repo.keys, share.name, share.repo.spool_dir))
+    store.fail_on("put", lambda key: StoreError(f"store is full: {key}"), times=None, key_contains="/blocks/")
+    try:
+        with pytest.raises(StoreError, match="store is full: .*blocks"):
+            sync_share(full)
+    finally:
+        full.repo.close()
+    assert store.failed
     desktop.sync_here()
     assert desktop.tree() == {"a.txt": ("file", b"first", False)}  # the head did not move
     laptop.sync_here()

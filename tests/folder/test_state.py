@@ -160,8 +160,6 @@ def test_two_handles_on_one_file(tmp_path):
 def test_own_roots(db, monkeypatch):
     from fogsync.folder import state as statemod
 
-    if not hasattr(State, "add_own_root"):
-        pytest.skip("no own-root tracking in this version")
     db.ensure_share("s", "id1")
     db.ensure_share("t", "id9")
     refs = [bytes([i]) * 48 for i in range(1, 6)]
