@@ -113,7 +113,7 @@ def stat_id(path: str) -> tuple[int, int]:
 
 # Directories are opened only to name them in renames and stats: O_PATH needs no read permission.
 _DIR_OPEN = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
-_DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
+DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # ELOOP: a symlink met with O_NOFOLLOW
 
 
@@ -129,8 +129,9 @@ class Dirs:
     of placing a big first pull.
     """
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, open_max: int = DIRS_OPEN_MAX) -> None:
         self._folder = folder
+        self._open_max = open_max
         self._open: dict[str, tuple[int, tuple[int, int]] | None] = {}  # dir -> (fd, (st_dev, st_ino))
 
     def __enter__(self) -> "Dirs":
@@ -150,7 +151,7 @@ class Dirs:
         return None if found is None else found[0]
 
     def _held(self, parent: str) -> tuple[int, tuple[int, int]] | None:
-        if parent not in self._open and len(self._open) >= _DIRS_OPEN_MAX:
+        if parent not in self._open and len(self._open) >= self._open_max:
             self._close_all()
         return self._opened(parent)
 

@@ -5,29 +5,20 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import MTIME, flip_last_block, stored, temporary_files
+from helpers import MTIME, files_limited_to, flip_last_block, stored, temporary_files
 
-from fogsync.engine import prepare, pull
+from fogsync.engine import pull
 from fogsync.errors import IntegrityError, LocalError
 from fogsync.folder import guarded as folder_mod
 from fogsync.format.tree import FILE, Entry
 
 
-def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_path, monkeypatch):
+def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_path):
     target = {f"f{i}.txt": stored(repo, f"file {i}".encode()) for i in range(5)}
+    target["f2.txt"] = stored(repo, os.urandom(100_000))  # the one write the full disk refuses
     folder = tmp_path / "folder"
     folder.mkdir()
-    real = prepare._write_checked
-    calls = []
-
-    def third_fails(tmp, chunks, entry):
-        calls.append(tmp)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-        real(tmp, chunks, entry)
-
-    monkeypatch.setattr(prepare, "_write_checked", third_fails)
-    with pytest.raises(LocalError, match="No space left on device"):
+    with files_limited_to(50_000), pytest.raises(LocalError, match="cannot write .*f2.txt: File too large"):
         pull.apply(repo, str(folder), {}, {}, target)
     assert os.listdir(folder) == []  # the batch is renamed into place only once all of it is written
 

@@ -103,15 +103,14 @@ def test_a_share_folder_that_is_a_symlink_is_opened_through_it(tmp_path):
     assert folder.stat_id(str(tmp_path / "folder")) == (s.st_dev, s.st_ino)
 
 
-def test_few_descriptors_are_held_however_many_directories(tmp_path, monkeypatch):
-    monkeypatch.setattr(folder, "_DIRS_OPEN_MAX", 3)
+def test_few_descriptors_are_held_however_many_directories(tmp_path):
     ids = []
     for i in range(6):
         (tmp_path / f"d{i}" / "e").mkdir(parents=True)
         s = os.stat(tmp_path / f"d{i}" / "e")
         ids.append((s.st_dev, s.st_ino))
     before = len(os.listdir("/proc/self/fd"))
-    with folder.Dirs(str(tmp_path)) as dirs:
+    with folder.Dirs(str(tmp_path), open_max=3) as dirs:
         for i, written_in in enumerate(ids):
             fd = dirs.fd(f"d{i}/e", written_in)
             assert fd is not None and os.fstat(fd).st_ino == written_in[1]
