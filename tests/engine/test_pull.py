@@ -9,7 +9,6 @@ from helpers import MTIME, files_limited_to, flip_last_block, stored, temporary_
 
 from fogsync.engine import pull
 from fogsync.errors import IntegrityError, LocalError
-from fogsync.folder import guarded as folder_mod
 from fogsync.format.tree import FILE, Entry
 
 
@@ -107,45 +106,33 @@ def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their
     assert sorted(map(os.path.dirname, placed)) == sorted(map(os.path.dirname, calls[0]))
 
 
-def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp_path, monkeypatch):
+def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp_path):
     target = {"d": Entry("dir", MTIME, "h"), "d/report.txt": stored(repo, b"from the other host")}
     folder = tmp_path / "folder"
     folder.mkdir()
     path = folder / "d" / "report.txt"
-    saved = []
 
-    def save_first(rename):
-        def renaming(*args, **kwargs):
-            dest = args[3] if len(args) == 5 else args[1]  # renameat2(dirfd, old, dirfd, new, flags) or replace(old, new)
-            if not saved and os.fsdecode(dest) == path.name:
-                saved.append(True)
-                path.write_text("the person's own")  # saved right before fogsync's rename, after every check
-            return rename(*args, **kwargs)
-        return renaming
+    def then_the_person_saves(where, temps):
+        pull.make_durable(where, temps)
+        path.write_text("the person's own")  # saved right before fogsync's rename, after every check
 
-    real_renameat2 = folder_mod._renameat2()
-    monkeypatch.setattr(folder_mod, "_renameat2", lambda: real_renameat2 and save_first(real_renameat2))
-    monkeypatch.setattr(pull.os, "replace", save_first(os.replace))
-    applied = pull.apply(repo, str(folder), {}, {}, target)
-    assert saved and applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
+    applied = pull.apply(repo, str(folder), {}, {}, target, durable=then_the_person_saves)
+    assert applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
     assert path.read_text() == "the person's own"
     assert temporary_files(folder) == []
 
 
-def test_a_directory_replaced_by_another_after_the_write_gets_nothing_renamed_in(repo, tmp_path, monkeypatch):
+def test_a_directory_replaced_by_another_after_the_write_gets_nothing_renamed_in(repo, tmp_path):
     target = {"d": Entry("dir", MTIME, "h"), "d/f.txt": stored(repo, b"from the store")}
     folder = tmp_path / "folder"
     folder.mkdir()
-    real = pull._with_stat
 
-    def then_replace_the_directory(tmp, dest):
-        written = real(tmp, dest)  # written and checked to be in the folder's own d
+    def then_replace_the_directory(where, temps):
+        pull.make_durable(where, temps)  # written and checked to be in the folder's own d
         os.rename(folder / "d", folder / "d-moved")
         os.mkdir(folder / "d")  # then another directory takes its name: another inode
-        return written
 
-    monkeypatch.setattr(pull, "_with_stat", then_replace_the_directory)
-    applied = pull.apply(repo, str(folder), {}, {}, target)
+    applied = pull.apply(repo, str(folder), {}, {}, target, durable=then_replace_the_directory)
     assert applied.skipped == ["d/f.txt"] and os.listdir(folder / "d") == []
     assert [n for n in os.listdir(folder / "d-moved") if not n.startswith(".fogsync-tmp")] == []
 
