@@ -39,7 +39,6 @@ def present(folder: str, paths: list[str]) -> list[str]:
 
 _RENAME_NOREPLACE = 1  # linux/fs.h
 _NOREPLACE_REFUSED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # by the file system, or the kernel
-_no_noreplace: set[int] = set()  # st_dev of file systems that refused it
 
 
 @functools.cache
@@ -53,7 +52,22 @@ def _renameat2() -> Callable[..., int] | None:
     return rename
 
 
-def rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
+class NoReplace:
+    """``renameat2`` with ``RENAME_NOREPLACE`` (this C library's, unless given), and the file
+    systems (``st_dev``) that refused it: each is asked once."""
+
+    def __init__(self, renameat2: Callable[..., int] | None = None) -> None:
+        self._given = renameat2
+        self.refused_on: set[int] = set()
+
+    def function(self) -> Callable[..., int] | None:
+        return self._given if self._given is not None else _renameat2()
+
+
+_NO_REPLACE = NoReplace()
+
+
+def rename_new(dir_fd: int, tmp: str, name: str, dev: int, no_replace: NoReplace = _NO_REPLACE) -> None:
     """Rename ``tmp`` to ``name`` in directory ``dir_fd``, where the scan saw nothing;
     FileExistsError if something is there now.
 
@@ -61,14 +75,14 @@ def rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
     ``RENAME_NOREPLACE``, on ``dev``): a file the person saves at that path
     a moment before is never replaced. Elsewhere, a check, then the rename.
     """
-    rename = _renameat2()
-    if rename is not None and dev not in _no_noreplace:
+    rename = no_replace.function()
+    if rename is not None and dev not in no_replace.refused_on:
         if rename(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(name), _RENAME_NOREPLACE) == 0:
             return
         err = ctypes.get_errno()
         if err not in _NOREPLACE_REFUSED:
             raise OSError(err, os.strerror(err), name)  # EEXIST makes a FileExistsError
-        _no_noreplace.add(dev)
+        no_replace.refused_on.add(dev)
     if not unchanged(name, None, dir_fd):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

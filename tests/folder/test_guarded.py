@@ -35,7 +35,7 @@ def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path, 
         assert target.read_text() == "the person's" if theirs == "file" else os.readlink(target) == "nowhere"
 
 
-def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, dir_fd, monkeypatch):
+def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, dir_fd):
     import ctypes
     import errno
 
@@ -46,15 +46,14 @@ def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_
         ctypes.set_errno(errno.EINVAL)
         return -1
 
-    monkeypatch.setattr(folder, "_renameat2", lambda: refusing)
-    monkeypatch.setattr(folder, "_no_noreplace", set())
+    refused = folder.NoReplace(refusing)
     dev = os.stat(tmp_path).st_dev
     (tmp_path / "t1").write_text("ours")
-    folder.rename_new(dir_fd, "t1", "a.txt", dev)
+    folder.rename_new(dir_fd, "t1", "a.txt", dev, refused)
     assert (tmp_path / "a.txt").read_text() == "ours" and len(calls) == 1
     (tmp_path / "t2").write_text("ours")
     with pytest.raises(FileExistsError):
-        folder.rename_new(dir_fd, "t2", "a.txt", dev)
+        folder.rename_new(dir_fd, "t2", "a.txt", dev, refused)
     assert len(calls) == 1  # refused once: that file system is not asked again
 
 
