@@ -127,7 +127,6 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable
     handles are closed at teardown. ``request.param`` names the backend.
     """
     from fogsync.store import open_store
-
     from fogsync.store.faulty import FaultyStore
 
     if request.param in ("memory", "wrapped"):
