@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import resource
+import signal
 import stat
 from pathlib import Path
 
@@ -61,6 +64,20 @@ def flip_last_block(repo: Repo, entry: Entry) -> None:
     block = bytearray(open(path, "rb").read())
     block[last.end - 1] ^= 1
     open(path, "wb").write(bytes(block))
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int):
+    """Writes past ``size`` bytes of a file fail with EFBIG, as the kernel enforces RLIMIT_FSIZE: a
+    disk that fills up under a write, for this process, without patching any of its code."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the error, not the signal's kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
 
 
 def temporary_files(folder) -> list[str]:

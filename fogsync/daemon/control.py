@@ -23,7 +23,6 @@ state database, a scan (stats only) and the store's head.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -34,13 +33,10 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from fogsync.config.file import Config
-from fogsync.engine.sync import human_size, load_moved, moved_dirs, vouched_dirs
+from fogsync.engine.status import waiting
+from fogsync.engine.sync import human_size
 from fogsync.errors import FogsyncError
-from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import Local, compare, scan
-from fogsync.folder.state import Stat, State
 from fogsync.format.roots import Root, parse_date
-from fogsync.format.tree import DIR, FILE, Entry
 
 log = logging.getLogger(__name__)
 
@@ -188,45 +184,6 @@ def _read_line(sock: socket.socket) -> bytes:
         if len(buf) > MAX_REQUEST:
             raise ValueError("message too long")
     return bytes(buf.split(b"\n", 1)[0])
-
-
-def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> tuple[int, int]:
-    """Files (and their bytes) that differ from the last pass.
-
-    Stats tell, without reading; only a file whose stat was too fresh to be
-    recorded at the last pass, and whose size is unchanged, is hashed.
-    A folder scanned as the last pass left it waits for nothing, and only
-    the directories whose scan moved since are compared (as ``sync`` does).
-    """
-    snap = scan(folder, Ignore.for_folder(folder, exclude))
-    info = state.share(name)
-    dirs = snap.dir_digests()
-    vouched = vouched_dirs(state, name, info) if info is not None and dirs is not None else None
-    if vouched is not None and vouched == dirs:
-        return 0, 0
-    look = moved_dirs(dirs, vouched) if vouched is not None else None
-    if look is not None:  # as a pass would: where the digest holds, the folder is as the base
-        snap = snap.only(look)  # before the rows load, as in a pass
-        base, stats, look = load_moved(state, name, dirs, look)
-    else:
-        base, stats = state.load(name)
-    changes = compare(snap, base, stats, "")
-    changed = [p for p in changes.to_read if not _same_as_base(folder, p, base.get(p), stats.get(p), snap.items[p])]
-    gone = [p for p, e in base.items() if e.type != DIR and p not in changes.tree and p not in snap.items]
-    return len(changed) + len(gone), sum(snap.items[p].size for p in changed)
-
-
-def _same_as_base(folder: str, path: str, entry: Entry | None, recorded: Stat | None, item: Local) -> bool:
-    if entry is None or entry.type != FILE or recorded is not None or (entry.size, entry.exec) != (item.size, item.exec):
-        return False
-    h = hashlib.sha256()
-    try:
-        with open(os.path.join(folder, path), "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return False
-    return not entry.size or h.hexdigest() == entry.sha256
 
 
 # --- what the CLI shows ----------------------------------------------------------

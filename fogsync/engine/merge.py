@@ -54,11 +54,6 @@ def differs(old: Entry | None, new: Entry | None) -> bool:
     return not old.same_content(new)
 
 
-def changed_paths(base: Side, side: Side) -> set[str]:
-    """The paths ``side`` added, deleted or changed the content of, relative to ``base``."""
-    return {p for p in base.keys() | side.keys() if differs(base.get(p), side.get(p))}
-
-
 def merge(base: Side, local: Side, remote: Side, *, host: str, now: datetime) -> MergeResult:
     """Merge ``local`` and ``remote``, both descended from ``base``; ``host`` is the local host."""
     draft = _merge_each_path(base, local, remote)

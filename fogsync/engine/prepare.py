@@ -17,7 +17,7 @@ import itertools
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Container, Iterator, Mapping
 
 from fogsync.errors import FormatError, IntegrityError, LocalError
 from fogsync.folder.ignore import TEMP_FILE_PREFIX
@@ -26,13 +26,13 @@ from fogsync.format.blocks import Bptr
 from fogsync.format.crypto import ShareKeys
 from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
 from fogsync.platform.directio import DirectWriter
+from fogsync.platform.processes import PROCESSES_MIN, worth_processes
+from fogsync.platform.sizes import FILE_PIECE
 from fogsync.repo import bigblob
-from fogsync.repo.repository import Repo
+from fogsync.repo.repository import Repo, by_block
 
-CHUNK = 1 << 20
 _BATCH = 256
 WORKERS = 4  # files written at once
-PROCESSES_MIN = 2000  # this many one-block files are worth starting worker processes for
 
 
 # --- writing one entry ------------------------------------------------------------
@@ -129,7 +129,7 @@ def prepare_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) ->
 
 def _local_chunks(path: str) -> Iterator[bytes]:
     with open(path, "rb") as f:
-        yield from iter(lambda: f.read(CHUNK), b"")
+        yield from iter(lambda: f.read(FILE_PIECE), b"")
 
 
 def _read_umask() -> int:
@@ -174,17 +174,34 @@ def thread_groups(
 
     Over a network each read is a round trip: ``workers`` threads for all.
     On a local store a file of one block or none is Python holding the GIL,
-    written best by one thread (a 50,000-file first pull: 7.8 s on 1, 16.4 s
-    on 2); a bigger one is decrypted outside the GIL and, from 1 MiB, written
+    written best by one thread (more threads only fight over the GIL); a
+    bigger one is decrypted outside the GIL and, from 1 MiB, written
     ``O_DIRECT``, which waits for the disk: ``workers`` threads keep the
-    cores busy meanwhile (the mixed corpus's 200 files of 0.4-4 MiB restored
-    in 1.90 s on 4, 2.11 s on 2; through the page cache on 2, 2.24-2.31 s).
+    cores busy meanwhile.
     """
     if repo.store.read_concurrency > 2:
         return [(paths, workers)]
     big = [p for p in paths if tree[p].type == FILE and tree[p].size > 0 and not one_block(tree[p])]
     chosen = set(big)
     return [(big, workers), ([p for p in paths if p not in chosen], 1)]
+
+
+def split_work(
+    repo: Repo, tree: Mapping[str, Entry], files: list[str], workers: int,
+    processes_min: int = PROCESSES_MIN, copied: Container[str] = (),
+) -> tuple[list[str], list[tuple[list[str], int]]]:
+    """``files`` split between worker processes and thread groups: (for the processes, in block
+    order; the rest as ``thread_groups``).
+
+    Many one-block files are Python holding the GIL: worker processes write
+    them, when there are enough of them to pay for starting the workers.
+    Content in ``copied`` (sha256s) is copied from the folder, not fetched:
+    it stays with the threads.
+    """
+    small = [p for p in files if one_block(tree[p]) and tree[p].sha256 not in copied]
+    small = by_block(tree, small) if worth_processes(len(small), workers, processes_min) else []
+    chosen = set(small)
+    return small, thread_groups(repo, tree, [p for p in files if p not in chosen], workers)
 
 
 def run_all(fn, items, workers: int) -> None:

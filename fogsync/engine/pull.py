@@ -19,22 +19,24 @@ import contextlib
 import errno
 import itertools
 import os
-import queue
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, NamedTuple
 
+from fogsync.engine.place import (
+    Placer,
+    Prepared,
+    place_batch,
+    prepare_batch,
+    remove_temps,
+)
 from fogsync.engine.prepare import (
-    PROCESSES_MIN,
     WORKERS,
-    one_block,
     prepare,
     prepare_sealed,
     remove_quietly,
-    run_all,
     set_dir_mtimes,
-    thread_groups,
+    split_work,
 )
 from fogsync.errors import FogsyncError, LocalError
 from fogsync.folder.guarded import (
@@ -45,18 +47,23 @@ from fogsync.folder.guarded import (
     stat_id,
     unchanged,
 )
-from fogsync.folder.scan import Local
-from fogsync.folder.state import Stat, stat_of
+from fogsync.folder.scan import Scanned, Stat
+from fogsync.folder.state import stat_of
 from fogsync.format.blocks import Bptr
 from fogsync.format.crypto import ShareKeys
 from fogsync.format.tree import DIR, FILE, Entry, name_of, parent_of
 from fogsync.platform.fsync import sync_filesystem
-from fogsync.platform.processes import map_in_processes, worth_processes
-from fogsync.repo.repository import Repo, by_block
+from fogsync.platform.processes import (
+    PROCESSES_MIN,
+    keep_in_worker,
+    map_in_processes,
+    worker_given,
+)
+from fogsync.repo.repository import Repo
 
 # Files written to temporary names, then made durable with one syncfs, then renamed into place:
-# an fsync per file cost 13 s of a 50,000-file first pull.
-_DURABLE_BATCH = 1024
+# an fsync per file waits for the disk once per file, and was most of a big first pull.
+DURABLE_BATCH = 1024
 _FSYNC_EACH_MAX = 16  # a batch this small is fsynced file by file instead
 
 
@@ -74,18 +81,12 @@ class Applied:
 # Many small files are Python-bound work (open, verify, decrypt, write): worker processes
 # write them to temporary names from sealed bytes this process reads; this process renames them.
 
-_worker_keys: list[ShareKeys] = []
-
-
-def _init_worker(keys: ShareKeys) -> None:
-    _worker_keys[:] = [keys]
-
-
 _Written = tuple[str, tuple[int, int, int]]  # a temporary file, and its (size, mtime_ns, inode)
 
 
-def _prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[_Written | FogsyncError]:
-    return [_prepared_or_error(_worker_keys[0], full, entry, sealed) for _, full, entry, sealed in items]
+def prepare_batch_sealed(items: list[tuple[str, str, Entry, bytes]]) -> list[_Written | FogsyncError]:
+    (keys,) = worker_given()
+    return [_prepared_or_error(keys, full, entry, sealed) for _, full, entry, sealed in items]
 
 
 def _prepared_or_error(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> _Written | FogsyncError:
@@ -110,58 +111,63 @@ def _with_stat(tmp: str, target: str) -> _Written:
 
 
 def apply(
-    repo: Repo, folder: str, known: Mapping[str, Local], local: Mapping[str, Entry],
+    repo: Repo, folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry],
     target: Mapping[str, Entry], workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
+    batch: int = DURABLE_BATCH, durable: Callable[[str, list[str]], None] | None = None,
 ) -> Applied:
-    """Make the folder hold ``target`` where it now holds ``local``.
+    """Make the folder hold ``target`` where it now holds ``folder_tree`` (the folder as entries).
 
-    ``known`` maps each path whose content ``local`` describes to what it
-    looked like then (a file's stat when it was read or last synced); only
-    such paths are replaced or removed, and only while they still look so.
+    ``last_seen`` maps each path whose content ``folder_tree`` describes to
+    how it looked (as ``Scanned``) when that content was learnt: a file's
+    stat when it was read or last synced. Only such paths are replaced or
+    removed, and only while they still look so.
     Anything else found in the way is left alone and reported in ``left_alone``.
+    Files are placed ``batch`` at a time, each batch first made durable by
+    ``durable(folder, temporary files)`` (``make_durable`` unless given).
     """
     out = Applied()
-    if target is local:  # nobody else committed: the folder holds the target already
+    if target is folder_tree:  # nobody else committed: the folder holds the target already
         return out
-    removals = [p for p, item in known.items() if p not in target or target[p].type != item.type]
-    writes = [p for p, e in target.items() if p not in known or not _same(e, local.get(p))]
-    in_the_way = present(folder, [p for p in writes if p not in known])
+    removals = [p for p, item in last_seen.items() if p not in target or target[p].type != item.type]
+    writes = [p for p, e in target.items() if p not in last_seen or not _same(e, folder_tree.get(p))]
+    in_the_way = present(folder, [p for p in writes if p not in last_seen])
     out.left_alone.update(
         p for p in in_the_way if target[p].type != DIR or not os.path.isdir(os.path.join(folder, p)))
     writes = [p for p in writes if p not in out.left_alone]
-    sources = _local_sources(folder, known, local) if writes else {}
-    blocked = _blocked(writes, known)
-    first = [p for p in writes if p not in blocked and p not in known]
-    later = [p for p in writes if p in blocked or p in known]
-    _write_all(repo, folder, known, target, first, sources, out, workers, processes_min)
-    gone = _remove_all(folder, known, removals, out)
-    now = {p: item for p, item in known.items() if p not in gone}  # what was removed is expected absent
-    _write_all(repo, folder, now, target, later, sources, out, workers, processes_min)
+    sources = _local_sources(folder, last_seen, folder_tree) if writes else {}
+    blocked = _blocked(writes, last_seen)
+    first = [p for p in writes if p not in blocked and p not in last_seen]
+    later = [p for p in writes if p in blocked or p in last_seen]
+    writing = _Writing(workers, processes_min, batch, durable or make_durable)
+    _Writer(repo, folder, last_seen, target, sources, out, writing).write(first)
+    gone = _remove_all(folder, last_seen, removals, out)
+    now = {p: item for p, item in last_seen.items() if p not in gone}  # what was removed is expected absent
+    _Writer(repo, folder, now, target, sources, out, writing).write(later)
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
 
 
-def _same(e: Entry, local: Entry | None) -> bool:
-    return e is local or e.same_content(local)  # mostly the very same object: nothing to write
+def _same(e: Entry, in_folder: Entry | None) -> bool:
+    return e is in_folder or e.same_content(in_folder)  # mostly the very same object: nothing to write
 
 
-def _local_sources(folder: str, known: Mapping[str, Local], local: Mapping[str, Entry]) -> dict[str, str]:
+def _local_sources(folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry]) -> dict[str, str]:
     """sha256 -> a file in the folder that holds that content now."""
     out = {}
-    for path, e in local.items():
-        if e.type == FILE and e.size and path in known:
+    for path, e in folder_tree.items():
+        if e.type == FILE and e.size and path in last_seen:
             out.setdefault(e.sha256, os.path.join(folder, path))
     return out
 
 
-def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
+def _blocked(writes: list[str], last_seen: Mapping[str, Scanned]) -> set[str]:
     """New paths that cannot be made before removals: some ancestor is, locally, not a directory."""
     out = set()
     for p in writes:
         parent = parent_of(p)
         while parent:
-            item = known.get(parent)
+            item = last_seen.get(parent)
             if item is not None and item.type != DIR:
                 out.add(p)
                 break
@@ -169,76 +175,115 @@ def _blocked(writes: list[str], known: Mapping[str, Local]) -> set[str]:
     return out
 
 
-class _Prepared(NamedTuple):
-    """A file ready to rename into place."""
+class _Writing(NamedTuple):
+    """How an ``apply`` writes: threads, when worker processes pay, the batch, how it is made durable."""
 
-    path: str
-    full: str
-    tmp: str
-    parent: tuple[int, int]  # (st_dev, st_ino) of the directory it was written in, as its check found
-    stat: tuple[int, int, int]  # its (size, mtime_ns, inode), which the rename keeps
+    workers: int
+    processes_min: int
+    batch: int
+    durable: Callable[[str, list[str]], None]
 
 
-def _write_all(repo, folder, known, target, paths, sources, out: Applied, workers: int, processes_min: int) -> None:
-    dirs = sorted(p for p in paths if target[p].type == DIR)
-    for d in dirs:
-        full = os.path.join(folder, d)
-        if os.path.islink(full) or not os.path.isdir(full):
-            try:
-                if not real_parent(folder, d):
-                    raise FileExistsError  # a parent was replaced by a symlink: never write through it
-                os.makedirs(full)
-                out.written += 1
-            except (FileExistsError, NotADirectoryError):
-                out.skipped.append(d)  # something else is in the way now: the next attempt sees what
-            except OSError as e:
-                raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
+class _Writer:
+    """Writes paths of ``target`` into the folder: their directories first, then their files, a
+    batch at a time (``DURABLE_BATCH``), each batch made durable and renamed into place.
 
-    # parent dir -> its (st_dev, st_ino) if it is made and the folder's own, else None: checked
-    # once a batch; each file carries the id its check found
-    parents: dict[str, tuple[int, int] | None] = {}
+    One-block files go to worker processes when there are many
+    (``split_work``); the rest are written here on thread groups.
+    """
 
-    def parent_id(path: str, full: str) -> tuple[int, int] | None:
-        parent = parent_of(path)
+    def __init__(
+        self, repo: Repo, folder: str, last_seen: Mapping[str, Scanned], target: Mapping[str, Entry],
+        sources: Mapping[str, str], out: Applied, writing: _Writing,
+    ) -> None:
+        self.repo, self.folder, self.last_seen, self.target = repo, folder, last_seen, target
+        self.sources, self.out, self.writing = sources, out, writing
+        # parent dir -> its (st_dev, st_ino) if it is made and the folder's own, else None: checked
+        # once a batch; each file carries the id its check found
+        self.parents: dict[str, tuple[int, int] | None] = {}
+
+    def write(self, paths: list[str]) -> None:
+        target, out = self.target, self.out
+        self.make_dirs(sorted(p for p in paths if target[p].type == DIR))
+        before = len(out.stats)
+        self.write_files([p for p in paths if target[p].type != DIR])
+        out.written += len(out.stats) - before  # counted here: writer threads share ``out``
+
+    def make_dirs(self, dirs: list[str]) -> None:
+        folder, out = self.folder, self.out
+        for d in dirs:
+            full = os.path.join(folder, d)
+            if os.path.islink(full) or not os.path.isdir(full):
+                try:
+                    if not real_parent(folder, d):
+                        raise FileExistsError  # a parent was replaced by a symlink: never write through it
+                    os.makedirs(full)
+                    out.written += 1
+                except (FileExistsError, NotADirectoryError):
+                    out.skipped.append(d)  # something else is in the way now: the next attempt sees what
+                except OSError as e:
+                    raise LocalError(f"cannot create directory {full}: {e.strerror or e}") from None
+
+    def write_files(self, files: list[str]) -> None:
+        target, writing = self.target, self.writing
+        for_processes, groups = split_work(self.repo, target, files, writing.workers, writing.processes_min, self.sources)
+        # closing: if a batch fails, the worker processes' files in flight are removed right away
+        with (
+            contextlib.closing(
+                _prepared_in_processes(
+                    self.repo, target, for_processes, self.checked, self.parents.clear, writing.batch)
+            ) as by_workers,
+            Placer(self.place_batch) as placer,
+        ):
+            here = (self.prepared_here(group, threads) for group, threads in groups)
+            for prepared in itertools.chain(by_workers, *here):
+                placer.put(prepared)
+
+    def parent_id(self, path: str, full: str) -> tuple[int, int] | None:
+        parents, parent = self.parents, parent_of(path)
         if parent not in parents:
             try:
                 os.makedirs(os.path.dirname(full), exist_ok=True)
                 found = stat_id(os.path.dirname(full))  # before the check: a swap after it shows
-                parents[parent] = found if real_parent(folder, path) else None
+                parents[parent] = found if real_parent(self.folder, path) else None
             except (FileExistsError, NotADirectoryError, FileNotFoundError):
                 parents[parent] = None  # a parent is no longer a directory
         return parents[parent]
 
-    def checked(path: str) -> tuple[str, tuple[int, int]] | None:
+    def checked(self, path: str) -> tuple[str, tuple[int, int]] | None:
         """Where to write ``path``, and its parent's id; None if it is left alone or its parent
         is not the folder's own."""
-        full = os.path.join(folder, path)
-        if path in out.left_alone:
+        full = os.path.join(self.folder, path)
+        if path in self.out.left_alone:
             return None  # _remove_all found it holding what the merge has not seen (ignored files)
-        found = parent_id(path, full)
+        found = self.parent_id(path, full)
         if found is None:
-            out.skipped.append(path)
+            self.out.skipped.append(path)
             return None
         return full, found
 
-    def prepare_one(path: str) -> _Prepared | None:
-        where = checked(path)
+    def prepare_one(self, path: str) -> Prepared | None:
+        where = self.checked(path)
         if where is None:
             return None
         full, written_in = where
-        entry = target[path]
-        source = sources.get(entry.sha256) if entry.type == FILE else None
-        tmp, written = _with_stat(prepare(repo, full, entry, source), full)
-        return _Prepared(path, full, tmp, written_in, written)
+        entry = self.target[path]
+        source = self.sources.get(entry.sha256) if entry.type == FILE else None
+        tmp, written = _with_stat(prepare(self.repo, full, entry, source), full)
+        return Prepared(path, full, tmp, written_in, written)
 
-    def prepared_here(paths: list[str], threads: int) -> Iterator[list[_Prepared]]:
-        for start in range(0, len(paths), _DURABLE_BATCH):
-            parents.clear()
-            yield _prepare_batch(prepare_one, paths[start : start + _DURABLE_BATCH], threads)
+    def prepared_here(self, paths: list[str], threads: int) -> Iterator[list[Prepared]]:
+        batch = self.writing.batch
+        for start in range(0, len(paths), batch):
+            self.parents.clear()
+            yield prepare_batch(self.prepare_one, paths[start : start + batch], threads)
 
-    def place(prepared: _Prepared, dirs: Dirs) -> None:
+    def place_batch(self, prepared: list[Prepared]) -> None:
+        place_batch(self.folder, self.target, prepared, self.place, self.writing.durable)
+
+    def place(self, prepared: Prepared, dirs: Dirs) -> None:
         path, full, tmp, written_in, written = prepared
-        item = known.get(path)
+        item = self.last_seen.get(path)
         name, tmp_name = name_of(path), os.path.basename(tmp)
         try:
             fd = dirs.fd(parent_of(path), written_in)
@@ -252,106 +297,19 @@ def _write_all(repo, folder, known, target, paths, sources, out: Applied, worker
                 raise FileExistsError  # something else is in the way now: the next attempt sees what
         except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
             remove_quietly(tmp)
-            out.skipped.append(path)
+            self.out.skipped.append(path)
             return
         except OSError as e:
             remove_quietly(tmp)
             raise LocalError(f"cannot write {full}: {e.strerror or e}") from None
-        out.stats[path] = stat_of(target[path], *written)
-
-    before = len(out.stats)
-    files = [p for p in paths if target[p].type != DIR]
-    sealed = [p for p in files if one_block(target[p]) and target[p].sha256 not in sources]
-    sealed = by_block(target, sealed) if worth_processes(len(sealed), workers, processes_min) else []
-    chosen = set(sealed)
-    rest = [p for p in files if p not in chosen]
-    # closing: if a batch fails, the worker processes' files in flight are removed right away
-    with (
-        contextlib.closing(_prepared_in_processes(repo, target, sealed, checked, parents.clear)) as by_workers,
-        _Placer(lambda prepared: _place_batch(folder, target, prepared, place)) as placer,
-    ):
-        here = (prepared_here(group, threads) for group, threads in thread_groups(repo, target, rest, workers))
-        for prepared in itertools.chain(by_workers, *here):
-            placer.put(prepared)
-    out.written += len(out.stats) - before  # counted here: writer threads share ``out``
-
-
-class _Placer:
-    """Batches made durable and renamed into place on a thread of their own, in order.
-
-    A batch's ``syncfs`` waits for the disk (1.2 s of a 50,000-file first
-    pull, in 49 waits): meanwhile the caller goes on collecting the next
-    batch, and the worker processes go on writing it. An error in placing
-    is raised at the caller's next ``put``, or on leaving; from then on, and
-    once the caller fails, batches still queued are not placed, and their
-    temporary files are removed.
-    """
-
-    def __init__(self, place_batch: Callable[[list[_Prepared]], None]) -> None:
-        self._place_batch = place_batch
-        self._queue: queue.Queue[list[_Prepared] | None] = queue.Queue(maxsize=1)  # one batch waits at most
-        self._error: BaseException | None = None
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="fogsync-place", daemon=True)
-
-    def __enter__(self) -> "_Placer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._stopping = exc_type is not None
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None and self._error is not None:
-            raise self._error
-
-    def put(self, prepared: list[_Prepared]) -> None:
-        if self._error is not None:
-            _remove_temps(prepared)
-            raise self._error
-        self._queue.put(prepared)
-
-    def _run(self) -> None:
-        while (prepared := self._queue.get()) is not None:
-            if self._error is not None or self._stopping:
-                _remove_temps(prepared)
-                continue
-            try:
-                self._place_batch(prepared)
-            except BaseException as e:  # raised in the caller's thread
-                self._error = e
-
-
-def _remove_temps(prepared: list[_Prepared]) -> None:
-    for p in prepared:
-        remove_quietly(p.tmp)
-
-
-def _place_batch(folder: str, target: Mapping[str, Entry], prepared: list[_Prepared], place: Callable) -> None:
-    """Make a batch durable, then rename it in, one by one (threads would only fight over the GIL).
-
-    If that fails part way, no temporary file of the batch is left behind.
-    """
-    done = 0
-    try:
-        try:
-            _make_durable(folder, [p.tmp for p in prepared if target[p.path].type == FILE])
-        except OSError as e:
-            raise LocalError(f"cannot write to {folder}: {e.strerror or e}") from None
-        with Dirs(folder) as dirs:
-            for item in prepared:
-                place(item, dirs)
-                done += 1
-    except BaseException:
-        _remove_temps(prepared[done:])
-        raise
+        self.out.stats[path] = stat_of(self.target[path], *written)
 
 
 def _prepared_in_processes(
     repo: Repo, target: Mapping[str, Entry], paths: list[str],
     checked: Callable[[str], tuple[str, tuple[int, int]] | None],
-    new_batch: Callable[[], None],
-) -> Iterator[list[_Prepared]]:
+    new_batch: Callable[[], None], batch_size: int,
+) -> Iterator[list[Prepared]]:
     """Batches of prepared one-block files, written by worker processes.
 
     This process reads each sealed blob from the store; a worker verifies,
@@ -369,7 +327,7 @@ def _prepared_in_processes(
         for i, path in enumerate(paths):
             if failure:
                 return
-            if i % _DURABLE_BATCH == 0:
+            if i % batch_size == 0:
                 new_batch()
             where = checked(path)
             if where is not None:
@@ -383,10 +341,10 @@ def _prepared_in_processes(
                 path, full = wanted.popleft()
                 yield path, full, target[path], sealed
         except FogsyncError as e:  # raised here, it would cut off the answers for what is in flight
-            failure.append(e)
+            failure.append(type(e)(f"{wanted[0][1]}: {e}") if wanted else e)  # blocks come in wanted's order
 
-    results = map_in_processes(_prepare_batch_sealed, items(), _init_worker, (repo.keys,))
-    batch: list[_Prepared] = []
+    results = map_in_processes(prepare_batch_sealed, items(), keep_in_worker, (repo.keys,))
+    batch: list[Prepared] = []
     try:
         for (path, full, entry, sealed), done in results:
             parent = written_in.pop(path)
@@ -397,8 +355,8 @@ def _prepared_in_processes(
             elif failure:
                 remove_quietly(done[0])
             else:
-                batch.append(_Prepared(path, full, done[0], parent, done[1]))
-                if len(batch) == _DURABLE_BATCH:
+                batch.append(Prepared(path, full, done[0], parent, done[1]))
+                if len(batch) == batch_size:
                     yield batch
                     batch = []
     except GeneratorExit:  # the caller failed on a batch: what is still in flight is not wanted
@@ -408,13 +366,13 @@ def _prepared_in_processes(
                 remove_quietly(done[0])
         raise
     if failure:
-        _remove_temps(batch)
+        remove_temps(batch)
         raise failure[0]
     if batch:
         yield batch
 
 
-def _make_durable(folder: str, temps: list[str]) -> None:
+def make_durable(folder: str, temps: list[str]) -> None:
     """The batch's content is on disk before any of it replaces anything.
 
     A few files are fsynced one by one: one syncfs would also wait for
@@ -434,31 +392,12 @@ def _make_durable(folder: str, temps: list[str]) -> None:
             os.close(fd)
 
 
-def _prepare_batch(prepare_one, paths: list[str], workers: int) -> list[_Prepared]:
-    """Temporary files for ``paths`` (None results dropped); if one fails, none is left behind."""
-    results: list = []
-    failures: list[BaseException] = []
-
-    def guarded(path: str) -> None:
-        try:
-            results.append(prepare_one(path))
-        except BaseException as e:  # handed to the caller once every other temp file is accounted for
-            failures.append(e)
-
-    run_all(guarded, paths, workers)
-    prepared = [r for r in results if r is not None]
-    if failures:
-        _remove_temps(prepared)
-        raise failures[0]
-    return prepared
-
-
-def _remove_all(folder: str, known: Mapping[str, Local], paths: list[str], out: Applied) -> set[str]:
+def _remove_all(folder: str, last_seen: Mapping[str, Scanned], paths: list[str], out: Applied) -> set[str]:
     """Remove what still looks as it was scanned; returns the paths now gone."""
     gone = set()
     for path in sorted(paths, key=lambda p: (-p.count("/"), p)):
         full = os.path.join(folder, path)
-        item = known[path]
+        item = last_seen[path]
         if not unchanged(full, item):
             out.skipped.append(path)
             continue

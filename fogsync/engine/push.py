@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
-from fogsync.folder.state import Stat, stat_of
+from fogsync.folder.scan import Stat
+from fogsync.folder.state import stat_of
 from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
 from fogsync.format.roots import Root, format_date
@@ -34,13 +35,18 @@ from fogsync.format.tree import (
     parent_of,
     touched,
 )
-from fogsync.platform.processes import map_in_processes, worth_processes
+from fogsync.platform.processes import (
+    PROCESSES_MIN,
+    keep_in_worker,
+    map_in_processes,
+    worker_given,
+    worth_processes,
+)
+from fogsync.platform.sizes import FILE_PIECE, MIB
 from fogsync.repo import bigblob
 
-CHUNK = 1 << 20
 PROBE = 1 << 16
-PARALLEL_MIN = 1 << 20  # smaller files are sealed in the calling thread or worker processes
-PROCESSES_MIN = 2000  # this many small files are worth starting worker processes for
+PARALLEL_MIN = MIB  # smaller files are sealed in the calling thread or worker processes
 READ_ATTEMPTS = 3
 # O_NONBLOCK: a path that became a FIFO since the scan would otherwise block the open until a
 # writer comes; for a regular file it changes nothing.
@@ -59,8 +65,8 @@ class ContentIndex:
     The trees added are held here; the rest (content that left the tree:
     the state's content table) is asked for by hash. A file is hashed
     before it is sealed only if some stored content has its size. The
-    table's sizes cost a scan of a table that only grows with history
-    (17 ms at 50,000 rows), so they are read only for a file bigger than
+    table's sizes cost a scan of a table that only grows with history,
+    so they are read only for a file bigger than
     ``GUESS_MAX`` or after ``guesses`` small ones: until then a small file
     is looked up by hash, which costs a second read of at most 64 KiB.
     """
@@ -160,7 +166,7 @@ def seal_files(
         done = [pool.submit(one, p) for p in big]
         if tiny:
             for path, result in map_in_processes(
-                functools.partial(_seal_batch, folder, host), tiny, _init_seal_worker, (keys,)
+                functools.partial(_seal_batch, folder, host), tiny, keep_in_worker, (keys,)
             ):
                 take(path, result)
         for p in rest:
@@ -200,9 +206,6 @@ def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, inde
 # bytes (None when empty); or a problem; or None: "seal it yourself".
 _PoolResult = tuple[Entry, tuple[int, int, int], bytes | None] | str | None
 
-_worker_keys: list[crypto.ShareKeys] = []
-
-
 class _GrewLarge(Exception):
     """The file is no longer small: the calling process seals it, streaming (or a chunk per thread)."""
 
@@ -217,12 +220,8 @@ class _Capture:
         raise _GrewLarge()
 
 
-def _init_seal_worker(keys: crypto.ShareKeys) -> None:
-    _worker_keys[:] = [keys]
-
-
 def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
-    keys = _worker_keys[0]
+    (keys,) = worker_given()
     no_index = ContentIndex(guesses=0)  # reuse is decided by the caller, which knows the store
     capture = _Capture()
     out: list[_PoolResult] = []
@@ -233,7 +232,7 @@ def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
             result = None
         if isinstance(result, tuple):
             entry, stat, sealed = result
-            result = entry, tuple(stat), sealed  # a plain tuple unpickles in C: 1.3 us less per file for the caller
+            result = entry, tuple(stat), sealed  # a plain tuple unpickles in C, a NamedTuple in Python
         out.append(result)
     return out
 
@@ -284,7 +283,7 @@ def _read_stable(full: str, writer: BlobWriter, keys, index: ContentIndex, host:
         raise _Changing()
     if small:
         sha, ref, pending = _small_content(data, full, writer, keys, index)
-    entry = Entry(  # the size and mtime int objects shared with the Stat: 50,000 files, 1.4 MB
+    entry = Entry(  # the size and mtime int objects shared with the Stat: one copy of each per file
         FILE, before.st_mtime_ns, host, before.st_size, ref, sha,
         exec=bool(before.st_mode & st.S_IXUSR),
     )
@@ -296,9 +295,8 @@ def _read_small(fd: int, size: int) -> bytes:
 
     One read mostly: a short one happens only at the end of a file (the
     identity check after it catches a file cut short) or on some network
-    filesystems, which get more reads. Without FileIO's wrapper and its read
-    to confirm the end, a worker reads and seals a file of the small corpus
-    in 4-5 us less (of about 50).
+    filesystems, which get more reads. No FileIO wrapper, and no read to
+    confirm the end: for a file of a few KiB those are a good part of the work.
     """
     data = os.read(fd, size + 1)
     while len(data) < size:
@@ -352,7 +350,7 @@ def _small_content(data: bytes, full: str, writer: BlobWriter, keys, index: Cont
 def _hash(f) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
-    for chunk in iter(lambda: f.read(CHUNK), b""):
+    for chunk in iter(lambda: f.read(FILE_PIECE), b""):
         h.update(chunk)
         n += len(chunk)
     return h.hexdigest(), n
@@ -361,7 +359,7 @@ def _hash(f) -> tuple[str, int]:
 def _chunks(f, first: bytes) -> Iterator[bytes]:
     if first:
         yield first
-    yield from iter(lambda: f.read(CHUNK), b"")
+    yield from iter(lambda: f.read(FILE_PIECE), b"")
 
 
 def _tapped(chunks: Iterator[bytes], h: Any, counter: list[int]) -> Iterator[bytes]:
@@ -429,7 +427,7 @@ def write_listings(
     for depth in sorted(by_depth, reverse=True):
         level = sorted(by_depth[depth])
         # Each listing's JSON goes once sealed, only its size and sha256 kept: a level's JSON held
-        # until its refs were resolved was the peak of a first sync (8 MB for 50,000 files).
+        # until its refs were resolved was the peak memory of a first sync.
         made: list[tuple[int, str]] = []
         pendings = []
         for d in level:

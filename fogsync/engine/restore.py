@@ -19,22 +19,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping
 
 from fogsync.engine.prepare import (
-    PROCESSES_MIN,
     WORKERS,
-    one_block,
     prepare,
     prepare_sealed,
     remove_quietly,
     run_all,
     set_dir_mtimes,
-    thread_groups,
+    split_work,
 )
 from fogsync.errors import FogsyncError, LocalError
 from fogsync.format.blocks import Bptr
 from fogsync.format.crypto import ShareKeys
 from fogsync.format.tree import DIR, Entry
-from fogsync.platform.processes import map_in_processes, worth_processes
-from fogsync.repo.repository import Repo, by_block
+from fogsync.platform.processes import (
+    PROCESSES_MIN,
+    keep_in_worker,
+    map_in_processes,
+    worker_given,
+)
+from fogsync.repo.repository import Repo
 
 
 def restore(
@@ -56,12 +59,7 @@ def restore(
         target = os.path.join(dest, path)
         _place(prepare(repo, target, tree[path]), target)
 
-    others = [p for p, e in tree.items() if e.type != DIR]
-    small = [p for p in others if one_block(tree[p])]
-    if not worth_processes(len(small), workers, processes_min):
-        small = []
-    chosen = set(small)
-    groups = thread_groups(repo, tree, [p for p in others if p not in chosen], workers)
+    small, groups = split_work(repo, tree, [p for p, e in tree.items() if e.type != DIR], workers, processes_min)
 
     def the_rest() -> None:
         for group, threads in groups:
@@ -72,7 +70,7 @@ def restore(
         with ThreadPoolExecutor(1, thread_name_prefix="fogsync-restore") as side:
             rest = side.submit(the_rest)
             try:
-                _restore_in_processes(repo, tree, dest, by_block(tree, small))
+                _restore_in_processes(repo, tree, dest, small)
             except BaseException:
                 failed.set()
                 raise
@@ -98,7 +96,7 @@ def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, path
         for p, data in zip(paths, sealed):
             yield os.path.join(dest, p), tree[p], data
 
-    for item, result in map_in_processes(_restore_batch, items(), _init_worker, (repo.keys,)):
+    for item, result in map_in_processes(_restore_batch, items(), keep_in_worker, (repo.keys,)):
         if result is None:  # no worker answered: write it here
             result = _restore_sealed(repo.keys, *item)
         if result is not True:
@@ -107,15 +105,9 @@ def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, path
 
 # --- in a worker process --------------------------------------------------------------
 
-_worker_keys: list[ShareKeys] = []
-
-
-def _init_worker(keys: ShareKeys) -> None:
-    _worker_keys[:] = [keys]
-
-
 def _restore_batch(items: list[tuple[str, Entry, bytes]]) -> list[bool | FogsyncError]:
-    return [_restore_sealed(_worker_keys[0], *item) for item in items]
+    (keys,) = worker_given()
+    return [_restore_sealed(keys, *item) for item in items]
 
 
 def _restore_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> bool | FogsyncError:

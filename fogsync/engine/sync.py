@@ -1,53 +1,43 @@
 """Sync: one full pass for one share, on one host.
 
-A pass scans the folder, seals what changed, reads the head, and when
-another host has committed since this folder's base, merges base -> local
-with base -> remote (``merge``). It then makes the folder hold the merged
-tree (``pull.apply``), and if that tree differs from the head's, commits it
-as a new root on top of the head and swaps the head. A lost swap, or a file
-that changed under the pass, starts the pass again; the state database
-advances only when a pass completes, so a crash at any point is safe.
-
-A pass on its base looks only where the folder moved: the state vouches
-for each directory whose entries a pass found unchanged against the base,
-by the digest of its scan, and a pass loads and compares just the
-directories whose digest moved and those above them (``moved_dirs``).
+A pass (``Pass.run``) does eight things in order: it reads the head, scans
+the folder, compares the scan with the base, seals what changed, merges
+with what other hosts committed since the base (``merge``), applies the
+merged tree to the folder (``pull.apply``), commits it as a new root on
+top of the head where it differs, and saves the new base in the state.
+A lost head swap, or a file that changed under the pass, starts the pass
+again; the state database advances only when a pass completes, so a crash
+at any point is safe. A pass on its base looks only where the folder moved
+(``vouch``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.push import (
     ContentIndex,
+    Sealed,
     resolve_sealed,
     seal_files,
     write_listings,
     write_root,
 )
+from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
+from fogsync.engine.vouch import Vouch, unvouched
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import (
-    RACY_NS,
-    STALE_TEMP_NS,
-    Local,
-    Snapshot,
-    compare,
-    digest_of,
-    scan,
-    unchanged,
-)
-from fogsync.folder.state import ShareState, Stat, State
+from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare, scan
+from fogsync.folder.state import State
 from fogsync.format.roots import Root
-from fogsync.format.tree import DIR, FILE, Entry, parent_of, touched
+from fogsync.format.tree import DIR, FILE, Entry, touched
 from fogsync.platform.processes import start_early
 from fogsync.repo.repository import Head, Repo
 
@@ -113,7 +103,7 @@ def sync_share(share: Share) -> Report:
     report = Report(share.name)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report.attempts = attempt
-        if _attempt(share, report):
+        if Pass(share, report).run():
             return report
         log.info("%s: pass %d raced with a change; starting again", share.name, attempt)
     raise FogsyncError(
@@ -121,105 +111,147 @@ def sync_share(share: Share) -> Report:
     )
 
 
-def _attempt(share: Share, report: Report) -> bool:
-    repo, state, name = share.repo, share.state, share.name
-    info = state.share(name)
-    head = repo.read_head()
-    _refuse_vanished_head(share, info.base, head)
-    _refuse_namesake(share, info.base, head.root)
-    snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
-    report.problems = list(snap.problems)
-    _remove_stale_temps(share, snap)
-    # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
-    dirs = snap.dir_digests() if head.root == info.base else None
-    vouched = vouched_dirs(state, name, info) if dirs is not None else None
-    if vouched is not None and vouched == dirs:
-        report.root = head.root  # the folder is as a scan that matched the base: no need to load it
-        return True
-    loaded = moved_dirs(dirs, vouched) if vouched is not None else None
-    if loaded is not None:
-        # Every other directory is as a scan that matched the base. Cut before the rows load, so the
-        # whole scan is freed first (6 MB on the small corpus); the directories load_moved adds are
-        # ones the scan does not list, so the cut would be the same after it.
-        snap = snap.only(loaded)
-        base_tree, stats, loaded = load_moved(state, name, dirs, loaded)
-    else:
-        base_tree, stats = state.load(name)
-    changes = compare(snap, base_tree, stats, share.host)
-    report.deferred = _settling(snap, changes.to_read, share.settle_ns)
-    to_read = [p for p in changes.to_read if p not in report.deferred]
-    if head.root == info.base and _untouched(changes, base_tree):
-        if dirs is not None and vouched != dirs:
-            state.remember_scan(name, digest_of(dirs), dirs)
-        report.root = head.root
+class Pass:
+    """One attempt at a pass over one share: each step reads what the steps before it learnt."""
+
+    def __init__(self, share: Share, report: Report) -> None:
+        self.share, self.report = share, report
+        self.repo, self.state, self.name = share.repo, share.state, share.name
+        self.info = share.state.share(share.name)
+
+    def run(self) -> bool:
+        """True once the folder and the store agree; False when the pass raced with a change."""
+        self.read_head()
+        self.scan()
+        if self.vouch.whole_folder():  # the folder is as a scan that matched the base: no need to load it
+            return self.in_step()
+        self.compare()
+        if self.on_base and _untouched(self.changes, self.base_tree):
+            self.vouch.remember_unchanged()
+            return self.in_step()
+        self.read_remote_tree()
+        self.seal()
+        self.merge()
+        return self.apply() and self.commit() and self.save()
+
+    def in_step(self) -> bool:
+        self.report.root = self.head.root
         return True
 
-    remote_root, remote_tree = None, base_tree
-    if head.root != info.base:
-        remote_root = repo.read_root(head.root)
-        remote_tree = repo.load_tree(remote_root.root, known=base_tree)
+    def read_head(self) -> None:
+        """The store's head, refused if it cannot be this folder's share as this host knew it."""
+        self.head = self.repo.read_head()
+        self.on_base = self.head.root == self.info.base
+        _refuse_vanished_head(self.share, self.info.base, self.head)
+        _refuse_namesake(self.share, self.info.base, self.head.root)
 
-    index = ContentIndex(lambda sha: state.content(name, sha), lambda: state.content_sizes(name))
-    index.add_tree(base_tree)
-    if remote_tree is not base_tree:
-        index.add_tree(remote_tree)
-    sizes = {p: snap.items[p].size for p in to_read}
-    if loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
-        index.add_contents(state.contents_of_sizes(name, sizes.values()))
-    writer = repo.writer()
-    sealed = seal_files(share.folder, to_read, writer, repo.keys, index, share.host, share.workers, sizes)
-    # Before resolving, whose list of refs was the peak of a first sync, the sizes and the scanned
-    # items of the files read go: 106.7 -> 102.8 MB for 50,000 files.
-    del sizes
-    moved, known = _as_read(snap, changes.to_read, sealed.stats)
-    stored = resolve_sealed(sealed, writer)
-    report.problems += sealed.problems
-    local = _local_tree(changes.tree, changes.to_read, sealed.entries, base_tree)
-    pushed = [p for p, e in sealed.entries.items() if not e.same_content(base_tree.get(p))]
+    def scan(self) -> None:
+        """The folder's stats, and what the state vouches for of them."""
+        share = self.share
+        self.snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
+        self.report.problems = list(self.snap.problems)
+        _remove_stale_temps(share, self.snap)
+        # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
+        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, self.on_base)
 
-    if head.root == info.base:
-        target, conflicts = local, []
-    else:
-        result = merge(base_tree, local, remote_tree, host=share.host, now=share.now())
-        target, conflicts = result.tree, list(result.conflicts)
-    if stored and head.root != info.base:
-        repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
-    applied = apply(repo, share.folder, known, local, target, share.workers)
-    if applied.skipped:
-        return False
+    def compare(self) -> None:
+        """The base rows where the folder may have moved, and the files to read there."""
+        self.snap = self.vouch.narrow(self.snap)  # the whole scan goes before the rows load
+        self.base_tree, self.stats = self.vouch.load_base()
+        self.changes = compare(self.snap, self.base_tree, self.stats, self.share.host)
+        self.report.deferred = _settling(self.snap, self.changes.to_read, self.share.settle_ns)
+        self.to_read = [p for p in self.changes.to_read if p not in self.report.deferred]
 
-    final_tree, new_root, committed, tag = remote_tree, head.root, None, head.tag
-    if not _same_tree(target, remote_tree):
-        dir_mtimes = {p: i.mtime_ns for p, i in snap.items.items() if i.type == DIR}
-        top, final_tree = write_listings(writer, target, remote_tree, share.host, dir_mtimes)
-        prev = (head.root, remote_root or repo.read_root(head.root)) if head.root else None
-        merged = (info.base,) if info.base is not None and head.root != info.base else ()
-        new_root, committed = write_root(writer, top, prev, share.host, share.now(), merged=merged)
-        repo.wait_uploads()
-        state.add_own_root(name, new_root)
+    def read_remote_tree(self) -> None:
+        """The head's tree, where another host committed since the base."""
+        self.remote_root, self.remote_tree = None, self.base_tree
+        if not self.on_base:
+            self.remote_root = self.repo.read_root(self.head.root)
+            self.remote_tree = self.repo.load_tree(self.remote_root.root, known=self.base_tree)
+
+    def seal(self) -> None:
+        """The files to read, read and sealed; the folder as a tree (``folder_tree``)."""
+        self.writer = self.repo.writer()
+        self.sealed = self._read_and_seal()
+        # Before resolving, whose list of refs is the peak of a first sync, the scanned items of
+        # the files read go (``_as_read`` reuses ``snap.items``).
+        self.moved, self.last_seen = _as_read(self.snap, self.changes.to_read, self.sealed.stats)
+        self.stored = resolve_sealed(self.sealed, self.writer)
+        self.report.problems += self.sealed.problems
+        self.folder_tree = _folder_tree(self.changes.tree, self.changes.to_read, self.sealed.entries, self.base_tree)
+
+    def _read_and_seal(self) -> Sealed:
+        share, base_tree = self.share, self.base_tree
+        index = ContentIndex(lambda sha: self.state.content(self.name, sha), lambda: self.state.content_sizes(self.name))
+        index.add_tree(base_tree)
+        if self.remote_tree is not base_tree:
+            index.add_tree(self.remote_tree)
+        sizes = {p: self.snap.items[p].size for p in self.to_read}
+        if self.vouch.loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
+            index.add_contents(self.state.contents_of_sizes(self.name, sizes.values()))
+        return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes)
+
+    def merge(self) -> None:
+        """The tree the folder should hold: its own, or merged with what other hosts committed."""
+        if self.on_base:
+            self.target, self.conflicts = self.folder_tree, []
+        else:
+            result = merge(self.base_tree, self.folder_tree, self.remote_tree, host=self.share.host, now=self.share.now())
+            self.target, self.conflicts = result.tree, list(result.conflicts)
+
+    def apply(self) -> bool:
+        """The folder made to hold the target; False when a file changed under the pass."""
+        if self.stored and not self.on_base:
+            self.repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
+        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.target, self.share.workers)
+        return not self.applied.skipped
+
+    def commit(self) -> bool:
+        """The target as a new root on the head, where it differs; False when the head swap is lost."""
+        head = self.head
+        self.final_tree, self.new_root, self.committed, self.tag = self.remote_tree, head.root, None, head.tag
+        if _same_tree(self.target, self.remote_tree):
+            return True
+        dir_mtimes = {p: i.mtime_ns for p, i in self.snap.items.items() if i.type == DIR}
+        top, self.final_tree = write_listings(self.writer, self.target, self.remote_tree, self.share.host, dir_mtimes)
+        prev = (head.root, self.remote_root or self.repo.read_root(head.root)) if head.root else None
+        merged = (self.info.base,) if self.info.base is not None and not self.on_base else ()
+        self.new_root, self.committed = write_root(
+            self.writer, top, prev, self.share.host, self.share.now(), merged=merged)
+        self.repo.wait_uploads()
+        self.state.add_own_root(self.name, self.new_root)
         try:
-            tag = repo.swap_head(new_root, head.tag)
+            self.tag = self.repo.swap_head(self.new_root, head.tag)
         except SwapConflict:
             return False
+        return True
 
-    rows, removed = _state_rows(final_tree, base_tree, stats, known, sealed.stats, snap.taken_ns, applied)
-    _keep_base_for(applied.left_alone, rows, removed, base_tree, final_tree)
-    # Where a path was left alone the folder is not in step with the new head: keeping the old
-    # base makes the next pass merge with the head again (head == base would skip the merge).
-    unsettled = any(differs(base_tree.get(p), final_tree.get(p)) for p in applied.left_alone)
-    remember = _contents_outside(final_tree, base_tree, sealed.entries, stored, rows, removed)
-    if dirs is not None and _wrote_nothing(applied):
-        unsure = _unvouched(moved, known, final_tree, base_tree, stats, changes.to_read, rows, removed)
-        keep = {d: digest for d, digest in dirs.items() if d not in unsure}
-        seal = digest_of(keep)
-    else:
-        keep = seal = None  # the next pass compares the slow way, and vouches for what it finds unchanged
-    state.save(name, info.base if unsettled else new_root, tag, rows, removed, remember, seal, keep)
-    report.root, report.committed, report.conflicts = new_root, committed, conflicts
-    report.pushed = len(pushed) if committed else 0
-    report.pushed_bytes = sum(sealed.entries[p].size for p in pushed) if committed else 0
-    report.written, report.removed = applied.written, applied.removed
-    return True
+    def save(self) -> bool:
+        """The new base and the rows that changed, in the state; what the pass did, in the report."""
+        final, base, applied = self.final_tree, self.base_tree, self.applied
+        rows, removed = state_rows(
+            final, base, self.stats, self.last_seen, self.sealed.stats, self.snap.taken_ns, applied)
+        keep_base_for(applied.left_alone, rows, removed, base, final)
+        # Where a path was left alone the folder is not in step with the new head: keeping the old
+        # base makes the next pass merge with the head again (head == base would skip the merge).
+        unsettled = any(differs(base.get(p), final.get(p)) for p in applied.left_alone)
+        remember = contents_outside(final, base, self.sealed.entries, self.stored, rows, removed)
+        unsure = None  # the next pass compares the slow way, and vouches for what it finds unchanged
+        if self.vouch.can_vouch and _wrote_nothing(applied):
+            unsure = unvouched(self.moved, self.last_seen, final, base, self.stats, self.changes.to_read, rows, removed)
+        scan_dirs, scan_digest = self.vouch.to_save(unsure)
+        base_now = self.info.base if unsettled else self.new_root
+        self.state.save(self.name, base_now, self.tag, rows, removed, remember, scan_digest, scan_dirs)
+        self._report()
+        return True
+
+    def _report(self) -> None:
+        report, committed = self.report, self.committed
+        pushed = [p for p, e in self.sealed.entries.items() if not e.same_content(self.base_tree.get(p))]
+        report.root, report.committed, report.conflicts = self.new_root, committed, self.conflicts
+        report.pushed = len(pushed) if committed else 0
+        report.pushed_bytes = sum(self.sealed.entries[p].size for p in pushed) if committed else 0
+        report.written, report.removed = self.applied.written, self.applied.removed
 
 
 def _remove_stale_temps(share: Share, snap: Snapshot) -> None:
@@ -266,7 +298,7 @@ def _refuse_namesake(share: Share, base: bytes | None, head: bytes | None) -> No
             )
 
 
-def _local_tree(
+def _folder_tree(
     tree: dict[str, Entry], to_read: list[str], read: Mapping[str, Entry], base: Mapping[str, Entry]
 ) -> dict[str, Entry]:
     """The folder as entries: unread files keep their base entry; content equal to base keeps base's.
@@ -301,12 +333,12 @@ def _settling(snap: Snapshot, paths: list[str], settle_ns: int) -> list[str]:
     return [p for p in paths if snap.items[p].mtime_ns > fresh]
 
 
-def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tuple[dict[str, Local], dict[str, Local]]:
-    """(moved, known): what the files to read looked like when scanned, and when read.
+def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tuple[dict[str, Scanned], dict[str, Scanned]]:
+    """(moved, last_seen): what the files to read looked like when scanned, and when read.
 
     ``moved`` holds, as scanned, only the files to read that were not read
     with the stat they were scanned with (on a first sync, a copy of every
-    scanned file would be 5 MB more at the pass's peak). ``known`` is the
+    scanned file would raise the pass's peak memory). ``last_seen`` is the
     paths whose content the local tree describes, as they looked when it
     was learnt: the scan, with each file read replaced by the stat it was
     read with and each file left unread dropped; built in ``snap.items``
@@ -323,97 +355,12 @@ def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tu
             del items[path]
         elif item[1:4] != s:  # read as scanned, mostly: the scanned item says the same
             moved[path] = item
-            items[path] = Local(FILE, s.size, s.mtime_ns, s.ino, item.exec)
+            items[path] = Scanned(FILE, s.size, s.mtime_ns, s.ino, item.exec)
     return moved, items
-
-
-def _keep_base_for(paths, rows: dict, removed: list[str], base: Mapping[str, Entry], final) -> None:
-    """Paths the pass could not settle keep their old base rows, so the next pass merges them properly.
-
-    Their directories lose their bptr in the state, so the next remote tree
-    is fetched there rather than assumed from these rows.
-    """
-    for path in paths:
-        rows.pop(path, None)
-        if path in removed:
-            removed.remove(path)
-        parent = parent_of(path)
-        while parent:
-            entry = rows[parent][0] if parent in rows else final.get(parent) or base.get(parent)
-            if entry is not None:
-                rows[parent] = (entry.with_bptr(None), None)
-            parent = parent_of(parent)
 
 
 def _wrote_nothing(applied: Applied) -> bool:
     return not (applied.stats or applied.written or applied.removed or applied.left_alone)
-
-
-def vouched_dirs(state: State, name: str, info: ShareState) -> dict[str, bytes] | None:
-    """The directory digests the state vouches for, if its seal still holds them (and None if not)."""
-    if info.scan_digest is None:
-        return None
-    dirs = state.scan_dirs(name)
-    return dirs if digest_of(dirs) == info.scan_digest else None
-
-
-def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:
-    """The directories a pass must load: each whose digest moved, and each above one (their listings
-    name it); None when that is every directory, and the base is loaded whole."""
-    every = scanned.keys() | vouched.keys()
-    out = {""}
-    for d in every:
-        if scanned.get(d) != vouched.get(d):
-            while d not in out:
-                out.add(d)
-                d = parent_of(d)
-    return out if len(out) < len(every) else None
-
-
-def load_moved(
-    state: State, name: str, scanned: Mapping[str, bytes], dirs: set[str],
-) -> tuple[dict[str, Entry], dict[str, Stat], set[str]]:
-    """The base rows in ``dirs``, and in every base directory below them that the scan no longer
-    lists (a directory removed or retyped while no digest vouched for it: its rows go too).
-
-    Returns the rows, their stats and all the directories loaded.
-    """
-    tree, stats = state.load_dirs(name, dirs)
-    loaded = set(dirs)
-    gone = _gone_dirs(tree, scanned, loaded)
-    while gone:
-        more, more_stats = state.load_dirs(name, gone)
-        tree.update(more)
-        stats.update(more_stats)
-        loaded |= gone
-        gone = _gone_dirs(more, scanned, loaded)
-    return tree, stats, loaded
-
-
-def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str]) -> set[str]:
-    return {p for p, e in tree.items() if e.type == DIR and p not in scanned and p not in loaded}
-
-
-def _unvouched(
-    moved: Mapping[str, Local], known: Mapping[str, Local], final: Mapping[str, Entry],
-    base: Mapping[str, Entry], stats: Mapping[str, Stat], to_read: list[str],
-    rows: Mapping[str, tuple[Entry, Stat | None]], removed: list[str],
-) -> set[str]:
-    """The directories where ``compare`` would not find the folder, as scanned, unchanged against
-    the base this pass saves; each other directory's digest can vouch for it.
-
-    Only what the pass read or saved needs a look: every other path matched
-    its row unchanged at this pass's compare, and its row stays as it was.
-    ``moved`` holds, as scanned, the files to read that ``known`` has with
-    another stat or not at all (``_as_read``).
-    """
-    unsure = {parent_of(p) for p in removed if p in known or p in moved}
-    for path in itertools.chain(rows, (p for p in to_read if p not in rows)):  # each once: on a first sync, in both
-        entry, stat = rows[path] if path in rows else (base.get(path), stats.get(path))
-        item = moved.get(path) or known.get(path)
-        if item is None or entry is None or path not in final or not unchanged(item, entry, stat):
-            unsure.add(parent_of(path))
-    return unsure
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
@@ -424,75 +371,6 @@ def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:
         if other is None or (e != other if e.type != DIR else other.type != DIR):
             return False
     return True
-
-
-def _state_rows(
-    final: Mapping[str, Entry], base: Mapping[str, Entry], stats: Mapping[str, Stat],
-    known: Mapping[str, Local], read: Mapping[str, Stat], taken_ns: int, applied: Applied,
-) -> tuple[dict[str, tuple[Entry, Stat | None]], list[str]]:
-    """The state rows that differ from what the database holds.
-
-    A file's stat is remembered only when it belongs to content this pass
-    knows: written by it, or read (or found unchanged) by it. A file it did
-    not read keeps no stat, so the next pass reads it; a stat too fresh to
-    trust is not kept either.
-    """
-    rows = {}
-    racy = taken_ns - RACY_NS
-    for path in _row_candidates(final, base, known, read, applied):
-        entry, stat = final[path], None
-        if entry.type == FILE:
-            stat = applied.stats.get(path) or read.get(path)  # the very Stat objects: 50,000 on a first sync
-            if stat is None and path in known:
-                stat = Stat(*known[path][1:4])
-            if stat is not None and stat.mtime_ns >= racy:
-                stat = None
-        if base.get(path) != entry or stats.get(path) != stat:
-            rows[path] = (entry, stat)
-    removed = [p for p in base if p not in final]
-    return rows, removed
-
-
-def _row_candidates(
-    final: Mapping[str, Entry], base: Mapping[str, Entry], known: Mapping[str, Local], read: Iterable[str],
-    applied: Applied,
-) -> set[str]:
-    """The paths whose state row may change; every other row keeps its entry and its stat.
-
-    A row changes with its entry, or with its stat. A stat is new only for a
-    file this pass read or wrote, and is dropped for a path the scan did not
-    see; a file left unread was found by ``compare`` with the stat its row has.
-    """
-    return {*touched(final, base), *read, *applied.stats, *(final.keys() - known.keys())} & final.keys()
-
-
-def _contents_outside(
-    final: Mapping[str, Entry], base: Mapping[str, Entry], read: Mapping[str, Entry], stored: list[str],
-    rows: Mapping[str, tuple], removed: list[str],
-) -> list[tuple[str, int, bytes]]:
-    """Stored content the final tree does not hold, for the state's content index.
-
-    Content in the tree is found through the tree (``ContentIndex.add_tree``):
-    the index only needs what left it, or never made it in, so that a file
-    moved back, copied or restored later reuses its blocks. (For a first
-    sync of 50,000 files that is 50,000 rows not written.) ``stored`` are
-    the paths whose content this pass stored (``read`` has their entries);
-    nearly all of them still hold it, which settles those without a search.
-    """
-    left = [base[p] for p in (*rows, *removed) if p in base]
-    new = (read[p] for p in stored if not _holds(final.get(p), read[p].sha256))
-    candidates = [
-        (e.sha256, e.size, e.bptr) for e in itertools.chain(new, left) if e.type == FILE and e.bptr is not None
-    ]
-    if not candidates:
-        return []
-    wanted = {c[0] for c in candidates}  # a set lookup per entry is cheaper than collecting 50,000 hashes
-    held = {e.sha256 for e in final.values() if e.sha256 in wanted and e.type == FILE and e.bptr is not None}
-    return [c for c in candidates if c[0] not in held]
-
-
-def _holds(entry: Entry | None, sha256: str) -> bool:
-    return entry is not None and entry.type == FILE and entry.sha256 == sha256 and entry.bptr is not None
 
 
 def human_size(n: float) -> str:
@@ -507,7 +385,7 @@ def human_size(n: float) -> str:
 def restore_in_place(share: Share, prefix: str | None, at: datetime | None) -> Report:
     """Make the share equal an older root, as a new commit; then bring the folder along.
 
-    Local changes are committed first, so nothing is lost: every newer root
+    Scanned changes are committed first, so nothing is lost: every newer root
     stays in the history.
     """
     sync_share(share)

@@ -20,8 +20,7 @@ import os
 import stat
 from typing import Callable
 
-from fogsync.folder.scan import Local
-from fogsync.folder.state import Stat
+from fogsync.folder.scan import Scanned, Stat
 from fogsync.format.tree import DIR, name_of, parent_of
 
 
@@ -40,7 +39,6 @@ def present(folder: str, paths: list[str]) -> list[str]:
 
 _RENAME_NOREPLACE = 1  # linux/fs.h
 _NOREPLACE_REFUSED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # by the file system, or the kernel
-_no_noreplace: set[int] = set()  # st_dev of file systems that refused it
 
 
 @functools.cache
@@ -54,7 +52,22 @@ def _renameat2() -> Callable[..., int] | None:
     return rename
 
 
-def rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
+class NoReplace:
+    """``renameat2`` with ``RENAME_NOREPLACE`` (this C library's, unless given), and the file
+    systems (``st_dev``) that refused it: each is asked once."""
+
+    def __init__(self, renameat2: Callable[..., int] | None = None) -> None:
+        self._given = renameat2
+        self.refused_on: set[int] = set()
+
+    def function(self) -> Callable[..., int] | None:
+        return self._given if self._given is not None else _renameat2()
+
+
+_NO_REPLACE = NoReplace()
+
+
+def rename_new(dir_fd: int, tmp: str, name: str, dev: int, no_replace: NoReplace = _NO_REPLACE) -> None:
     """Rename ``tmp`` to ``name`` in directory ``dir_fd``, where the scan saw nothing;
     FileExistsError if something is there now.
 
@@ -62,20 +75,20 @@ def rename_new(dir_fd: int, tmp: str, name: str, dev: int) -> None:
     ``RENAME_NOREPLACE``, on ``dev``): a file the person saves at that path
     a moment before is never replaced. Elsewhere, a check, then the rename.
     """
-    rename = _renameat2()
-    if rename is not None and dev not in _no_noreplace:
+    rename = no_replace.function()
+    if rename is not None and dev not in no_replace.refused_on:
         if rename(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(name), _RENAME_NOREPLACE) == 0:
             return
         err = ctypes.get_errno()
         if err not in _NOREPLACE_REFUSED:
             raise OSError(err, os.strerror(err), name)  # EEXIST makes a FileExistsError
-        _no_noreplace.add(dev)
+        no_replace.refused_on.add(dev)
     if not unchanged(name, None, dir_fd):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
-def unchanged(path: str, item: Local | None, dir_fd: int | None = None) -> bool:
+def unchanged(path: str, item: Scanned | None, dir_fd: int | None = None) -> bool:
     """Whether the path (in ``dir_fd``, if given) still is what the scan saw (absent if it saw nothing)."""
     try:
         s = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
@@ -91,7 +104,7 @@ def unchanged(path: str, item: Local | None, dir_fd: int | None = None) -> bool:
 def real_parent(folder: str, path: str) -> bool:
     """Whether ``path``'s parent is the directory it names in the folder, not reached through a
     symlink: each directory from the folder down is one, or is not there yet (``makedirs`` makes
-    real ones). A few lstats: realpath, used before, resolved the folder's own path too (130 us)."""
+    real ones). A few lstats, not realpath, which would resolve the folder's own path too."""
     parent = parent_of(path)
     full = folder
     for name in parent.split("/") if parent else ():
@@ -114,7 +127,7 @@ def stat_id(path: str) -> tuple[int, int]:
 
 # Directories are opened only to name them in renames and stats: O_PATH needs no read permission.
 _DIR_OPEN = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
-_DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
+DIRS_OPEN_MAX = 64  # descriptors one batch keeps open; more, and they are closed and opened again
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # ELOOP: a symlink met with O_NOFOLLOW
 
 
@@ -125,13 +138,14 @@ class Dirs:
     A file is renamed in through the descriptor of its directory, and only
     if that is the very directory it was written in (same ``st_dev`` and
     ``st_ino``): a directory swapped for a symlink, or for another
-    directory, is never written into. One open per directory and batch,
-    where a check of every directory on the way, for every file, cost a
-    quarter of placing a first pull of 50,000 files.
+    directory, is never written into. One open per directory and batch:
+    a check of every directory on the way, for every file, was a good part
+    of placing a big first pull.
     """
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, open_max: int = DIRS_OPEN_MAX) -> None:
         self._folder = folder
+        self._open_max = open_max
         self._open: dict[str, tuple[int, tuple[int, int]] | None] = {}  # dir -> (fd, (st_dev, st_ino))
 
     def __enter__(self) -> "Dirs":
@@ -151,7 +165,7 @@ class Dirs:
         return None if found is None else found[0]
 
     def _held(self, parent: str) -> tuple[int, tuple[int, int]] | None:
-        if parent not in self._open and len(self._open) >= _DIRS_OPEN_MAX:
+        if parent not in self._open and len(self._open) >= self._open_max:
             self._close_all()
         return self._opened(parent)
 

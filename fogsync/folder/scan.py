@@ -28,7 +28,6 @@ from typing import Callable, Container, Iterator, Mapping, NamedTuple
 
 from fogsync.errors import LocalError
 from fogsync.folder.ignore import Ignore, temp_file
-from fogsync.folder.state import Stat
 from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
 
 # A file modified this close to the scan may change again within the same
@@ -41,7 +40,15 @@ _S_IFMT = 0o170000  # the file-type bits of st_mode
 _S_IFREG, _S_IFDIR, _S_IFLNK, _S_IXUSR = st.S_IFREG, st.S_IFDIR, st.S_IFLNK, st.S_IXUSR  # one lookup per path, not two
 
 
-class Local(NamedTuple):
+class Stat(NamedTuple):
+    """What a file's stat said when it was last in step; a change means it must be read again."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+
+
+class Scanned(NamedTuple):
     """A path as found in the folder (a tuple: tens of thousands are made per scan)."""
 
     type: str
@@ -56,14 +63,14 @@ class Local(NamedTuple):
         return Stat(self.size, self.mtime_ns, self.ino)
 
 
-# What a digest's bytes mean: another marshal or Python version, or another Local, is another fingerprint.
+# What a digest's bytes mean: another marshal or Python version, or another Scanned, is another fingerprint.
 _PYTHON = "%d.%d" % sys.version_info[:2]
-_DIGEST_FORMAT = f"fogsync scan digest 3; marshal 2; Python {_PYTHON}; {Local._fields}\n".encode()
+_DIGEST_FORMAT = f"fogsync scan digest 3; marshal 2; Python {_PYTHON}; {Scanned._fields}\n".encode()
 
 
 @dataclass
 class Snapshot:
-    items: dict[str, Local] = field(default_factory=dict)
+    items: dict[str, Scanned] = field(default_factory=dict)
     unreadable: set[str] = field(default_factory=set)  # keep base entries at and below these
     problems: list[str] = field(default_factory=list)
     taken_ns: int = 0
@@ -79,14 +86,14 @@ class Snapshot:
         in it, in the same order, with the same types, stats, exec bits and
         link targets: a base that one matched unchanged there, the other
         matches too (``sync`` loads only the directories whose digest moved).
-        None if part of the folder was unreadable. At C speed, nearly: 19 ms
-        for 51,364 paths in 1,365 directories.
+        None if part of the folder was unreadable. Hashed with ``marshal``
+        over whole directories, so it runs at nearly C speed.
         """
         if self.unreadable:
             return None
         out = {}
         for where, paths, items in self._by_dir():
-            # Names hold no NUL, a Local has a fixed number of fields, and marshal says its own
+            # Names hold no NUL, a Scanned has a fixed number of fields, and marshal says its own
             # length: the bytes parse one way only.
             h = hashlib.sha256(where.encode() + b"\0%d\0" % len(paths))
             h.update("\0".join(paths).encode())
@@ -103,7 +110,7 @@ class Snapshot:
                 part.listed.append((where, len(paths)))
         return part
 
-    def _by_dir(self) -> Iterator[tuple[str, list[str], list[Local]]]:
+    def _by_dir(self) -> Iterator[tuple[str, list[str], list[Scanned]]]:
         """Each directory with its entries' paths and items, in scan order.
 
         By ``listed`` when it accounts for every item, as it does for a scan
@@ -114,7 +121,7 @@ class Snapshot:
             for where, n in self.listed:
                 yield where, list(itertools.islice(paths, n)), list(itertools.islice(items, n))
             return
-        groups: dict[str, tuple[list[str], list[Local]]] = {"": ([], [])}
+        groups: dict[str, tuple[list[str], list[Scanned]]] = {"": ([], [])}
         for path, item in self.items.items():
             group = groups.setdefault(path[: max(path.rfind("/"), 0)], ([], []))
             group[0].append(path)
@@ -123,13 +130,6 @@ class Snapshot:
                 groups.setdefault(path, ([], []))
         for where, (paths, items) in groups.items():
             yield where, paths, items
-
-    def trusted_stat(self, path: str) -> Stat | None:
-        """The stat to remember for a path, or None if it is too fresh to trust."""
-        item = self.items.get(path)
-        if item is None or item.mtime_ns >= self.taken_ns - RACY_NS:
-            return None
-        return item.stat
 
 
 def digest_of(dirs: Mapping[str, bytes]) -> str:
@@ -149,7 +149,7 @@ def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -
 
     Each directory is listed through a file descriptor where the platform
     allows, so each entry's lstat is an fstatat on its name rather than a
-    walk of its whole path (51,364 paths: 0.163 -> 0.142 s), and a
+    walk of its whole path, and a
     directory below the folder that became a symlink is not followed.
     """
     if not os.path.isdir(folder):
@@ -214,9 +214,9 @@ def _add_entries(
                 snap.stale_temps.append(path)
             continue
         if kind == _S_IFREG:
-            items[path] = Local(FILE, s.st_size, s.st_mtime_ns, s.st_ino, bool(s.st_mode & _S_IXUSR))
+            items[path] = Scanned(FILE, s.st_size, s.st_mtime_ns, s.st_ino, bool(s.st_mode & _S_IXUSR))
         elif kind == _S_IFDIR:
-            items[path] = Local(DIR, 0, s.st_mtime_ns, s.st_ino)
+            items[path] = Scanned(DIR, 0, s.st_mtime_ns, s.st_ino)
             stack.append(path)
         elif kind == _S_IFLNK:
             item = _symlink(de, path, s, snap, dir_fd)
@@ -235,10 +235,10 @@ def _valid_name(snap: Snapshot, path: str) -> bool:
         return False
 
 
-def _symlink(de: os.DirEntry, path: str, s: os.stat_result, snap: Snapshot, dir_fd: int | None) -> Local | None:
+def _symlink(de: os.DirEntry, path: str, s: os.stat_result, snap: Snapshot, dir_fd: int | None) -> Scanned | None:
     try:
         target = os.readlink(de.name, dir_fd=dir_fd) if dir_fd is not None else os.readlink(de.path)
-        return Local(SYMLINK, len(target.encode("utf-8")), s.st_mtime_ns, s.st_ino, target=target)
+        return Scanned(SYMLINK, len(target.encode("utf-8")), s.st_mtime_ns, s.st_ino, target=target)
     except UnicodeEncodeError:
         snap.problems.append(f"skipped symlink {path!r}: its target is not valid UTF-8")
     except OSError as e:
@@ -265,7 +265,7 @@ def compare(snap: Snapshot, base: Mapping[str, Entry], stats: Mapping[str, Stat]
     to_read: list[str] = []
     for path, item in snap.items.items():
         old = base.get(path)
-        if old is not None and unchanged(item, old, stats.get(path)):
+        if old is not None and matches_base(item, old, stats.get(path)):
             tree[path] = old
         elif item.type == FILE:
             to_read.append(path)
@@ -279,7 +279,7 @@ def compare(snap: Snapshot, base: Mapping[str, Entry], stats: Mapping[str, Stat]
     return Changes(tree, to_read)
 
 
-def unchanged(item: Local, entry: Entry, stat: Stat | None) -> bool:
+def matches_base(item: Scanned, entry: Entry, stat: Stat | None) -> bool:
     """Whether a path as scanned still is the base entry (with its recorded stat), unread."""
     if item.type == FILE:
         # item[1:4] is (size, mtime_ns, ino) as a plain tuple: equal to a Stat, and cheaper than building one

@@ -27,9 +27,10 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping
 
 from fogsync.errors import LocalError
+from fogsync.folder.scan import Stat
 from fogsync.format.tree import Entry
 from fogsync.platform.private import private_dir, private_file
 
@@ -81,17 +82,9 @@ END;
 OWN_ROOTS_KEPT = 1000
 
 
-class Stat(NamedTuple):
-    """What a file's stat said when it was last in step; a change means it must be read again."""
-
-    size: int
-    mtime_ns: int
-    ino: int
-
-
 def stat_of(entry: Entry, size: int, mtime_ns: int, ino: int) -> Stat:
     """A file's Stat, sharing its entry's int objects where they agree, as they do unless it
-    changed: 3 MB less for 50,000 files."""
+    changed: one int object per field and file, not two."""
     return Stat(entry.size if size == entry.size else size, entry.mtime if mtime_ns == entry.mtime else mtime_ns, ino)
 
 
@@ -114,9 +107,8 @@ class State:
             private_file(path + extra, create=False)
         try:
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-            # A new database only (an existing one keeps its pages): saving a first sync's 51,364
-            # rows took 0.37 s with 4 KiB pages, 0.30 s with 16 KiB; loading them, and a one-row
-            # save, the same.
+            # A new database only (an existing one keeps its pages): bigger pages save a first
+            # sync's rows faster, and cost nothing in loading them or in a one-row save.
             self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -153,7 +145,7 @@ class State:
                     " st_size, st_mtime, st_ino FROM entry WHERE share=?" + where,
                     args,
                 )
-                # Row by row, not fetchall: 50,000 rows held at once were 8 MB more at the peak.
+                # Row by row, not fetchall: every row held at once as a tuple would raise the peak memory.
                 for path, kind, mtime, host, size, bptr, sha, ex, target, extra, s_size, s_mtime, s_ino in rows:
                     tree[path] = entry = Entry(same(kind, kind), mtime, same(host, host), size, bptr, sha, ex == 1,
                                                target, _thaw(extra) if extra else ())

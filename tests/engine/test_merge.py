@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fogsync.engine.merge import Conflict, changed_paths, conflict_name, merge
+from fogsync.engine.merge import Conflict, conflict_name, merge
 from fogsync.format.tree import DIR, FILE, SYMLINK, Entry, parent_of
 
 NOW = datetime(2026, 11, 21, 23, 34, 56, tzinfo=timezone.utc)
@@ -389,13 +389,6 @@ def test_merge_is_deterministic_regardless_of_dict_order():
     assert forward == backward
     assert list(forward.tree) == list(backward.tree) == sorted(forward.tree)
     assert [c.path for c in forward.conflicts] == ["a/x.txt", "b", "n"]
-
-
-def test_changed_paths():
-    base = {"a": file("a"), "b": file("b"), "d": folder()}
-    side = {"a": file("a", host="other", mtime=5), "b": file("b2"), "d": folder(mtime=9), "c": file("c")}
-    assert changed_paths(base, side) == {"b", "c"}
-    assert changed_paths(base, {}) == {"a", "b", "d"}
 
 
 # --- properties over random trees ---------------------------------------------------------

@@ -5,29 +5,26 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import MTIME, TAMPERED, flip_last_block, stored, temporary_files
+from helpers import (
+    MTIME,
+    TAMPERED,
+    files_limited_to,
+    flip_last_block,
+    stored,
+    temporary_files,
+)
 
-from fogsync.engine import prepare, pull
+from fogsync.engine import pull
 from fogsync.errors import IntegrityError, LocalError
-from fogsync.folder import guarded as folder_mod
 from fogsync.format.tree import FILE, Entry
 
 
-def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_path, monkeypatch):
+def test_a_failed_write_in_a_batch_leaves_no_temporary_file_behind(repo, tmp_path):
     target = {f"f{i}.txt": stored(repo, f"file {i}".encode()) for i in range(5)}
+    target["f2.txt"] = stored(repo, os.urandom(100_000))  # the one write the full disk refuses
     folder = tmp_path / "folder"
     folder.mkdir()
-    real = prepare._write_checked
-    calls = []
-
-    def third_fails(tmp, chunks, entry):
-        calls.append(tmp)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-        real(tmp, chunks, entry)
-
-    monkeypatch.setattr(prepare, "_write_checked", third_fails)
-    with pytest.raises(LocalError, match="No space left on device"):
+    with files_limited_to(50_000), pytest.raises(LocalError, match="cannot write .*f2.txt: File too large"):
         pull.apply(repo, str(folder), {}, {}, target)
     assert os.listdir(folder) == []  # the batch is renamed into place only once all of it is written
 
@@ -68,12 +65,12 @@ def mixed_target(repo) -> dict[str, Entry]:
 
 
 def test_apply_in_worker_processes_writes_what_threads_write(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DURABLE_BATCH", 7)  # several batches, the last one short
     target = mixed_target(repo)
     applied = {}
     for name, processes_min in (("threads", 10**9), ("processes", 1)):
         (tmp_path / name).mkdir()
-        applied[name] = pull.apply(repo, str(tmp_path / name), {}, {}, target, processes_min=processes_min)
+        applied[name] = pull.apply(
+            repo, str(tmp_path / name), {}, {}, target, processes_min=processes_min, batch=7)  # the last one short
     a, b = tmp_path / "threads", tmp_path / "processes"
     assert applied["threads"].written == applied["processes"].written == len(target)
     assert not applied["processes"].skipped and set(applied["processes"].stats) == set(applied["threads"].stats)
@@ -86,32 +83,29 @@ def test_apply_in_worker_processes_writes_what_threads_write(repo, tmp_path, mon
 
 
 def test_a_tampered_file_fails_apply_in_worker_processes_and_leaves_no_temporary_file(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DURABLE_BATCH", 5)
     target = mixed_target(repo)
     flip_last_block(repo, target["d/f020.txt"])
     folder = tmp_path / "folder"
     folder.mkdir()
-    with pytest.raises(IntegrityError, match=TAMPERED):
-        pull.apply(repo, str(folder), {}, {}, target, processes_min=1)
+    with pytest.raises(IntegrityError, match=f"{folder / 'd' / 'f020.txt'}: .*{TAMPERED}"):
+        pull.apply(repo, str(folder), {}, {}, target, processes_min=1, batch=5)
     assert temporary_files(folder) == []
     assert not (folder / "d" / "f020.txt").exists()
 
 
 def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their_files(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(pull, "_DURABLE_BATCH", 3)
-    real, calls = pull._make_durable, []
+    calls = []
 
     def second_fails(folder, temps):
         calls.append(temps)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        real(folder, temps)
+        pull.make_durable(folder, temps)
 
-    monkeypatch.setattr(pull, "_make_durable", second_fails)
     folder = tmp_path / "folder"
     folder.mkdir()
     with pytest.raises(LocalError, match="No space left on device"):
-        pull.apply(repo, str(folder), {}, {}, mixed_target(repo), processes_min=1)
+        pull.apply(repo, str(folder), {}, {}, mixed_target(repo), processes_min=1, batch=3, durable=second_fails)
     assert len(calls) == 2 and temporary_files(folder) == []  # the first batch is in place; nothing else is left
     # Which three files made the first batch depends on which finished first (they may not all be in d/).
     placed = [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names]
@@ -119,45 +113,33 @@ def test_a_batch_that_cannot_be_made_durable_stops_the_workers_and_removes_their
     assert sorted(map(os.path.dirname, placed)) == sorted(map(os.path.dirname, calls[0]))
 
 
-def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp_path, monkeypatch):
+def test_a_file_the_person_saves_at_a_new_path_during_the_pull_is_kept(repo, tmp_path):
     target = {"d": Entry("dir", MTIME, "h"), "d/report.txt": stored(repo, b"from the other host")}
     folder = tmp_path / "folder"
     folder.mkdir()
     path = folder / "d" / "report.txt"
-    saved = []
 
-    def save_first(rename):
-        def renaming(*args, **kwargs):
-            dest = args[3] if len(args) == 5 else args[1]  # renameat2(dirfd, old, dirfd, new, flags) or replace(old, new)
-            if not saved and os.fsdecode(dest) == path.name:
-                saved.append(True)
-                path.write_text("the person's own")  # saved right before fogsync's rename, after every check
-            return rename(*args, **kwargs)
-        return renaming
+    def then_the_person_saves(where, temps):
+        pull.make_durable(where, temps)
+        path.write_text("the person's own")  # saved right before fogsync's rename, after every check
 
-    real_renameat2 = folder_mod._renameat2()
-    monkeypatch.setattr(folder_mod, "_renameat2", lambda: real_renameat2 and save_first(real_renameat2))
-    monkeypatch.setattr(pull.os, "replace", save_first(os.replace))
-    applied = pull.apply(repo, str(folder), {}, {}, target)
-    assert saved and applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
+    applied = pull.apply(repo, str(folder), {}, {}, target, durable=then_the_person_saves)
+    assert applied.skipped == ["d/report.txt"]  # the pass starts again, and the merge sees both
     assert path.read_text() == "the person's own"
     assert temporary_files(folder) == []
 
 
-def test_a_directory_replaced_by_another_after_the_write_gets_nothing_renamed_in(repo, tmp_path, monkeypatch):
+def test_a_directory_replaced_by_another_after_the_write_gets_nothing_renamed_in(repo, tmp_path):
     target = {"d": Entry("dir", MTIME, "h"), "d/f.txt": stored(repo, b"from the store")}
     folder = tmp_path / "folder"
     folder.mkdir()
-    real = pull._with_stat
 
-    def then_replace_the_directory(tmp, dest):
-        written = real(tmp, dest)  # written and checked to be in the folder's own d
+    def then_replace_the_directory(where, temps):
+        pull.make_durable(where, temps)  # written and checked to be in the folder's own d
         os.rename(folder / "d", folder / "d-moved")
         os.mkdir(folder / "d")  # then another directory takes its name: another inode
-        return written
 
-    monkeypatch.setattr(pull, "_with_stat", then_replace_the_directory)
-    applied = pull.apply(repo, str(folder), {}, {}, target)
+    applied = pull.apply(repo, str(folder), {}, {}, target, durable=then_replace_the_directory)
     assert applied.skipped == ["d/f.txt"] and os.listdir(folder / "d") == []
     assert [n for n in os.listdir(folder / "d-moved") if not n.startswith(".fogsync-tmp")] == []
 

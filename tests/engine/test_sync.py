@@ -9,6 +9,7 @@ and the refusal of two hosts with one name.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import os
@@ -27,7 +28,6 @@ from fogsync.engine import sync as syncmod
 from fogsync.engine.check import check_share
 from fogsync.engine.sync import restore_in_place, sync_share
 from fogsync.errors import ConfigError, FogsyncError
-from fogsync.folder import guarded as folder
 from fogsync.folder.state import State
 from fogsync.format.tree import DIR, FILE
 from fogsync.store import open_store
@@ -474,21 +474,17 @@ def test_a_file_saved_right_after_fogsync_renames_its_own_in_is_pushed(two, monk
     laptop.write(path, "v2 from laptop\n")
     laptop.sync_here()
     saved = []
+    original = pull.stat_of
+    pulled = hashlib.sha256(b"v2 from laptop\n").hexdigest()
 
-    def then_save(rename):
-        def renaming(*args, **kwargs):
-            done = rename(*args, **kwargs)
-            dest = args[3] if len(args) == 5 else args[1]  # renameat2(dirfd, old, dirfd, new, flags) or replace
-            if not saved and os.path.basename(os.fsdecode(dest)) == path:
-                saved.append(True)
-                desktop.write(path, "copied in right after\n")  # before fogsync records what it wrote,
-                os.utime(desktop.path(path), ns=(10**18, 10**18))  # keeping its old mtime (cp -p, an archive)
-            return done
-        return renaming
+    def then_save(entry, *stat):  # what pull records right after its rename, from the stat it wrote
+        if not saved and entry.sha256 == pulled:
+            saved.append(True)
+            desktop.write(path, "copied in right after\n")  # before fogsync records what it wrote,
+            os.utime(desktop.path(path), ns=(10**18, 10**18))  # keeping its old mtime (cp -p, an archive)
+        return original(entry, *stat)
 
-    real_renameat2 = folder._renameat2()
-    monkeypatch.setattr(folder, "_renameat2", lambda: real_renameat2 and then_save(real_renameat2))
-    monkeypatch.setattr(pull.os, "replace", then_save(os.replace))
+    monkeypatch.setattr(pull, "stat_of", then_save)
     desktop.sync_here()
     monkeypatch.undo()
     assert saved and desktop.read(path) == b"copied in right after\n"
@@ -553,17 +549,17 @@ def test_a_conflict_copy_whose_source_changed_is_fetched_once_uploaded(two, monk
 
     repo.close()  # the upload pool is made again, on the slow store
     repo.store = SlowPuts()
-    original = prepare._write_content
+    original = pull.prepare
     changed = []
 
-    def write_content(repo_, tmp, entry, source, *args):
+    def prepare(repo_, dest, entry, source=None):
         if source is not None and not changed:
             changed.append(source)
             with open(source, "w") as f:
                 f.write("desktop's, saved again\n")  # the local source no longer holds that content
-        return original(repo_, tmp, entry, source, *args)
+        return original(repo_, dest, entry, source)
 
-    monkeypatch.setattr(prepare, "_write_content", write_content)
+    monkeypatch.setattr(pull, "prepare", prepare)
     desktop.sync_here()
     monkeypatch.undo()
     repo.store = inner
@@ -607,15 +603,15 @@ def test_a_symlink_repointed_during_the_pass_is_never_written_through(two, tmp_p
     laptop.remove("d")
     laptop.write("d/new.txt", "d is a directory now\n")
     laptop.sync_here()
-    original = pull._remove_all
+    original = syncmod.apply
 
-    def remove_all(folder, known, paths, out):
+    def apply(*args, **kwargs):
         link = desktop.path("d")
         os.unlink(link)
-        os.symlink(str(outside), link)  # the person re-points the link, right before fogsync removes it
-        return original(folder, known, paths, out)
+        os.symlink(str(outside), link)  # the person re-points the link, after the scan, before fogsync removes it
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(pull, "_remove_all", remove_all)
+    monkeypatch.setattr(syncmod, "apply", apply)
     with pytest.raises(FogsyncError):
         desktop.sync_here()  # the link changes under every attempt: the pass gives up...
     assert list(outside.iterdir()) == []  # ...and never writes through it
@@ -877,27 +873,26 @@ def test_a_file_that_cannot_be_read_is_retried_not_forgotten(two, monkeypatch):
 
 
 @pytest.mark.parametrize("size", [3000, 5 << 20], ids=["small", "chunked"])
-def test_a_full_store_fails_the_pass_in_one_error_and_the_next_pass_catches_up(hosts, tmp_path, monkeypatch, size):
+def test_a_full_store_fails_the_pass_in_one_error_and_the_next_pass_catches_up(hosts, tmp_path, size):
     from fogsync.errors import StoreError
-    from fogsync.platform import fsync
+    from fogsync.repo.repository import Repo
+    from fogsync.store.faulty import FaultyStore
+    from fogsync.store.local import LocalStore
 
     laptop, desktop = hosts("laptop", str(tmp_path / "store")), hosts("desktop", str(tmp_path / "store"))
     laptop.write("a.txt", "first")
     laptop.sync_here()
     laptop.write("big.bin", os.urandom(size))
-    real = fsync.write_all
-    calls = []
-
-    def full(fd, data):
-        calls.append(len(data))
-        if len(calls) > 2:
-            raise OSError(28, "No space left on device")
-        real(fd, data)
-
-    monkeypatch.setattr(fsync, "write_all", full)
-    with pytest.raises(StoreError, match="store is full: .*blocks"):
-        laptop.sync_here()
-    monkeypatch.setattr(fsync, "write_all", real)
+    share = laptop.share()
+    store = FaultyStore(LocalStore(str(tmp_path / "store")))
+    full = dataclasses.replace(share, repo=Repo(store, share.repo.keys, share.name, share.repo.spool_dir))
+    store.fail_on("put", lambda key: StoreError(f"store is full: {key}"), times=None, key_contains="/blocks/")
+    try:
+        with pytest.raises(StoreError, match="store is full: .*blocks"):
+            sync_share(full)
+    finally:
+        full.repo.close()
+    assert store.failed
     desktop.sync_here()
     assert desktop.tree() == {"a.txt": ("file", b"first", False)}  # the head did not move
     laptop.sync_here()

@@ -35,7 +35,7 @@ def test_a_new_path_is_renamed_into_place_only_while_nothing_is_there(tmp_path, 
         assert target.read_text() == "the person's" if theirs == "file" else os.readlink(target) == "nowhere"
 
 
-def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, dir_fd, monkeypatch):
+def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_path, dir_fd):
     import ctypes
     import errno
 
@@ -46,15 +46,14 @@ def test_where_the_file_system_refuses_noreplace_a_check_then_a_rename_does(tmp_
         ctypes.set_errno(errno.EINVAL)
         return -1
 
-    monkeypatch.setattr(folder, "_renameat2", lambda: refusing)
-    monkeypatch.setattr(folder, "_no_noreplace", set())
+    refused = folder.NoReplace(refusing)
     dev = os.stat(tmp_path).st_dev
     (tmp_path / "t1").write_text("ours")
-    folder.rename_new(dir_fd, "t1", "a.txt", dev)
+    folder.rename_new(dir_fd, "t1", "a.txt", dev, refused)
     assert (tmp_path / "a.txt").read_text() == "ours" and len(calls) == 1
     (tmp_path / "t2").write_text("ours")
     with pytest.raises(FileExistsError):
-        folder.rename_new(dir_fd, "t2", "a.txt", dev)
+        folder.rename_new(dir_fd, "t2", "a.txt", dev, refused)
     assert len(calls) == 1  # refused once: that file system is not asked again
 
 
@@ -103,15 +102,14 @@ def test_a_share_folder_that_is_a_symlink_is_opened_through_it(tmp_path):
     assert folder.stat_id(str(tmp_path / "folder")) == (s.st_dev, s.st_ino)
 
 
-def test_few_descriptors_are_held_however_many_directories(tmp_path, monkeypatch):
-    monkeypatch.setattr(folder, "_DIRS_OPEN_MAX", 3)
+def test_few_descriptors_are_held_however_many_directories(tmp_path):
     ids = []
     for i in range(6):
         (tmp_path / f"d{i}" / "e").mkdir(parents=True)
         s = os.stat(tmp_path / f"d{i}" / "e")
         ids.append((s.st_dev, s.st_ino))
     before = len(os.listdir("/proc/self/fd"))
-    with folder.Dirs(str(tmp_path)) as dirs:
+    with folder.Dirs(str(tmp_path), open_max=3) as dirs:
         for i, written_in in enumerate(ids):
             fd = dirs.fd(f"d{i}/e", written_in)
             assert fd is not None and os.fstat(fd).st_ino == written_in[1]

@@ -10,15 +10,14 @@ from fogsync.errors import LocalError
 from fogsync.folder import scan as scanmod
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import (
-    RACY_NS,
     STALE_TEMP_NS,
-    Local,
+    Scanned,
     Snapshot,
+    Stat,
     at_or_below,
     compare,
     scan,
 )
-from fogsync.folder.state import Stat
 from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
 
 T = 1_700_000_000_123_456_789
@@ -165,34 +164,10 @@ def test_unreadable_top_keeps_the_whole_base(tmp_path, monkeypatch):
     assert compare(snap, base, {}, "me").tree == base
 
 
-def test_racy_stat_rule():
-    snap = Snapshot(taken_ns=NOW)
-    snap.items = {
-        "old": Local(FILE, 1, NOW - RACY_NS - 1, 7),
-        "edge": Local(FILE, 1, NOW - RACY_NS, 8),
-        "fresh": Local(FILE, 1, NOW - 5, 9),
-        "future": Local(FILE, 1, NOW + 10**9, 10),
-    }
-    assert snap.trusted_stat("old") == Stat(1, NOW - RACY_NS - 1, 7)
-    assert snap.trusted_stat("edge") is None
-    assert snap.trusted_stat("fresh") is None
-    assert snap.trusted_stat("future") is None
-    assert snap.trusted_stat("absent") is None
-
-
-def test_racy_rule_on_a_real_scan(tmp_path):
-    (tmp_path / "old").write_text("o")
-    os.utime(tmp_path / "old", ns=(T, T))
-    (tmp_path / "new").write_text("n")  # mtime: now
-    snap = scan(str(tmp_path), Ignore())
-    assert snap.trusted_stat("old") == snap.items["old"].stat
-    assert snap.trusted_stat("new") is None
-
-
 # --- compare --------------------------------------------------------------------------------
 
 
-def _snap(**items: Local) -> Snapshot:
+def _snap(**items: Scanned) -> Snapshot:
     s = Snapshot(taken_ns=NOW)
     s.items = dict(items)
     return s
@@ -200,7 +175,7 @@ def _snap(**items: Local) -> Snapshot:
 
 def test_compare_unchanged_file_keeps_its_base_entry_unread():
     old = Entry(FILE, T, "other", 5, bytes(48), SHA)
-    snap = _snap(f=Local(FILE, 5, T, 3))
+    snap = _snap(f=Scanned(FILE, 5, T, 3))
     ch = compare(snap, {"f": old}, {"f": Stat(5, T, 3)}, "me")
     assert ch.tree == {"f": old} and ch.to_read == []
 
@@ -208,11 +183,11 @@ def test_compare_unchanged_file_keeps_its_base_entry_unread():
 @pytest.mark.parametrize(
     "local,stat",
     [
-        (Local(FILE, 6, T, 3), Stat(5, T, 3)),  # size
-        (Local(FILE, 5, T + 1, 3), Stat(5, T, 3)),  # mtime
-        (Local(FILE, 5, T, 4), Stat(5, T, 3)),  # inode (replaced by rename)
-        (Local(FILE, 5, T, 3, exec=True), Stat(5, T, 3)),  # exec bit
-        (Local(FILE, 5, T, 3), None),  # no trusted stat recorded
+        (Scanned(FILE, 6, T, 3), Stat(5, T, 3)),  # size
+        (Scanned(FILE, 5, T + 1, 3), Stat(5, T, 3)),  # mtime
+        (Scanned(FILE, 5, T, 4), Stat(5, T, 3)),  # inode (replaced by rename)
+        (Scanned(FILE, 5, T, 3, exec=True), Stat(5, T, 3)),  # exec bit
+        (Scanned(FILE, 5, T, 3), None),  # no trusted stat recorded
     ],
 )
 def test_compare_changed_file_must_be_read(local, stat):
@@ -223,27 +198,27 @@ def test_compare_changed_file_must_be_read(local, stat):
 
 
 def test_compare_new_file_and_type_change():
-    ch = compare(_snap(f=Local(FILE, 1, T, 1), d=Local(FILE, 1, T, 2)), {"d": Entry(DIR, 1, "h")},
+    ch = compare(_snap(f=Scanned(FILE, 1, T, 1), d=Scanned(FILE, 1, T, 2)), {"d": Entry(DIR, 1, "h")},
                  {"d": Stat(1, T, 2)}, "me")
     assert sorted(ch.to_read) == ["d", "f"]
 
 
 def test_compare_symlinks():
     old = Entry(SYMLINK, 1, "other", 1, target="a")
-    same = compare(_snap(l=Local(SYMLINK, 1, T, 5, target="a")), {"l": old}, {}, "me")
+    same = compare(_snap(l=Scanned(SYMLINK, 1, T, 5, target="a")), {"l": old}, {}, "me")
     assert same.tree["l"] is old
-    moved = compare(_snap(l=Local(SYMLINK, 1, T, 5, target="b")), {"l": old}, {}, "me")
+    moved = compare(_snap(l=Scanned(SYMLINK, 1, T, 5, target="b")), {"l": old}, {}, "me")
     assert moved.tree["l"] == Entry(SYMLINK, T, "me", 1, target="b")
-    new = compare(_snap(l=Local(SYMLINK, 2, T, 5, target="ü")), {}, {}, "me")
+    new = compare(_snap(l=Scanned(SYMLINK, 2, T, 5, target="ü")), {}, {}, "me")
     assert new.tree["l"] == Entry(SYMLINK, T, "me", 2, target="ü")
 
 
 def test_compare_dirs():
     old = Entry(DIR, 1, "other", 40, bytes(48), SHA)
-    ch = compare(_snap(d=Local(DIR, 0, T, 1), n=Local(DIR, 0, T + 1, 2)), {"d": old}, {}, "me")
+    ch = compare(_snap(d=Scanned(DIR, 0, T, 1), n=Scanned(DIR, 0, T + 1, 2)), {"d": old}, {}, "me")
     assert ch.tree["d"] is old
     assert ch.tree["n"] == Entry(DIR, T + 1, "me")
-    replaced = compare(_snap(d=Local(DIR, 0, T, 1)), {"d": Entry(FILE, 1, "h", 1, bytes(48), SHA)}, {}, "me")
+    replaced = compare(_snap(d=Scanned(DIR, 0, T, 1)), {"d": Entry(FILE, 1, "h", 1, bytes(48), SHA)}, {}, "me")
     assert replaced.tree["d"] == Entry(DIR, T, "me")
 
 
@@ -324,20 +299,20 @@ def test_digest_changes_with_what_compare_looks_at(tmp_path, change):
 @pytest.mark.parametrize(
     "other",
     [
-        {"f": Local(FILE, 5, T, 3, exec=True), "d": Local(DIR, 0, T, 4)},
-        {"f": Local(FILE, 5, T, 4), "d": Local(DIR, 0, T, 4)},
-        {"f": Local(FILE, 5, T + 1, 3), "d": Local(DIR, 0, T, 4)},
-        {"f": Local(FILE, 6, T, 3), "d": Local(DIR, 0, T, 4)},
-        {"f": Local(SYMLINK, 5, T, 3, target="abcde"), "d": Local(DIR, 0, T, 4)},
-        {"f": Local(FILE, 5, T, 3), "e": Local(DIR, 0, T, 4)},
-        {"f": Local(FILE, 5, T, 3)},
-        {"f\0d": Local(FILE, 5, T, 3)},
+        {"f": Scanned(FILE, 5, T, 3, exec=True), "d": Scanned(DIR, 0, T, 4)},
+        {"f": Scanned(FILE, 5, T, 4), "d": Scanned(DIR, 0, T, 4)},
+        {"f": Scanned(FILE, 5, T + 1, 3), "d": Scanned(DIR, 0, T, 4)},
+        {"f": Scanned(FILE, 6, T, 3), "d": Scanned(DIR, 0, T, 4)},
+        {"f": Scanned(SYMLINK, 5, T, 3, target="abcde"), "d": Scanned(DIR, 0, T, 4)},
+        {"f": Scanned(FILE, 5, T, 3), "e": Scanned(DIR, 0, T, 4)},
+        {"f": Scanned(FILE, 5, T, 3)},
+        {"f\0d": Scanned(FILE, 5, T, 3)},
     ],
 )
 def test_digest_of_any_other_snapshot_differs(other):
-    one = _snap(f=Local(FILE, 5, T, 3), d=Local(DIR, 0, T, 4))
+    one = _snap(f=Scanned(FILE, 5, T, 3), d=Scanned(DIR, 0, T, 4))
     assert _digest(_snap(**other)) != _digest(one)
-    assert _digest(_snap(f=Local(FILE, 5, T, 3), d=Local(DIR, 0, T, 4))) == _digest(one)
+    assert _digest(_snap(f=Scanned(FILE, 5, T, 3), d=Scanned(DIR, 0, T, 4))) == _digest(one)
 
 
 def test_no_digest_for_a_scan_that_could_not_read_everything(tmp_path, monkeypatch):

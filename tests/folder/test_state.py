@@ -8,7 +8,8 @@ from typing import Mapping
 
 import pytest
 
-from fogsync.folder.state import PAGE_SIZE, ShareState, Stat, State, stat_of
+from fogsync.folder.scan import Stat
+from fogsync.folder.state import PAGE_SIZE, ShareState, State, stat_of
 from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
 
 B1, B2 = bytes([1]) * 48, bytes([2]) * 48
@@ -159,8 +160,6 @@ def test_two_handles_on_one_file(tmp_path):
 def test_own_roots(db, monkeypatch):
     from fogsync.folder import state as statemod
 
-    if not hasattr(State, "add_own_root"):
-        pytest.skip("no own-root tracking in this version")
     db.ensure_share("s", "id1")
     db.ensure_share("t", "id9")
     refs = [bytes([i]) * 48 for i in range(1, 6)]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -47,6 +48,19 @@ def test_a_broken_pool_hands_back_what_is_unanswered():
     assert all(r == i + 100 for i, r in answered.items())
     assert 13 not in answered and 12 not in answered  # the crashed batch is unanswered
     assert answered.keys() == set(range(len(answered)))  # a prefix: the rest comes back for the caller
+
+
+def test_a_batch_answered_just_before_the_pool_broke_is_not_lost():
+    # The consumer dawdles while the worker answers 8-11 and dies on 12-15: the next send then finds
+    # the pool broken, and the answers for 8-11 must still come out.
+    items = list(range(40))
+    out = []
+    for i, r in map_in_processes(_die_on_13, items, _init, (100,), workers=1, batch=4):
+        out.append((i, r))
+        if i == 4:
+            time.sleep(2)
+    assert [i for i, _ in out] == items
+    assert {i for i, r in out if r is not None} >= set(range(12))
 
 
 def test_worker_processes_are_worth_it_only_for_enough_items_and_cores(monkeypatch):

@@ -1,0 +1,145 @@
+"""Vouch: a pass on its base looks only where the folder moved.
+
+This module adds the directory-digest shortcut of a pass (and of
+``status``). The state vouches for each directory whose entries a pass
+found unchanged against the base, by the digest of its scan
+(``Snapshot.dir_digests``), sealed by one digest of them all. A later scan
+whose digests all match needs no comparing; otherwise only the directories
+whose digest moved, and those above them (their listings name them), are
+loaded and compared (``moved_dirs``). Only a scan made on the base can
+vouch, or be vouched for.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping
+
+from fogsync.folder.scan import Scanned, Snapshot, Stat, digest_of, matches_base
+from fogsync.folder.state import ShareState, State
+from fogsync.format.tree import DIR, Entry, parent_of
+
+
+class Vouch:
+    """What the state vouches for of one scan: which directories need loading, and what to remember."""
+
+    def __init__(self, state: State, name: str, scanned: dict[str, bytes] | None,
+                 vouched: dict[str, bytes] | None) -> None:
+        self.state, self.name = state, name
+        self.scanned = scanned  # the scan's directory digests; None when it cannot vouch
+        self.vouched = vouched  # the digests the state vouches for; None when it vouches for none
+        self.loaded: set[str] | None = None  # the directories loaded, when not the whole base
+
+    @classmethod
+    def of(cls, state: State, name: str, info: ShareState | None, snap: Snapshot, on_base: bool) -> "Vouch":
+        """The shortcut for ``snap``; ``on_base``: the head is this folder's base."""
+        scanned = snap.dir_digests() if on_base else None
+        vouched = vouched_dirs(state, name, info) if scanned is not None and info is not None else None
+        return cls(state, name, scanned, vouched)
+
+    @property
+    def can_vouch(self) -> bool:
+        """The scan was made on the base: its directories can be vouched for after the pass."""
+        return self.scanned is not None
+
+    def whole_folder(self) -> bool:
+        """Every directory is as a scan that matched the base: nothing to load or compare."""
+        return self.vouched is not None and self.vouched == self.scanned
+
+    def narrow(self, snap: Snapshot) -> Snapshot:
+        """The scan cut to the directories to load (all of it when the state vouches for too few).
+
+        Call before ``load_base``, and drop the whole scan: it is then freed
+        before the rows load. The directories ``load_moved`` adds are ones
+        the scan does not list, so the cut would be the same after it.
+        """
+        if self.vouched is not None:
+            self.loaded = moved_dirs(self.scanned, self.vouched)
+        return snap.only(self.loaded) if self.loaded is not None else snap
+
+    def load_base(self) -> tuple[dict[str, Entry], dict[str, Stat]]:
+        """The base rows and their stats, where ``narrow`` said to look."""
+        if self.loaded is None:
+            return self.state.load(self.name)
+        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded)
+        return tree, stats
+
+    def remember_unchanged(self) -> None:
+        """The scan matched the base everywhere: the state vouches for all its directories from now."""
+        if self.scanned is not None and self.vouched != self.scanned:
+            self.state.remember_scan(self.name, digest_of(self.scanned), self.scanned)
+
+    def to_save(self, unsure: set[str] | None) -> tuple[dict[str, bytes] | None, str | None]:
+        """(directory digests, their seal) for the state to save: every scanned directory but the
+        ``unsure`` ones; (None, None) when this pass cannot vouch (the next compares the slow way)."""
+        if self.scanned is None or unsure is None:
+            return None, None
+        keep = {d: digest for d, digest in self.scanned.items() if d not in unsure}
+        return keep, digest_of(keep)
+
+
+def vouched_dirs(state: State, name: str, info: ShareState) -> dict[str, bytes] | None:
+    """The directory digests the state vouches for, if its seal still holds them (and None if not)."""
+    if info.scan_digest is None:
+        return None
+    dirs = state.scan_dirs(name)
+    return dirs if digest_of(dirs) == info.scan_digest else None
+
+
+def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:
+    """The directories a pass must load: each whose digest moved, and each above one (their listings
+    name it); None when that is every directory, and the base is loaded whole."""
+    every = scanned.keys() | vouched.keys()
+    out = {""}
+    for d in every:
+        if scanned.get(d) != vouched.get(d):
+            while d not in out:
+                out.add(d)
+                d = parent_of(d)
+    return out if len(out) < len(every) else None
+
+
+def load_moved(
+    state: State, name: str, scanned: Mapping[str, bytes], dirs: set[str],
+) -> tuple[dict[str, Entry], dict[str, Stat], set[str]]:
+    """The base rows in ``dirs``, and in every base directory below them that the scan no longer
+    lists (a directory removed or retyped while no digest vouched for it: its rows go too).
+
+    Returns the rows, their stats and all the directories loaded.
+    """
+    tree, stats = state.load_dirs(name, dirs)
+    loaded = set(dirs)
+    gone = _gone_dirs(tree, scanned, loaded)
+    while gone:
+        more, more_stats = state.load_dirs(name, gone)
+        tree.update(more)
+        stats.update(more_stats)
+        loaded |= gone
+        gone = _gone_dirs(more, scanned, loaded)
+    return tree, stats, loaded
+
+
+def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str]) -> set[str]:
+    return {p for p, e in tree.items() if e.type == DIR and p not in scanned and p not in loaded}
+
+
+def unvouched(
+    moved: Mapping[str, Scanned], as_read: Mapping[str, Scanned], final: Mapping[str, Entry],
+    base: Mapping[str, Entry], stats: Mapping[str, Stat], to_read: list[str],
+    rows: Mapping[str, tuple[Entry, Stat | None]], removed: list[str],
+) -> set[str]:
+    """The directories where ``compare`` would not find the folder, as scanned, unchanged against
+    the base a pass saves; each other directory's digest can vouch for it.
+
+    Only what the pass read or saved needs a look: every other path matched
+    its row unchanged at the pass's compare, and its row stays as it was.
+    ``moved`` holds, as scanned, the files to read that ``as_read`` has with
+    another stat or not at all (``sync.as_read``).
+    """
+    unsure = {parent_of(p) for p in removed if p in as_read or p in moved}
+    for path in itertools.chain(rows, (p for p in to_read if p not in rows)):  # each once: on a first sync, in both
+        entry, stat = rows[path] if path in rows else (base.get(path), stats.get(path))
+        item = moved.get(path) or as_read.get(path)
+        if item is None or entry is None or path not in final or not matches_base(item, entry, stat):
+            unsure.add(parent_of(path))
+    return unsure
