@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS share (
     base BLOB,
     head_tag TEXT,
     synced_at TEXT,
-    scan_digest TEXT
+    scan_digest TEXT,
+    gc_epoch INTEGER,
+    gc_state TEXT
 );
 CREATE TABLE IF NOT EXISTS entry (
     share TEXT NOT NULL, path TEXT NOT NULL,
@@ -94,6 +96,8 @@ class ShareState:
     base: bytes | None  # packed bptr of the root the folder last agreed with
     head_tag: str | None
     scan_digest: str | None = None  # the seal of the directory digests that match the base (``scan.digest_of``)
+    gc_epoch: int | None = None  # the gc of the head last synced (FORMAT.md 8, "Writers"): 0 for none;
+    gc_state: str | None = None  # None for a state from before these columns, or never synced
 
 
 class State:
@@ -125,7 +129,8 @@ class State:
     # --- reading ------------------------------------------------------------
 
     def share(self, name: str) -> ShareState | None:
-        row = self._query_one("SELECT share_id, base, head_tag, scan_digest FROM share WHERE name=?", (name,))
+        row = self._query_one(
+            "SELECT share_id, base, head_tag, scan_digest, gc_epoch, gc_state FROM share WHERE name=?", (name,))
         return ShareState(*row) if row else None
 
     def load(self, name: str) -> tuple[dict[str, Entry], dict[str, Stat]]:
@@ -224,6 +229,8 @@ class State:
         contents: Iterable[tuple[str, int, bytes]] = (),
         scan_digest: str | None = None,
         scan_dirs: Mapping[str, bytes] | None = None,
+        gc_seen: tuple[int, str] | None = None,
+        drop_contents: bool = False,
     ) -> None:
         """Record a finished pass: the new base and the rows that changed, atomically.
 
@@ -232,12 +239,20 @@ class State:
         and ``scan_digest`` their seal; any other remembered scan is
         forgotten with the old rows. Without ``scan_dirs`` the directory
         digests stay as they were, and only a seal they match makes them count.
+        ``gc_seen`` is the (epoch, state) of the head's ``gc`` the rows were
+        learnt under (None: unchanged); ``drop_contents`` empties the content
+        index before ``contents`` go in (FORMAT.md 8: a host that finds the
+        head's ``gc`` changed drops what it remembers beyond the head's tree).
         """
         with self._lock, self._transaction():
             self._db.execute(
                 "UPDATE share SET base=?, head_tag=?, scan_digest=?, synced_at=datetime('now') WHERE name=?",
                 (base, head_tag, scan_digest, name),
             )
+            if gc_seen is not None:
+                self._db.execute("UPDATE share SET gc_epoch=?, gc_state=? WHERE name=?", (*gc_seen, name))
+            if drop_contents:
+                self._db.execute("DELETE FROM content WHERE share=?", (name,))
             self._db.executemany("DELETE FROM entry WHERE share=? AND path=?", ((name, p) for p in removed))
             self._db.executemany(
                 "INSERT OR REPLACE INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -320,12 +335,13 @@ class _Transaction:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Columns newer than a database made by an older FogSync."""
-    if "scan_digest" not in _columns(db, "share"):
-        try:
-            db.execute("ALTER TABLE share ADD COLUMN scan_digest TEXT")
-        except sqlite3.OperationalError:
-            if "scan_digest" not in _columns(db, "share"):  # else another process added it first
-                raise
+    for column, kind in (("scan_digest", "TEXT"), ("gc_epoch", "INTEGER"), ("gc_state", "TEXT")):
+        if column not in _columns(db, "share"):
+            try:
+                db.execute(f"ALTER TABLE share ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError:
+                if column not in _columns(db, "share"):  # else another process added it first
+                    raise
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
