@@ -24,8 +24,9 @@ failed attempt uploaded as well as what the host remembered.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from fogsync.engine.prune import blob_blocks
 from fogsync.engine.push import ContentIndex
@@ -208,3 +209,27 @@ class Rules:
 def _candidates_of(root: Root | None) -> bytes | None:
     gc = root.gc if root is not None else None
     return gc.candidates if gc is not None and gc.state == MARKED else None
+
+
+@dataclass
+class Lost:
+    block: bool = False  # the attempt read a block that a prune deleted after the attempt read the head
+
+
+@contextmanager
+def pruned_under(repo: Repo, attempt: Any) -> Iterator[Lost]:
+    """Turn a missing block into a new attempt when the head has moved since ``attempt`` read it.
+
+    A reader is not protected by the rules: with a short grace, the roots it
+    reads from can be forgotten, marked and swept while it pulls. The new
+    head no longer needs those blocks, so the pass starts again from it; a
+    block missing under an unchanged head is a damaged store, and stays an error.
+    """
+    lost = Lost()
+    try:
+        yield lost
+    except ObjectNotFound:
+        head = getattr(attempt, "head", None)
+        if head is None or repo.read_head().tag == head.tag:
+            raise
+        lost.block = True

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from fogsync.engine.gcrules import Rules, commit_keys
+from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.push import (
@@ -103,8 +103,13 @@ def sync_share(share: Share) -> Report:
     report = Report(share.name)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report.attempts = attempt
-        if Pass(share, report).run():
-            return report
+        attempt_pass = Pass(share, report)
+        with pruned_under(share.repo, attempt_pass) as lost:
+            if attempt_pass.run():
+                return report
+        if lost.block:
+            log.info("%s: pass %d read a block a prune deleted since; starting again", share.name, attempt)
+            continue
         log.info("%s: pass %d raced with a change; starting again", share.name, attempt)
     raise FogsyncError(
         f"share {share.name!r}: gave up after {MAX_ATTEMPTS} attempts: files keep changing or other hosts keep committing"
