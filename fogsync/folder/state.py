@@ -8,7 +8,8 @@ unchanged files without opening them. A content index (sha256 -> bptr)
 of stored content that the base tree no longer holds (the tree itself
 indexes the rest) lets files moved back, copied or restored reuse what the
 store already has. The roots
-this host committed are remembered too, so a root under this host's name
+this host committed are remembered too, and when it last forgot and pruned
+(``upkeep``, what ``status`` shows), so a root under this host's name
 that it did not make reveals a second host using the same name. And the
 digests of the directories a scan found as in the base
 (``Snapshot.dir_digests``), sealed by their whole-scan digest in the share
@@ -66,6 +67,11 @@ CREATE TABLE IF NOT EXISTS own_root (
     share TEXT NOT NULL, root BLOB NOT NULL,
     UNIQUE (share, root)
 );
+CREATE TABLE IF NOT EXISTS upkeep (
+    share TEXT PRIMARY KEY,
+    forget_at TEXT, forgot INTEGER,
+    prune_at TEXT, deleted INTEGER, deleted_bytes INTEGER, sweep_at TEXT
+);
 """
 
 # A remembered scan vouches for the rows it was checked against. Every save moves the base or
@@ -98,6 +104,18 @@ class ShareState:
     scan_digest: str | None = None  # the seal of the directory digests that match the base (``scan.digest_of``)
     gc_epoch: int | None = None  # the gc of the head last synced (FORMAT.md 8, "Writers"): 0 for none;
     gc_state: str | None = None  # None for a state from before these columns, or never synced
+
+
+@dataclass(frozen=True)
+class Upkept:
+    """The last forget and prune this host ran on a share (RFC 3339 UTC times), and when a sweep is due."""
+
+    forget_at: str | None = None
+    forgot: int | None = None  # roots forgotten
+    prune_at: str | None = None
+    deleted: int | None = None  # objects the prune deleted
+    deleted_bytes: int | None = None
+    sweep_at: str | None = None  # a mark waits for its grace period until then
 
 
 class State:
@@ -292,10 +310,27 @@ class State:
                 (name, name, OWN_ROOTS_KEPT),
             )
 
+    def upkeep(self, name: str) -> Upkept:
+        """When this host last forgot and pruned the share, and what that did."""
+        row = self._query_one("SELECT forget_at, forgot, prune_at, deleted, deleted_bytes, sweep_at"
+                              " FROM upkeep WHERE share=?", (name,))
+        return Upkept(*row) if row else Upkept()
+
+    def record_forget(self, name: str, at: str, forgot: int) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO upkeep(share) VALUES (?)", (name,))
+            self._db.execute("UPDATE upkeep SET forget_at=?, forgot=? WHERE share=?", (at, forgot, name))
+
+    def record_prune(self, name: str, at: str, deleted: int, deleted_bytes: int, sweep_at: str | None) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO upkeep(share) VALUES (?)", (name,))
+            self._db.execute("UPDATE upkeep SET prune_at=?, deleted=?, deleted_bytes=?, sweep_at=? WHERE share=?",
+                             (at, deleted, deleted_bytes, sweep_at, name))
+
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
             for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share"),
-                               ("scan_dir", "share")):
+                               ("scan_dir", "share"), ("upkeep", "share")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     # --- plumbing -----------------------------------------------------------
