@@ -47,3 +47,11 @@ def test_s3_requests_smoke(cache):
     for corpus in ("mixed", "small", "big"):
         assert (corpus, "initial") in rows and (corpus, "restore") in rows, out
         assert int(rows[(corpus, "initial")][2]) > 0, out  # some block PUTs
+
+
+def test_retention_smoke():
+    out = _run("retention.py", "--smoke")
+    rows = {" ".join(r[:2]): r for r in _table_rows(out, "measure value")}
+    objects = rows["store objects"]
+    assert int(objects[4]) < int(objects[2]), out  # the prune deleted what only forgotten roots held
+    assert "deleted 0 objects" not in out, out

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from fogsync.config.file import Config
+from fogsync.daemon.upkeep import upkeep_doc
 from fogsync.engine.status import waiting
 from fogsync.engine.sync import human_size
 from fogsync.errors import FogsyncError
@@ -240,6 +241,7 @@ def _offline(cfg: Config, name: str) -> dict:
                  "deferred": [], "last_commit": None, "last_error": None, "last_error_at": None,
                  "last_poll": None, "last_pass": None, "retry_in": None, "watch": None, "remote": None}
     try:
+        out.update(upkeep_doc(state.upkeep(name)))
         info = state.share(name)
         base = info.base if info else None
         try:
@@ -292,8 +294,21 @@ def _line(s: dict, pid: int | None) -> str:
         parts.append(f"last error {s.get('last_error_at')}: {s['last_error']}")
     if s.get("watch"):
         parts.append(f"watching: {s['watch']}")
+    parts += upkeep_parts(s)
     parts.append(f"daemon: running (pid {pid})" if pid else "daemon: not running")
     return f"{s.get('name')}: " + "; ".join(parts)
+
+
+def upkeep_parts(s: dict) -> list[str]:
+    """The last forget and prune of a share's status, as text."""
+    parts = []
+    forget, prune = s.get("last_forget"), s.get("last_prune")
+    if forget:
+        parts.append(f"last forget {local_time(forget['at'])}: {forget.get('roots_forgotten') or 0} root(s) forgotten")
+    if prune:
+        freed = f"{prune.get('deleted_objects') or 0} object(s) ({human_size(prune.get('deleted_bytes') or 0)}) freed"
+        parts.append(f"last prune {local_time(prune['at'])}: {freed}")
+    return parts
 
 
 def root_doc(ref: bytes | None, info: Root | None) -> dict | None:

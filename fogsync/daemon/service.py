@@ -11,6 +11,9 @@ share's trouble never stalls another) that runs a pass:
 - for files still being written: a pass leaves files modified within the
   last ``debounce`` seconds (``Share.settle_ns``) for a pass shortly after.
 
+After a pass, a share with a retention policy is forgotten and pruned once
+a day (``upkeep``).
+
 A failed pass is logged once per change of error, shown in status and
 retried with exponential backoff (1 s doubling to 60 s). Around the
 workers: an flock on ``<state_dir>/daemon.lock`` (one daemon per state
@@ -28,13 +31,17 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable
 
 from fogsync.config.file import Config
+from fogsync.config.retention import policy_for
 from fogsync.daemon import control
+from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.sync import Report, Share, sync_share
 from fogsync.errors import ConfigError, FogsyncError, LocalError
+from fogsync.folder.state import Upkept
 from fogsync.format.roots import Root
 from fogsync.platform import malloc
 from fogsync.platform.private import private_dir, private_file
@@ -67,7 +74,8 @@ class _Request:
 class ShareWorker(threading.Thread):
     """Runs the passes of one share and knows what to say about it."""
 
-    def __init__(self, cfg: Config, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: Config, name: str, clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         super().__init__(name=f"fogsync-{name}", daemon=True)
         self.cfg, self.share_name, self.clock = cfg, name, clock
         self.poll = max(cfg.poll, MIN_POLL)
@@ -92,6 +100,7 @@ class ShareWorker(threading.Thread):
         self._remote_newer = False  # the last poll saw a head this host has not pulled yet
         self._trouble: str | None = None  # "error" or "held" while a pass keeps failing
         self._next_poll = self._next_rescan = clock() + self.poll
+        self._upkeep = Upkeep(policy_for(cfg, name), now)
 
     # --- called from other threads ------------------------------------------
 
@@ -141,6 +150,7 @@ class ShareWorker(threading.Thread):
                 "remote": "the store has a newer root to pull" if self._remote_newer else None,
             }
             share = self._share
+        out.update(upkeep_doc(share.state.upkeep(self.share_name) if share is not None else Upkept()))
         if share is not None:
             try:  # a change the watcher has not reported yet still counts
                 files, size = control.waiting(share.folder, share.exclude, share.state, share.name)
@@ -207,6 +217,7 @@ class ShareWorker(threading.Thread):
             result = {"name": self.share_name, "error": self._error}
         else:
             self._succeeded(report, self.clock() - start)
+            self._keep_up()
             result = {"name": self.share_name, "summary": report.summary(), "problems": report.problems,
                       "report": control.report_fields(report)}
         finally:
@@ -216,6 +227,13 @@ class ShareWorker(threading.Thread):
         for req in requests:
             req.answer(result)
         malloc.give_back()  # what the pass freed, back to the system while this share idles
+
+    def _keep_up(self) -> None:
+        """The daily forget and prune of a share with a retention policy (``upkeep``)."""
+        try:
+            self._upkeep.run(self._share)
+        except FogsyncError as e:  # the share is synced: the next pass tries again
+            log.warning("%s: forget and prune not done: %s", self.share_name, " ".join(str(e).split()))
 
     def _poll(self) -> None:
         self._next_poll = self.clock() + self.poll

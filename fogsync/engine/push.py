@@ -24,7 +24,7 @@ from fogsync.folder.scan import Stat
 from fogsync.folder.state import stat_of
 from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
-from fogsync.format.roots import Root, format_date
+from fogsync.format.roots import Root, format_date, inherited
 from fogsync.format.tree import (
     DIR,
     FILE,
@@ -444,9 +444,13 @@ def write_listings(
 
 def write_root(
     writer: BlobWriter, top: bytes, prev: tuple[bytes, Root] | None, host: str, now: datetime,
-    merged: tuple[bytes, ...] = (), extra: tuple = (),
+    merged: tuple[bytes, ...] = (), extra: tuple = (), keys: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, Root]:
-    """Seal a root naming ``top`` on top of ``prev``; returns its ref and the Root."""
+    """Seal a root naming ``top`` on top of ``prev``; returns its ref and the Root.
+
+    ``keys`` are the section-8 keys it carries (``requires``, ``gc``: ``gcrules.commit_keys``);
+    without them it copies its prev's (``roots.inherited``).
+    """
     root = Root(
         version=prev[1].version + 1 if prev else 1,
         prev=prev[0] if prev else None,
@@ -455,6 +459,7 @@ def write_root(
         root=top,
         merged=merged,
         extra=extra,
+        **(keys if keys is not None else inherited(prev[1] if prev else None)),
     )
     sealed = crypto.seal(writer.keys, root.encode(), compress=False)
     (ref,) = writer.resolve([writer.write_bytes(sealed)])

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
+from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.push import (
-    ContentIndex,
     Sealed,
     resolve_sealed,
     seal_files,
@@ -36,7 +36,7 @@ from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare, scan
 from fogsync.folder.state import State
-from fogsync.format.roots import Root
+from fogsync.format.roots import Root, check_writable
 from fogsync.format.tree import DIR, FILE, Entry, touched
 from fogsync.platform.processes import start_early
 from fogsync.repo.repository import Head, Repo
@@ -103,8 +103,13 @@ def sync_share(share: Share) -> Report:
     report = Report(share.name)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report.attempts = attempt
-        if Pass(share, report).run():
-            return report
+        attempt_pass = Pass(share, report)
+        with pruned_under(share.repo, attempt_pass) as lost:
+            if attempt_pass.run():
+                return report
+        if lost.block:
+            log.info("%s: pass %d read a block a prune deleted since; starting again", share.name, attempt)
+            continue
         log.info("%s: pass %d raced with a change; starting again", share.name, attempt)
     raise FogsyncError(
         f"share {share.name!r}: gave up after {MAX_ATTEMPTS} attempts: files keep changing or other hosts keep committing"
@@ -172,6 +177,7 @@ class Pass:
     def seal(self) -> None:
         """The files to read, read and sealed; the folder as a tree (``folder_tree``)."""
         self.writer = self.repo.writer()
+        self.rules = Rules.of(self.repo, self.state, self.name, self.info, self.head.root, self.remote_root, self.on_base)
         self.sealed = self._read_and_seal()
         # Before resolving, whose list of refs is the peak of a first sync, the scanned items of
         # the files read go (``_as_read`` reuses ``snap.items``).
@@ -182,13 +188,10 @@ class Pass:
 
     def _read_and_seal(self) -> Sealed:
         share, base_tree = self.share, self.base_tree
-        index = ContentIndex(lambda sha: self.state.content(self.name, sha), lambda: self.state.content_sizes(self.name))
-        index.add_tree(base_tree)
-        if self.remote_tree is not base_tree:
-            index.add_tree(self.remote_tree)
+        index = self.rules.content_index(base_tree, self.remote_tree)  # only what FORMAT.md 8 lets a writer reuse
         sizes = {p: self.snap.items[p].size for p in self.to_read}
         if self.vouch.loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
-            index.add_contents(self.state.contents_of_sizes(self.name, sizes.values()))
+            index.add_contents(self.rules.vetted(self.state.contents_of_sizes(self.name, sizes.values())))
         return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes)
 
     def merge(self) -> None:
@@ -198,6 +201,11 @@ class Pass:
         else:
             result = merge(self.base_tree, self.folder_tree, self.remote_tree, host=self.share.host, now=self.share.now())
             self.target, self.conflicts = result.tree, list(result.conflicts)
+            self.rules.reconcile(self.target, self._uploaded())
+
+    def _uploaded(self) -> list[bytes]:
+        """The bptrs of the content this attempt stored."""
+        return [self.sealed.entries[p].bptr for p in self.stored]
 
     def apply(self) -> bool:
         """The folder made to hold the target; False when a file changed under the pass."""
@@ -216,8 +224,10 @@ class Pass:
         top, self.final_tree = write_listings(self.writer, self.target, self.remote_tree, self.share.host, dir_mtimes)
         prev = (head.root, self.remote_root or self.repo.read_root(head.root)) if head.root else None
         merged = (self.info.base,) if self.info.base is not None and not self.on_base else ()
+        check_writable(prev and prev[1], f"share {self.name!r}")
         self.new_root, self.committed = write_root(
-            self.writer, top, prev, self.share.host, self.share.now(), merged=merged)
+            self.writer, top, prev, self.share.host, self.share.now(), merged=merged,
+            keys=commit_keys(self.repo, prev and prev[1], merged))
         self.repo.wait_uploads()
         self.state.add_own_root(self.name, self.new_root)
         try:
@@ -236,12 +246,14 @@ class Pass:
         # base makes the next pass merge with the head again (head == base would skip the merge).
         unsettled = any(differs(base.get(p), final.get(p)) for p in applied.left_alone)
         remember = contents_outside(final, base, self.sealed.entries, self.stored, rows, removed)
+        remember = self.rules.to_remember(remember, self._uploaded())
         unsure = None  # the next pass compares the slow way, and vouches for what it finds unchanged
         if self.vouch.can_vouch and _wrote_nothing(applied):
             unsure = unvouched(self.moved, self.last_seen, final, base, self.stats, self.changes.to_read, rows, removed)
         scan_dirs, scan_digest = self.vouch.to_save(unsure)
         base_now = self.info.base if unsettled else self.new_root
-        self.state.save(self.name, base_now, self.tag, rows, removed, remember, scan_digest, scan_dirs)
+        self.state.save(self.name, base_now, self.tag, rows, removed, remember, scan_digest, scan_dirs,
+                        gc_seen=self.rules.gc_seen(self.committed, not unsettled), drop_contents=self.rules.drop_contents)
         self._report()
         return True
 
@@ -396,9 +408,10 @@ def restore_in_place(share: Share, prefix: str | None, at: datetime | None) -> R
         wanted, current = repo.read_root(ref), repo.read_root(head.root)
         if wanted.root == current.root:
             break
+        check_writable(current, f"share {share.name!r}")
         writer = repo.writer()
         new_ref, _ = write_root(writer, wanted.root, (head.root, current), share.host, share.now(),
-                                extra=(("restored", ref.hex()),))
+                                extra=(("restored", ref.hex()),), keys=commit_keys(repo, current))
         repo.wait_uploads()
         share.state.add_own_root(share.name, new_ref)
         try:

@@ -8,7 +8,8 @@ unchanged files without opening them. A content index (sha256 -> bptr)
 of stored content that the base tree no longer holds (the tree itself
 indexes the rest) lets files moved back, copied or restored reuse what the
 store already has. The roots
-this host committed are remembered too, so a root under this host's name
+this host committed are remembered too, and when it last forgot and pruned
+(``upkeep``, what ``status`` shows), so a root under this host's name
 that it did not make reveals a second host using the same name. And the
 digests of the directories a scan found as in the base
 (``Snapshot.dir_digests``), sealed by their whole-scan digest in the share
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS share (
     base BLOB,
     head_tag TEXT,
     synced_at TEXT,
-    scan_digest TEXT
+    scan_digest TEXT,
+    gc_epoch INTEGER,
+    gc_state TEXT
 );
 CREATE TABLE IF NOT EXISTS entry (
     share TEXT NOT NULL, path TEXT NOT NULL,
@@ -63,6 +66,11 @@ CREATE TABLE IF NOT EXISTS scan_dir (
 CREATE TABLE IF NOT EXISTS own_root (
     share TEXT NOT NULL, root BLOB NOT NULL,
     UNIQUE (share, root)
+);
+CREATE TABLE IF NOT EXISTS upkeep (
+    share TEXT PRIMARY KEY,
+    forget_at TEXT, forgot INTEGER,
+    prune_at TEXT, deleted INTEGER, deleted_bytes INTEGER, sweep_at TEXT
 );
 """
 
@@ -94,6 +102,20 @@ class ShareState:
     base: bytes | None  # packed bptr of the root the folder last agreed with
     head_tag: str | None
     scan_digest: str | None = None  # the seal of the directory digests that match the base (``scan.digest_of``)
+    gc_epoch: int | None = None  # the gc of the head last synced (FORMAT.md 8, "Writers"): 0 for none;
+    gc_state: str | None = None  # None for a state from before these columns, or never synced
+
+
+@dataclass(frozen=True)
+class Upkept:
+    """The last forget and prune this host ran on a share (RFC 3339 UTC times), and when a sweep is due."""
+
+    forget_at: str | None = None
+    forgot: int | None = None  # roots forgotten
+    prune_at: str | None = None
+    deleted: int | None = None  # objects the prune deleted
+    deleted_bytes: int | None = None
+    sweep_at: str | None = None  # a mark waits for its grace period until then
 
 
 class State:
@@ -125,7 +147,8 @@ class State:
     # --- reading ------------------------------------------------------------
 
     def share(self, name: str) -> ShareState | None:
-        row = self._query_one("SELECT share_id, base, head_tag, scan_digest FROM share WHERE name=?", (name,))
+        row = self._query_one(
+            "SELECT share_id, base, head_tag, scan_digest, gc_epoch, gc_state FROM share WHERE name=?", (name,))
         return ShareState(*row) if row else None
 
     def load(self, name: str) -> tuple[dict[str, Entry], dict[str, Stat]]:
@@ -224,6 +247,8 @@ class State:
         contents: Iterable[tuple[str, int, bytes]] = (),
         scan_digest: str | None = None,
         scan_dirs: Mapping[str, bytes] | None = None,
+        gc_seen: tuple[int, str] | None = None,
+        drop_contents: bool = False,
     ) -> None:
         """Record a finished pass: the new base and the rows that changed, atomically.
 
@@ -232,12 +257,20 @@ class State:
         and ``scan_digest`` their seal; any other remembered scan is
         forgotten with the old rows. Without ``scan_dirs`` the directory
         digests stay as they were, and only a seal they match makes them count.
+        ``gc_seen`` is the (epoch, state) of the head's ``gc`` the rows were
+        learnt under (None: unchanged); ``drop_contents`` empties the content
+        index before ``contents`` go in (FORMAT.md 8: a host that finds the
+        head's ``gc`` changed drops what it remembers beyond the head's tree).
         """
         with self._lock, self._transaction():
             self._db.execute(
                 "UPDATE share SET base=?, head_tag=?, scan_digest=?, synced_at=datetime('now') WHERE name=?",
                 (base, head_tag, scan_digest, name),
             )
+            if gc_seen is not None:
+                self._db.execute("UPDATE share SET gc_epoch=?, gc_state=? WHERE name=?", (*gc_seen, name))
+            if drop_contents:
+                self._db.execute("DELETE FROM content WHERE share=?", (name,))
             self._db.executemany("DELETE FROM entry WHERE share=? AND path=?", ((name, p) for p in removed))
             self._db.executemany(
                 "INSERT OR REPLACE INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -277,10 +310,27 @@ class State:
                 (name, name, OWN_ROOTS_KEPT),
             )
 
+    def upkeep(self, name: str) -> Upkept:
+        """When this host last forgot and pruned the share, and what that did."""
+        row = self._query_one("SELECT forget_at, forgot, prune_at, deleted, deleted_bytes, sweep_at"
+                              " FROM upkeep WHERE share=?", (name,))
+        return Upkept(*row) if row else Upkept()
+
+    def record_forget(self, name: str, at: str, forgot: int) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO upkeep(share) VALUES (?)", (name,))
+            self._db.execute("UPDATE upkeep SET forget_at=?, forgot=? WHERE share=?", (at, forgot, name))
+
+    def record_prune(self, name: str, at: str, deleted: int, deleted_bytes: int, sweep_at: str | None) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO upkeep(share) VALUES (?)", (name,))
+            self._db.execute("UPDATE upkeep SET prune_at=?, deleted=?, deleted_bytes=?, sweep_at=? WHERE share=?",
+                             (at, deleted, deleted_bytes, sweep_at, name))
+
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
             for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share"),
-                               ("scan_dir", "share")):
+                               ("scan_dir", "share"), ("upkeep", "share")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     # --- plumbing -----------------------------------------------------------
@@ -320,12 +370,13 @@ class _Transaction:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Columns newer than a database made by an older FogSync."""
-    if "scan_digest" not in _columns(db, "share"):
-        try:
-            db.execute("ALTER TABLE share ADD COLUMN scan_digest TEXT")
-        except sqlite3.OperationalError:
-            if "scan_digest" not in _columns(db, "share"):  # else another process added it first
-                raise
+    for column, kind in (("scan_digest", "TEXT"), ("gc_epoch", "INTEGER"), ("gc_state", "TEXT")):
+        if column not in _columns(db, "share"):
+            try:
+                db.execute(f"ALTER TABLE share ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError:
+                if column not in _columns(db, "share"):  # else another process added it first
+                    raise
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:

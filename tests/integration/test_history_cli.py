@@ -169,6 +169,9 @@ def test_a_head_requiring_an_unknown_feature_is_read_but_not_committed_to(cli_ho
         one_line_error(a.run(*args, check=False), "gc2", "upgrade")
     assert a.run("cat", "docs", "report.odt").stdout == "three"
     assert "would forget" in a.run("forget", "docs", "--keep-last", "1", "--dry-run").stdout
+    a.sync()  # nothing of its own to commit: a pass still runs
+    a.write("mine.txt", "a change to commit")
+    one_line_error(a.run("sync", check=False), "gc2", "upgrade")
 
 
 @pytest.mark.parametrize("prefix_len", [8, 12])
