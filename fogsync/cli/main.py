@@ -43,7 +43,7 @@ log = logging.getLogger("fogsync")
 # Modules a command may need that a broken or partial install can lack: their pip names.
 PIP_NAMES = {"boto3": "boto3", "botocore": "boto3", "keyring": "keyring", "shtab": "shtab",
              "watchdog": "watchdog", "platformdirs": "platformdirs", "tomlkit": "tomlkit", "twofish": "twofish",
-             "isal": "isal"}
+             "isal": "isal", "tqdm": "tqdm"}
 
 
 def main(argv: list[str] | None = None) -> int:

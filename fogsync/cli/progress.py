@@ -32,6 +32,7 @@ from fogsync.engine.progress import Progress, Snapshot
 FPS_ENV = "FOGSYNC_PROGRESS_FPS"
 TERMINAL_FPS = 4.0  # redraws a second on a terminal
 JSON_FPS = 1.0  # status messages a second under --json
+STARTING = "starting"  # the phase shown before the engine names one
 PATH_SHOWN = 48  # characters of the file in hand a line shows at most (its end)
 
 
@@ -109,12 +110,17 @@ class _Shown:
         self._bar: _Bar | None = None
 
     def start(self) -> None:
+        if self.mode == "terminal":
+            self._bar = _Bar(self.share)  # tqdm is imported before the work starts, not in its midst
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
         self._thread.join()
+        if self._asked:  # asked for while the thread was leaving
+            self._asked = False
+            self._print_line()
 
     def ask(self) -> None:
         """From the signal handler: only flags and wakes (the thread writes, never the handler)."""
@@ -138,18 +144,17 @@ class _Shown:
                 try:
                     self._show()
                 except OSError:  # the reader went away (a closed pipe): the command finds out itself
-                    self.mode = None
+                    self.mode, self._bar = None, None
         finally:
             if self._bar is not None:
                 self._bar.close()
+                self._bar = None
 
     def _show(self) -> None:
         snap = self.progress.snapshot()
         if snap.phase is None:
             return  # nothing begun yet
-        if self.mode == "terminal":
-            if self._bar is None:
-                self._bar = _Bar(self.share)
+        if self._bar is not None:
             self._bar.show(snap)
         elif self.mode == "json":
             print_json(status_message(self.share, snap, time.monotonic()))
@@ -187,7 +192,7 @@ def status_message(share: str, snap: Snapshot, now: float) -> dict:
     return {
         "message_type": "status",
         "share": share,
-        "phase": snap.phase,
+        "phase": snap.phase or STARTING,
         "files_done": snap.files_done,
         "files_total": snap.files_total,
         "bytes_done": snap.bytes_done,
@@ -203,7 +208,7 @@ def status_line(share: str, snap: Snapshot, now: float) -> str:
     # The pass's modules load only when a command needs them.
     from fogsync.engine.sync import human_size
 
-    parts = [f"{share}: {snap.phase or 'starting'}"]
+    parts = [f"{share}: {snap.phase or STARTING}"]
     if snap.files_total is not None:
         parts.append(f" {snap.files_done}/{snap.files_total} files, "
                      f"{human_size(snap.bytes_done)}/{human_size(snap.bytes_total or 0)}")
@@ -248,8 +253,10 @@ class _Bar:
             width = 0
         # A terminal that does not say its size (0 x 0) gets 80 x 24: tqdm would draw nothing.
         size = {"dynamic_ncols": True} if width else {"ncols": 80, "nrows": 24}
-        self.tqdm = tqdm(total=None, file=sys.stderr, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                         mininterval=0, miniters=1, bar_format=self.UNKNOWN, desc=share, **size)
+        # Decimal units, which tqdm labels right (kB, MB); the rate is the phase's average, which the
+        # first redraws of a phase, a few files apart, would otherwise swing wildly.
+        self.tqdm = tqdm(total=None, file=sys.stderr, unit="B", unit_scale=True, unit_divisor=1000, leave=False,
+                         mininterval=0, miniters=1, smoothing=0, bar_format=self.UNKNOWN, desc=share, **size)
 
     def show(self, snap: Snapshot) -> None:
         bar = self.tqdm
@@ -269,7 +276,7 @@ class _Bar:
 
     def _description(self, snap: Snapshot) -> str:
         files = f" {snap.files_done}/{snap.files_total} files" if snap.files_total is not None else ""
-        return f"{self.share} {snap.phase or 'starting'}{files}"
+        return f"{self.share} {snap.phase or STARTING}{files}"
 
     @staticmethod
     def _postfix(snap: Snapshot) -> str:

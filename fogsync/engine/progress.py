@@ -77,7 +77,8 @@ class Progress:
     def note(self, text: str) -> None:
         self._note = text
 
-    __call__ = note
+    def __call__(self, text: str) -> None:
+        self.note(text)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -100,8 +101,6 @@ class _NoProgress(Progress):
     def note(self, text: str) -> None:
         pass
 
-    __call__ = note
-
 
 NO_PROGRESS: Progress = _NoProgress()
 
@@ -115,8 +114,6 @@ class _Notes(_NoProgress):
 
     def note(self, text: str) -> None:
         self._callback(text)
-
-    __call__ = note
 
 
 def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:

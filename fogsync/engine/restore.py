@@ -100,19 +100,20 @@ def _place(tmp: str, target: str) -> None:
 
 
 def _restore_in_processes(
-    repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str], progress: Progress,
+    repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str], progress: Progress = NO_PROGRESS,
 ) -> None:
     def items() -> Iterator[tuple[str, Entry, bytes]]:
         sealed = repo.pieces_ahead(Bptr.unpack(tree[p].bptr) for p in paths)
         for p, data in zip(paths, sealed):
             yield os.path.join(dest, p), tree[p], data
 
+    prefix = len(os.path.join(dest, ""))
     for item, result in map_in_processes(_restore_batch, items(), keep_in_worker, (repo.keys,)):
         if result is None:  # no worker answered: write it here
             result = _restore_sealed(repo.keys, *item)
         if result is not True:
             raise result
-        progress.current = item[0]
+        progress.current = item[0][prefix:]  # the path in the share, as the threads show it
         progress.add(1, item[1].size or 0)
 
 
