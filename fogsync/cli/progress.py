@@ -123,7 +123,8 @@ class _Shown:
             self._print_line()
 
     def ask(self) -> None:
-        """From the signal handler: only flags and wakes (the thread writes, never the handler)."""
+        """From the signal handler: flags and wakes the thread, which writes; once the thread has
+        ended, writes itself (with ``os.write``: the handler may have cut into a ``print``)."""
         self._asked = True
         if self._thread.is_alive():
             self._wake.set()
