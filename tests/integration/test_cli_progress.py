@@ -87,6 +87,11 @@ def test_a_terminal_shows_a_line_redrawn_with_counts_then_the_summary(cli_host, 
     assert re.search(rf"docs restoring \d+/{FILES} files", shown), shown[-2000:]
     assert last_line(shown).startswith(f"restored {FILES + 10} entries of 'docs'")
 
+    status, shown = in_terminal(a, "check", "docs", env=FPS)
+    assert status == 0, shown
+    assert re.search(r"docs checking \d+/\d+ files", shown), shown[-2000:]
+    assert last_line(shown).startswith("docs: checked 1 root(s)")
+
 
 def test_a_pipe_shows_only_the_summary(cli_host, tmp_path):
     a = cli_host("alpha", str(tmp_path / "store"))
