@@ -302,14 +302,14 @@ def progress_doc(snap) -> dict | None:
     """A pass's progress (``engine.progress.Snapshot``) in a share's status, or None."""
     if snap is None:
         return None
-    return {"phase": snap.phase, "files_done": snap.files_done, "files_total": snap.files_total,
+    return {"phase": snap.phase or "starting", "files_done": snap.files_done, "files_total": snap.files_total,
             "bytes_done": snap.bytes_done, "bytes_total": snap.bytes_total,
             "current_files": [snap.current] if snap.current else []}
 
 
 def progress_text(doc: dict | None) -> str:
     """``; pushing 120/2000 files (1.2 MiB/40.0 MiB)``, or nothing when no pass is in hand."""
-    if not doc or doc.get("phase") is None:
+    if not doc:
         return ""
     if doc.get("files_total") is None:
         return f"; {doc['phase']}"
