@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from fogsync.cli.common import open_repo
+from fogsync.cli.progress import add_quiet, showing
 from fogsync.cli.render import local_time, print_json, short_ids
 from fogsync.errors import ConfigError, FogsyncError
 
@@ -37,6 +37,7 @@ def add_commands(cmd: AddCommand) -> None:
     sp.add_argument("--grace", default="1h", metavar="DURATION",
                     help="spare objects younger than this, and sweep a mark this old (default 1h; 0s: one run)")
     sp.add_argument("--dry-run", action="store_true", help="show what would be deleted; change nothing")
+    add_quiet(sp)
     sp = cmd("history", cmd_history, "every version of one path, newest first: ID DATE HOST SIZE")
     sp.add_argument("name")
     sp.add_argument("path")
@@ -131,10 +132,11 @@ def cmd_prune(args) -> int:
 
     grace = _grace(args.grace)
     cfg, repo = open_repo(args, args.name)
-    progress = _progress(args.name) if sys.stderr.isatty() and not args.json else (lambda s: None)
     state, own = _own_roots(cfg, args.name)
     try:
-        result = prune_share(repo, cfg.host, _now, grace, dry_run=args.dry_run, progress=progress, before_swap=own)
+        with showing(args, args.name) as progress:
+            result = prune_share(repo, cfg.host, _now, grace, dry_run=args.dry_run, progress=progress,
+                                 before_swap=own)
     finally:
         repo.close()
         state.close()
@@ -176,13 +178,6 @@ def refuse_unknown_features(repo) -> None:
     head = repo.read_head()
     if head is not None and head.root is not None:
         check_writable(repo.read_root(head.root), f"share {repo.name!r}")
-
-
-def _progress(name: str) -> Callable[[str], None]:
-    def show(text: str) -> None:
-        sys.stderr.write(f"\r\x1b[K{name}: {text}")
-        sys.stderr.flush()
-    return show
 
 
 def _size(n: int) -> str:

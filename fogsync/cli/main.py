@@ -32,6 +32,7 @@ from fogsync.cli.manage import (
     cmd_remove_share,
     cmd_shares,
 )
+from fogsync.cli.progress import add_quiet
 from fogsync.cli.reading import cmd_cat, cmd_check, cmd_conflicts, cmd_log, cmd_ls
 from fogsync.cli.running import cmd_daemon, cmd_restore, cmd_status, cmd_sync, cmd_wait
 from fogsync.errors import FogsyncError
@@ -42,7 +43,7 @@ log = logging.getLogger("fogsync")
 # Modules a command may need that a broken or partial install can lack: their pip names.
 PIP_NAMES = {"boto3": "boto3", "botocore": "boto3", "keyring": "keyring", "shtab": "shtab",
              "watchdog": "watchdog", "platformdirs": "platformdirs", "tomlkit": "tomlkit", "twofish": "twofish",
-             "isal": "isal"}
+             "isal": "isal", "tqdm": "tqdm"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     p.add_argument("--json", action="store_true", help="print JSON instead of text (docs/json.md)")
     p.add_argument("--version", action="version", version=f"fogsync {__version__}")
+    add_quiet(p, per_command=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -134,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("sync", cmd_sync, "one full pass: push local changes, pull remote ones, merge")
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("-v", "--verbose", action="store_true")
+    add_quiet(sp)
     sp = cmd("daemon", cmd_daemon, "watch every share and sync continuously")
     sp.add_argument("--poll", type=float, help="seconds between polls of the store (default: config, else 10)")
     sp.add_argument("-v", "--verbose", action="store_true")
@@ -161,8 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     when = sp.add_mutually_exclusive_group()
     when.add_argument("--root", help="root id (or unique prefix)")
     when.add_argument("--at", metavar="DATETIME", help="the newest root at or before this time (ISO 8601)")
+    add_quiet(sp)
     sp = cmd("check", cmd_check, "verify every root, listing, block and tag")
     sp.add_argument("name")
+    add_quiet(sp)
     sp = cmd("conflicts", cmd_conflicts, "list the conflict copies in a share's folder, each with its original")
     sp.add_argument("name", nargs="?")
     sp = cmd("completion", cmd_completion, "print a shell completion script (see the README)")

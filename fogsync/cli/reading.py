@@ -97,10 +97,12 @@ def cmd_cat(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from fogsync.cli.progress import showing
     from fogsync.engine.check import check_share
 
     _, repo = open_repo(args, args.name)
-    report = check_share(repo)
+    with showing(args, args.name) as progress:
+        report = check_share(repo, progress)
     problems = [" ".join(p.split()) for p in report.problems]
     if args.json:
         print_json({"share": args.name, "ok": not problems, "roots": report.roots, "listings": report.listings,

@@ -1,8 +1,9 @@
 """Commands that run passes or ask the daemon: sync, restore, daemon, status, wait.
 
 ``sync`` and ``restore`` with ``--json`` print NDJSON messages (docs/json.md):
-``summary`` per share at the end, ``error`` on stderr; ``status`` messages
-while working are specified there for the progress reports still to come.
+``status`` while working, ``summary`` per share at the end, ``error`` on
+stderr. Progress is shown as ``progress`` says (a terminal line, or nothing
+on a pipe).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fogsync.cli.common import (
     share_path,
     tree_at,
 )
+from fogsync.cli.progress import showing
 from fogsync.cli.render import print_json
 from fogsync.errors import ConfigError, FogsyncError, LocalError
 
@@ -49,7 +51,7 @@ def cmd_sync(args) -> int:
     try:
         for name in names:
             try:
-                results.append(_result(_sync_one(cfg, name, state)))
+                results.append(_result(_sync_one(args, cfg, name, state)))
             except FogsyncError as e:
                 if args.debug or len(names) == 1:
                     raise
@@ -86,13 +88,14 @@ def _show_results(args, results: list[dict], where: str = "") -> int:
     return EXIT_FAILED if failed else EXIT_UNREADABLE if unread else 0
 
 
-def _sync_one(cfg, name: str, state):
+def _sync_one(args, cfg, name: str, state):
     from fogsync.config.shares import open_share
     from fogsync.engine.sync import sync_share
 
     share = open_share(cfg, name, state)
     try:
-        return sync_share(share)
+        with showing(args, name, json_status=True) as share.progress:
+            return sync_share(share)
     finally:
         share.repo.close()
 
@@ -183,7 +186,8 @@ def cmd_restore(args) -> int:
             raise FogsyncError(f"no {path!r} in share {args.name!r} at root {ref.hex()[:16]}")
         tree = {p: e for p, e in tree.items() if p == path or p.startswith(path + "/") or
                 path.startswith(p + "/")}
-    n = restore(repo, tree, dest, workers=max(2, cfg.workers + 1))
+    with showing(args, args.name, json_status=True) as progress:
+        n = restore(repo, tree, dest, workers=max(2, cfg.workers + 1), progress=progress)
     if args.json:
         print_json({"message_type": "summary", "share": args.name, "root": ref.hex(), "path": path,
                     "target": dest, "entries_restored": n})
@@ -206,7 +210,8 @@ def _restore_in_place(args) -> int:
     at = parse_when(args.at) if args.at else None
     try:
         refuse_unknown_features(share.repo)
-        report = restore_in_place(share, root_prefix(args), at)
+        with showing(args, args.name, json_status=True) as share.progress:
+            report = restore_in_place(share, root_prefix(args), at)
     finally:
         share.repo.close()
         state.close()

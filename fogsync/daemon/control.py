@@ -239,7 +239,8 @@ def _offline(cfg: Config, name: str) -> dict:
     state = open_state(cfg)
     out: dict = {"name": name, "state": "idle", "reason": None, "waiting_files": None, "waiting_bytes": None,
                  "deferred": [], "last_commit": None, "last_error": None, "last_error_at": None,
-                 "last_poll": None, "last_pass": None, "retry_in": None, "watch": None, "remote": None}
+                 "last_poll": None, "last_pass": None, "retry_in": None, "watch": None, "remote": None,
+                 "progress": None}
     try:
         out.update(upkeep_doc(state.upkeep(name)))
         info = state.share(name)
@@ -277,6 +278,7 @@ def _line(s: dict, pid: int | None) -> str:
             text += f" (retrying in {s['retry_in']:.0f} s)"
     elif state in ("syncing", "scanning"):
         text = f"{state}, {to_go} to go" if to_go else str(state)
+        text += progress_text(s.get("progress"))
     elif to_go:
         text = f"{to_go} waiting to sync"
     else:
@@ -309,6 +311,25 @@ def upkeep_parts(s: dict) -> list[str]:
         freed = f"{prune.get('deleted_objects') or 0} object(s) ({human_size(prune.get('deleted_bytes') or 0)}) freed"
         parts.append(f"last prune {local_time(prune['at'])}: {freed}")
     return parts
+
+
+def progress_doc(snap) -> dict | None:
+    """A pass's progress (``engine.progress.Snapshot``) in a share's status, or None."""
+    if snap is None:
+        return None
+    return {"phase": snap.phase or "starting", "files_done": snap.files_done, "files_total": snap.files_total,
+            "bytes_done": snap.bytes_done, "bytes_total": snap.bytes_total,
+            "current_files": [snap.current] if snap.current else []}
+
+
+def progress_text(doc: dict | None) -> str:
+    """``; pushing 120/2000 files (1.2 MiB/40.0 MiB)``, or nothing when no pass is in hand."""
+    if not doc:
+        return ""
+    if doc.get("files_total") is None:
+        return f"; {doc['phase']}"
+    return (f"; {doc['phase']} {doc['files_done']}/{doc['files_total']} files "
+            f"({human_size(doc['bytes_done'])}/{human_size(doc['bytes_total'] or 0)})")
 
 
 def root_doc(ref: bytes | None, info: Root | None) -> dict | None:

@@ -39,6 +39,7 @@ from fogsync.config.retention import policy_for
 from fogsync.daemon import control
 from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
+from fogsync.engine.progress import SCANNING, Progress
 from fogsync.engine.sync import Report, Share, sync_share
 from fogsync.errors import ConfigError, FogsyncError, LocalError
 from fogsync.folder.state import Upkept
@@ -101,6 +102,7 @@ class ShareWorker(threading.Thread):
         self._trouble: str | None = None  # "error" or "held" while a pass keeps failing
         self._next_poll = self._next_rescan = clock() + self.poll
         self._upkeep = Upkeep(policy_for(cfg, name), now)
+        self._progress: Progress | None = None  # the pass in hand's, while one runs
 
     # --- called from other threads ------------------------------------------
 
@@ -133,6 +135,9 @@ class ShareWorker(threading.Thread):
             now = self.clock()
             pending = self._debounce.pending or bool(self._deferred) or self._last_pass is None
             state = "syncing" if self._syncing else self._trouble or "idle"
+            snap = self._progress.snapshot() if self._syncing and self._progress is not None else None
+            if snap is not None and snap.phase == SCANNING:
+                state = "scanning"
             out = {
                 "name": self.share_name,
                 "state": state,
@@ -148,6 +153,7 @@ class ShareWorker(threading.Thread):
                 "retry_in": None if self._retry_at is None else max(0.0, self._retry_at - now),
                 "watch": self._watch_trouble and f"{self._watch_trouble}; rescanning every {self._rescan_every():.0f} s",
                 "remote": "the store has a newer root to pull" if self._remote_newer else None,
+                "progress": control.progress_doc(snap),
             }
             share = self._share
         out.update(upkeep_doc(share.state.upkeep(self.share_name) if share is not None else Upkept()))
@@ -211,7 +217,9 @@ class ShareWorker(threading.Thread):
             self._syncing = True
         start = self.clock()
         try:
-            report = sync_share(self._open_present())
+            share = self._open_present()
+            share.progress = self._progress = Progress()
+            report = sync_share(share)
         except Exception as e:  # whatever it is, the daemon carries on and retries
             self._failed(e)
             result = {"name": self.share_name, "error": self._error}
@@ -222,7 +230,7 @@ class ShareWorker(threading.Thread):
                       "report": control.report_fields(report)}
         finally:
             with self._cond:
-                self._syncing = False
+                self._syncing, self._progress = False, None
             self._next_rescan = start + self._rescan_every()
         for req in requests:
             req.answer(result)

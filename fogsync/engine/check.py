@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from fogsync.engine.progress import CHECKING, Progress, as_progress
 from fogsync.errors import FogsyncError
 from fogsync.format.roots import decode_candidates, decode_kept
 from fogsync.format.tree import DIR, FILE, join
@@ -28,8 +29,14 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
 
 
-def check_share(repo: Repo, progress: Callable[[str], None] = lambda s: None) -> CheckReport:
-    """Verify the whole share (``repo`` checks each block against its name as it reads it)."""
+def check_share(repo: Repo, progress: Progress | Callable[[str], None] | None = None) -> CheckReport:
+    """Verify the whole share (``repo`` checks each block against its name as it reads it).
+
+    ``progress`` hears of each root as a note; a ``Progress`` also counts the
+    file contents checked, its totals growing as the walk finds them.
+    """
+    progress = as_progress(progress)
+    progress.phase(CHECKING)
     report = CheckReport()
     try:
         head = repo.read_head()
@@ -43,7 +50,7 @@ def check_share(repo: Repo, progress: Callable[[str], None] = lambda s: None) ->
             report.roots += 1
             progress(f"root v{root.version}")
             _check_history_blobs(repo, ref, root, head.root, report)
-            _walk(repo, root.root, "", seen_listings, seen_content, report)
+            _walk(repo, root.root, "", seen_listings, seen_content, report, progress)
     except FogsyncError as e:
         report.problems.append(f"history: {e}")
     return report
@@ -65,7 +72,8 @@ def _check_history_blobs(repo: Repo, ref: bytes, root, head: bytes | None, repor
             report.problems.append(f"root {ref.hex()[:16]}: {e}")
 
 
-def _walk(repo, listing: bytes, path: str, seen_listings, seen_content, report: CheckReport) -> None:
+def _walk(repo, listing: bytes, path: str, seen_listings, seen_content, report: CheckReport,
+          progress: Progress) -> None:
     stack = [(path, listing)]
     while stack:
         where, ref = stack.pop()
@@ -78,14 +86,21 @@ def _walk(repo, listing: bytes, path: str, seen_listings, seen_content, report: 
             report.problems.append(f"listing of /{where}: {e}")
             continue
         report.listings += 1
+        new = [(join(where, name), e) for name, e in entries if e.type == FILE and e.bptr is not None and
+               e.bptr not in seen_content]
+        progress.grow(len(new), sum(e.size for _, e in new))
         for name, e in entries:
-            child = join(where, name)
             if e.type == DIR and e.bptr is not None:
-                stack.append((child, e.bptr))
-            elif e.type == FILE and e.bptr is not None and e.bptr not in seen_content:
-                seen_content.add(e.bptr)
-                report.files += 1
-                _check_content(repo, child, e, report)
+                stack.append((join(where, name), e.bptr))
+        for child, e in new:
+            if e.bptr in seen_content:
+                progress.add(1, e.size)  # the same content twice in one listing: checked once
+                continue
+            seen_content.add(e.bptr)
+            report.files += 1
+            progress.current = child
+            _check_content(repo, child, e, report)
+            progress.add(1, e.size)
 
 
 def _check_content(repo: Repo, path: str, e, report: CheckReport) -> None:

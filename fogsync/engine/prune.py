@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from fogsync.engine.history import commit_meta, seal_small
+from fogsync.engine.progress import PRUNING, Progress, as_progress
 from fogsync.errors import FogsyncError, SwapConflict
 from fogsync.format import crypto
 from fogsync.format.blocks import Bptr, iter_blob, unpack_bptrs
@@ -118,13 +119,17 @@ def stored_blocks(repo: Repo) -> dict[bytes, ObjectInfo]:
 
 def prune_share(
     repo: Repo, host: str, now: Callable[[], datetime], grace: timedelta = DEFAULT_GRACE,
-    dry_run: bool = False, progress: Callable[[str], None] = lambda s: None,
+    dry_run: bool = False, progress: Progress | Callable[[str], None] | None = None,
     before_swap: Callable[[bytes], None] = lambda ref: None,
 ) -> PruneResult:
     """Mark, or sweep, or both with a grace of zero (FORMAT.md 8); retries a lost swap.
 
     ``before_swap(ref)`` is told of each root prune commits before the head names it.
+    ``progress`` hears what prune is doing as notes; a ``Progress`` also counts
+    the blocks a sweep deletes.
     """
+    progress = as_progress(progress)
+    progress.phase(PRUNING)
     swap = _Swapper(repo, before_swap)
     result = PruneResult()
     for _ in range(MAX_ATTEMPTS * 2):
@@ -201,9 +206,10 @@ def _sweep(swap: _Swapper, head, head_ref, head_root: Root, gc: GcState, host, n
     result.deleted_bytes += sum(stored[h].size for h in doomed)
     if dry_run:
         return
+    progress.phase(PRUNING, len(doomed), sum(stored[h].size for h in doomed))
     for h in doomed:
         repo.store.delete(repo.block_key(h))
-        stored.pop(h, None)
+        progress.add(1, stored.pop(h).size)
     writer = repo.writer()
     swept = GcState(gc.epoch, SWEPT, format_date(now()), None)
     ref, _ = commit_meta(repo, writer, head_ref, head_root, host, now(), gc=swept)

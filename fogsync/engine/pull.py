@@ -38,6 +38,7 @@ from fogsync.engine.prepare import (
     set_dir_mtimes,
     split_work,
 )
+from fogsync.engine.progress import NO_PROGRESS, PULLING, Progress
 from fogsync.errors import FogsyncError, LocalError
 from fogsync.folder.guarded import (
     Dirs,
@@ -114,6 +115,7 @@ def apply(
     repo: Repo, folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry],
     target: Mapping[str, Entry], workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
     batch: int = DURABLE_BATCH, durable: Callable[[str, list[str]], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> Applied:
     """Make the folder hold ``target`` where it now holds ``folder_tree`` (the folder as entries).
 
@@ -124,6 +126,7 @@ def apply(
     Anything else found in the way is left alone and reported in ``left_alone``.
     Files are placed ``batch`` at a time, each batch first made durable by
     ``durable(folder, temporary files)`` (``make_durable`` unless given).
+    ``progress`` counts the files (and bytes) written, as each is prepared.
     """
     out = Applied()
     if target is folder_tree:  # nobody else committed: the folder holds the target already
@@ -138,7 +141,8 @@ def apply(
     blocked = _blocked(writes, last_seen)
     first = [p for p in writes if p not in blocked and p not in last_seen]
     later = [p for p in writes if p in blocked or p in last_seen]
-    writing = _Writing(workers, processes_min, batch, durable or make_durable)
+    _pull_phase(progress, target, writes)
+    writing = _Writing(workers, processes_min, batch, durable or make_durable, progress)
     _Writer(repo, folder, last_seen, target, sources, out, writing).write(first)
     gone = _remove_all(folder, last_seen, removals, out)
     now = {p: item for p, item in last_seen.items() if p not in gone}  # what was removed is expected absent
@@ -146,6 +150,11 @@ def apply(
     set_dir_mtimes(folder, target, {parent_of(p) for p in writes + removals} | {
         p for p in writes if target[p].type == DIR})
     return out
+
+
+def _pull_phase(progress: Progress, target: Mapping[str, Entry], writes: list[str]) -> None:
+    files = [target[p] for p in writes if target[p].type == FILE]
+    progress.phase(PULLING, len(files), sum(e.size for e in files))
 
 
 def _same(e: Entry, in_folder: Entry | None) -> bool:
@@ -182,6 +191,7 @@ class _Writing(NamedTuple):
     processes_min: int
     batch: int
     durable: Callable[[str, list[str]], None]
+    progress: Progress
 
 
 class _Writer:
@@ -231,7 +241,8 @@ class _Writer:
         with (
             contextlib.closing(
                 _prepared_in_processes(
-                    self.repo, target, for_processes, self.checked, self.parents.clear, writing.batch)
+                    self.repo, target, for_processes, self.checked, self.parents.clear, writing.batch,
+                    writing.progress)
             ) as by_workers,
             Placer(self.place_batch) as placer,
         ):
@@ -269,7 +280,11 @@ class _Writer:
         full, written_in = where
         entry = self.target[path]
         source = self.sources.get(entry.sha256) if entry.type == FILE else None
+        progress = self.writing.progress
+        progress.current = path
         tmp, written = _with_stat(prepare(self.repo, full, entry, source), full)
+        if entry.type == FILE:
+            progress.add(1, entry.size)
         return Prepared(path, full, tmp, written_in, written)
 
     def prepared_here(self, paths: list[str], threads: int) -> Iterator[list[Prepared]]:
@@ -308,7 +323,7 @@ class _Writer:
 def _prepared_in_processes(
     repo: Repo, target: Mapping[str, Entry], paths: list[str],
     checked: Callable[[str], tuple[str, tuple[int, int]] | None],
-    new_batch: Callable[[], None], batch_size: int,
+    new_batch: Callable[[], None], batch_size: int, progress: Progress = NO_PROGRESS,
 ) -> Iterator[list[Prepared]]:
     """Batches of prepared one-block files, written by worker processes.
 
@@ -355,6 +370,8 @@ def _prepared_in_processes(
             elif failure:
                 remove_quietly(done[0])
             else:
+                progress.current = path
+                progress.add(1, entry.size)
                 batch.append(Prepared(path, full, done[0], parent, done[1]))
                 if len(batch) == batch_size:
                     yield batch

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
+from fogsync.engine.progress import NO_PROGRESS, PUSHING, Progress
 from fogsync.folder.scan import Stat
 from fogsync.folder.state import stat_of
 from fogsync.format import crypto
@@ -125,7 +126,7 @@ class _Changing(Exception):
 def seal_files(
     folder: str, paths: list[str], writer: BlobWriter, keys: crypto.ShareKeys,
     index: ContentIndex, host: str, workers: int = 3, sizes: Mapping[str, int] | None = None,
-    processes_min: int = PROCESSES_MIN,
+    processes_min: int = PROCESSES_MIN, progress: Progress = NO_PROGRESS,
 ) -> Sealed:
     """Read and seal ``paths``; call ``resolve_sealed`` once every tail may be flushed.
 
@@ -134,12 +135,17 @@ def seal_files(
     released. For smaller ones the Python overhead dominates and threads
     would only fight over the GIL: they are sealed in this thread, except
     that many files of at most ``PROBE`` bytes (``processes_min`` or more)
-    go to worker processes (``processes``).
+    go to worker processes (``processes``). ``progress`` counts each file
+    done with its size as scanned, so the counts reach the phase's totals.
     """
     out = Sealed()
+    sizes = sizes or {}
+    progress.phase(PUSHING, len(paths), sum(sizes.get(p, 0) for p in paths))
 
     def one(path: str) -> None:
+        progress.current = path
         result = _read_one(folder, path, writer, keys, index, host)
+        progress.add(1, sizes.get(path, 0))
         if isinstance(result, str):
             out.problems.append(result)
             return
@@ -152,12 +158,15 @@ def seal_files(
     def take(path: str, result: _PoolResult) -> None:
         if result is None:
             one(path)  # the worker could not: it grew large, or the pool broke
-        elif isinstance(result, str):
+            return
+        if isinstance(result, str):
             out.problems.append(result)
         else:
             _take_pooled(path, result, out, writer, index)
+        progress.current = path
+        progress.add(1, sizes.get(path, 0))
 
-    big, tiny, rest = _by_size(paths, sizes or {})
+    big, tiny, rest = _by_size(paths, sizes)
     if workers <= 1 or len(big) < 2:
         big, rest = [], big + rest
     if not worth_processes(len(tiny), workers, processes_min):

@@ -27,6 +27,7 @@ from fogsync.engine.prepare import (
     set_dir_mtimes,
     split_work,
 )
+from fogsync.engine.progress import NO_PROGRESS, RESTORING, Progress
 from fogsync.errors import FogsyncError, LocalError
 from fogsync.format.blocks import Bptr
 from fogsync.format.crypto import ShareKeys
@@ -42,8 +43,12 @@ from fogsync.repo.repository import Repo
 
 def restore(
     repo: Repo, tree: Mapping[str, Entry], dest: str, workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
+    progress: Progress = NO_PROGRESS,
 ) -> int:
-    """Write ``tree`` into ``dest`` (empty or absent). Returns the number of entries written."""
+    """Write ``tree`` into ``dest`` (empty or absent). Returns the number of entries written.
+
+    ``progress`` counts the files (and their bytes) written, not the directories.
+    """
     os.makedirs(dest, exist_ok=True)
     if os.listdir(dest):
         raise LocalError(f"restore target {dest} is not empty")
@@ -57,9 +62,13 @@ def restore(
         if failed.is_set():
             return  # the restore has failed already: the files still to come are not worth writing
         target = os.path.join(dest, path)
+        progress.current = path
         _place(prepare(repo, target, tree[path]), target)
+        progress.add(1, tree[path].size or 0)
 
-    small, groups = split_work(repo, tree, [p for p, e in tree.items() if e.type != DIR], workers, processes_min)
+    files = [p for p, e in tree.items() if e.type != DIR]
+    progress.phase(RESTORING, len(files), sum(tree[p].size or 0 for p in files))
+    small, groups = split_work(repo, tree, files, workers, processes_min)
 
     def the_rest() -> None:
         for group, threads in groups:
@@ -70,7 +79,7 @@ def restore(
         with ThreadPoolExecutor(1, thread_name_prefix="fogsync-restore") as side:
             rest = side.submit(the_rest)
             try:
-                _restore_in_processes(repo, tree, dest, small)
+                _restore_in_processes(repo, tree, dest, small, progress)
             except BaseException:
                 failed.set()
                 raise
@@ -90,17 +99,22 @@ def _place(tmp: str, target: str) -> None:
         raise LocalError(f"cannot write {target}: {e.strerror or e}") from None
 
 
-def _restore_in_processes(repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str]) -> None:
+def _restore_in_processes(
+    repo: Repo, tree: Mapping[str, Entry], dest: str, paths: list[str], progress: Progress = NO_PROGRESS,
+) -> None:
     def items() -> Iterator[tuple[str, Entry, bytes]]:
         sealed = repo.pieces_ahead(Bptr.unpack(tree[p].bptr) for p in paths)
         for p, data in zip(paths, sealed):
             yield os.path.join(dest, p), tree[p], data
 
+    prefix = len(os.path.join(dest, ""))
     for item, result in map_in_processes(_restore_batch, items(), keep_in_worker, (repo.keys,)):
         if result is None:  # no worker answered: write it here
             result = _restore_sealed(repo.keys, *item)
         if result is not True:
             raise result
+        progress.current = item[0][prefix:]  # the path in the share, as the threads show it
+        progress.add(1, item[1].size or 0)
 
 
 # --- in a worker process --------------------------------------------------------------

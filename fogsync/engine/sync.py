@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
+from fogsync.engine.progress import NO_PROGRESS, SCANNING, UPLOADING, Progress
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.push import (
     Sealed,
@@ -60,6 +61,7 @@ class Share:
     settle_ns: int = 0  # files modified more recently than this wait for a later pass
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     clock_ns: Callable[[], int] = time.time_ns
+    progress: Progress = NO_PROGRESS  # what the pass has done so far, for whoever shows it
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Pass:
     def scan(self) -> None:
         """The folder's stats, and what the state vouches for of them."""
         share = self.share
+        share.progress.phase(SCANNING)
         self.snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
         self.report.problems = list(self.snap.problems)
         _remove_stale_temps(share, self.snap)
@@ -192,7 +195,8 @@ class Pass:
         sizes = {p: self.snap.items[p].size for p in self.to_read}
         if self.vouch.loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
             index.add_contents(self.rules.vetted(self.state.contents_of_sizes(self.name, sizes.values())))
-        return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes)
+        return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes,
+                          progress=share.progress)
 
     def merge(self) -> None:
         """The tree the folder should hold: its own, or merged with what other hosts committed."""
@@ -211,7 +215,8 @@ class Pass:
         """The folder made to hold the target; False when a file changed under the pass."""
         if self.stored and not self.on_base:
             self.repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
-        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.target, self.share.workers)
+        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.target, self.share.workers,
+                             progress=self.share.progress)
         return not self.applied.skipped
 
     def commit(self) -> bool:
@@ -228,6 +233,7 @@ class Pass:
         self.new_root, self.committed = write_root(
             self.writer, top, prev, self.share.host, self.share.now(), merged=merged,
             keys=commit_keys(self.repo, prev and prev[1], merged))
+        self.share.progress.phase(UPLOADING)
         self.repo.wait_uploads()
         self.state.add_own_root(self.name, self.new_root)
         try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+from fogsync.daemon import control
 from fogsync.daemon.control import waiting
+from fogsync.engine.progress import Progress
 from fogsync.folder.state import State
 
 SETTLED = 1_700_000_000_000_000_000
@@ -56,3 +58,19 @@ def test_only_the_directories_whose_scan_moved_are_compared(hosts, tmp_path, mon
     h.remove("c")
     assert counts(h) == (2, 8)  # a/1.txt changed, c/d/1.txt gone
     assert loaded == [] and partly == [{"", "a", "c", "c/d"}]
+
+
+def test_a_pass_in_hand_shows_its_phase_and_counts():
+    progress = Progress()
+    assert control.progress_doc(None) is None
+    assert control.progress_doc(progress.snapshot())["phase"] == "starting"
+    progress.phase("scanning")
+    assert control.progress_text(control.progress_doc(progress.snapshot())) == "; scanning"
+    progress.phase("pushing", 2000, 40 * 1024 * 1024)
+    progress.add(120, 1536 * 1024)
+    progress.current = "docs/a.txt"
+    doc = control.progress_doc(progress.snapshot())
+    assert doc == {"phase": "pushing", "files_done": 120, "files_total": 2000, "bytes_done": 1536 * 1024,
+                   "bytes_total": 40 * 1024 * 1024, "current_files": ["docs/a.txt"]}
+    assert control.progress_text(doc) == "; pushing 120/2000 files (1.5 MiB/40.0 MiB)"
+    assert control.progress_text(None) == ""

@@ -25,7 +25,7 @@ ROOT_KEYS = {"id", "version", "date", "host"}
 LS_ENTRY_KEYS = {"path", "name", "type", "size", "mtime", "mtime_ns", "exec", "host"}
 STATUS_SHARE_KEYS = {"name", "state", "reason", "in_step", "waiting_files", "waiting_bytes", "deferred",
                      "last_commit", "last_error", "last_error_at", "last_poll", "last_pass", "retry_in", "watch",
-                     "remote", "last_forget", "last_prune"}
+                     "remote", "last_forget", "last_prune", "progress"}
 CONFLICT_KEYS = {"share", "path", "original", "host", "date", "original_exists"}
 
 

@@ -15,7 +15,7 @@ TIMEOUT = 60
 KEY = "11" * 32  # the cli_host fixture's key
 STATUS_SHARE_KEYS = {"name", "state", "reason", "in_step", "waiting_files", "waiting_bytes", "deferred",
                      "last_commit", "last_error", "last_error_at", "last_poll", "last_pass", "retry_in", "watch",
-                     "remote", "last_forget", "last_prune"}
+                     "remote", "last_forget", "last_prune", "progress"}
 
 
 def run(h, *args, check: bool = True):
