@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS share (
     base BLOB,
     head_tag TEXT,
     synced_at TEXT,
-    scan_digest TEXT
+    scan_digest TEXT,
+    seen_root BLOB,
+    seen_version INTEGER,
+    folder_marked INTEGER
 );
 CREATE TABLE IF NOT EXISTS entry (
     share TEXT NOT NULL, path TEXT NOT NULL,
@@ -94,6 +97,9 @@ class ShareState:
     base: bytes | None  # packed bptr of the root the folder last agreed with
     head_tag: str | None
     scan_digest: str | None = None  # the seal of the directory digests that match the base (``scan.digest_of``)
+    seen_root: bytes | None = None  # the newest root this host committed or synced: the store must descend from it
+    seen_version: int | None = None  # that root's version
+    folder_marked: bool = False  # this host has seen the folder's marker (``folder.marker``)
 
 
 class State:
@@ -125,8 +131,9 @@ class State:
     # --- reading ------------------------------------------------------------
 
     def share(self, name: str) -> ShareState | None:
-        row = self._query_one("SELECT share_id, base, head_tag, scan_digest FROM share WHERE name=?", (name,))
-        return ShareState(*row) if row else None
+        row = self._query_one("SELECT share_id, base, head_tag, scan_digest, seen_root, seen_version,"
+                              " folder_marked FROM share WHERE name=?", (name,))
+        return ShareState(*row[:6], bool(row[6])) if row else None
 
     def load(self, name: str) -> tuple[dict[str, Entry], dict[str, Stat]]:
         """The base tree and the local stats recorded with it."""
@@ -277,6 +284,40 @@ class State:
                 (name, name, OWN_ROOTS_KEPT),
             )
 
+    def remember_seen(self, name: str, ref: bytes, version: int) -> None:
+        """The newest root this host has committed or synced (``engine.refusals``: the store must descend from it)."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE share SET seen_root=?, seen_version=? WHERE name=?", (ref, version, name))
+
+    def mark_folder(self, name: str) -> None:
+        """This host has seen the share's folder hold its marker: from now on a folder without it is refused."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE share SET folder_marked=1 WHERE name=?", (name,))
+
+    def file_paths(self, name: str) -> list[str]:
+        """The paths of the base that are not directories."""
+        return [r[0] for r in self._query("SELECT path FROM entry WHERE share=? AND type != 'dir'", (name,))]
+
+    def count_files(self, name: str) -> int:
+        """How many paths of the base are not directories."""
+        return self._query_one("SELECT COUNT(*) FROM entry WHERE share=? AND type != 'dir'", (name,))[0]
+
+    def rebase(self, name: str, base: bytes, tree: Mapping[str, Entry], version: int) -> None:
+        """Make ``base`` (of ``version``, holding ``tree``) the share's base and newest root seen, atomically.
+
+        No stat is kept, so the next pass reads every file; the content index
+        and the remembered scan go with the old base, as what they name may
+        not be in the store any more.
+        """
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE share SET base=?, head_tag=NULL, scan_digest=NULL, seen_root=?, seen_version=? WHERE name=?",
+                (base, base, version, name))
+            for table in ("entry", "content", "scan_dir"):
+                self._db.execute(f"DELETE FROM {table} WHERE share=?", (name,))
+            self._db.executemany("INSERT INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 (_row(name, p, tree[p], None) for p in sorted(tree)))
+
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
             for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share"),
@@ -320,12 +361,14 @@ class _Transaction:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Columns newer than a database made by an older FogSync."""
-    if "scan_digest" not in _columns(db, "share"):
-        try:
-            db.execute("ALTER TABLE share ADD COLUMN scan_digest TEXT")
-        except sqlite3.OperationalError:
-            if "scan_digest" not in _columns(db, "share"):  # else another process added it first
-                raise
+    for column, kind in (("scan_digest", "TEXT"), ("seen_root", "BLOB"), ("seen_version", "INTEGER"),
+                         ("folder_marked", "INTEGER")):
+        if column not in _columns(db, "share"):
+            try:
+                db.execute(f"ALTER TABLE share ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError:
+                if column not in _columns(db, "share"):  # else another process added it first
+                    raise
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
