@@ -16,6 +16,12 @@ row, let a pass load only the directories whose scan moved
 (``load_dirs``), or none; every ``save`` replaces the seal, as the rows it
 vouched for change.
 
+The share row also keeps the newest root this host has committed or
+synced (``seen_root``, ``seen_version``: a store whose head does not
+descend from it was rolled back) and whether this host has seen the
+folder's marker (``folder_marked``); ``rebase`` makes a rolled-back
+store's head the base, on consent.
+
 All writes of one sync pass happen in one transaction, so a crash leaves
 the previous base intact; the next pass rescans.
 """
