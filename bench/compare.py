@@ -109,11 +109,13 @@ def corpus_dirs(cache: str, names: list[str], scale: float) -> dict[str, str]:
 
 
 def corpus_files(path: str) -> dict[str, int]:
-    """relative path -> size of every regular file."""
+    """relative path -> size of every regular file (but fogsync's folder marker, never synced)."""
     out = {}
     for dp, _dns, fns in os.walk(path):
         for fn in fns:
             full = os.path.join(dp, fn)
+            if dp == path and fn == ".fogsync-folder":
+                continue
             out[os.path.relpath(full, path)] = os.lstat(full).st_size
     return out
 

@@ -40,3 +40,9 @@ class SwapConflict(StoreError):
 
 class LocalError(FogsyncError):
     """The local side failed: a file could not be read or written."""
+
+
+class Refusal(FogsyncError):
+    """A pass refused a share that looks harmed, touching nothing; the message says why and what to run."""
+
+    retries_alone = False  # the daemon holds the share until asked (``sync NAME`` with the flag named) or restarted

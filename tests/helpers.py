@@ -10,6 +10,7 @@ import signal
 import stat
 from pathlib import Path
 
+from fogsync.folder.marker import MARKER
 from fogsync.format import crypto
 from fogsync.format.tree import FILE, Entry
 from fogsync.repo.repository import Repo
@@ -22,13 +23,16 @@ def folder_tree(folder, mtimes: bool = False) -> dict[str, tuple]:
     """What hosts of a share must agree on, path by path.
 
     ("dir",), ("file", bytes, exec) or ("symlink", target), each followed by
-    the mtime in ns when ``mtimes``.
+    the mtime in ns when ``mtimes``. The folder's marker (``folder.marker``)
+    is this host's own, never synced: left out.
     """
     folder = Path(folder)
     out: dict[str, tuple] = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
+            if p == folder / MARKER:
+                continue
             s = p.lstat()
             if stat.S_ISLNK(s.st_mode):
                 item: tuple = ("symlink", os.readlink(p))

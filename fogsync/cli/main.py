@@ -137,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("-v", "--verbose", action="store_true")
     add_quiet(sp)
+    sp.add_argument("--accept-rollback", action="store_true",
+                    help="the store went back in time: take its head, keep every file here, commit them on top")
+    sp.add_argument("--allow-mass-delete", action="store_true",
+                    help="commit local deletions of more than half of the files of a share")
     sp = cmd("daemon", cmd_daemon, "watch every share and sync continuously")
     sp.add_argument("--poll", type=float, help="seconds between polls of the store (default: config, else 10)")
     sp.add_argument("-v", "--verbose", action="store_true")

@@ -11,6 +11,7 @@ from fogsync.cli.render import print_json
 from fogsync.config import file as configmod
 from fogsync.config import keys as keysmod
 from fogsync.errors import ConfigError, LocalError
+from fogsync.folder.marker import write_marker
 from fogsync.format.crypto import parse_key
 
 
@@ -36,6 +37,7 @@ def cmd_add_share(args) -> int:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise LocalError(f"cannot create share folder {folder}: {e.strerror or e}") from None
+    write_marker(folder, args.name)  # a pass refuses the folder without it: an unmounted disk lacks it
     if args.keyring:
         keysmod.store_in_keyring(args.name, key)
     configmod.add_share(path, args.name, key, folder, args.store, source)

@@ -42,7 +42,8 @@ def cmd_sync(args) -> int:
         cfg.share(name)
     if not names:
         raise ConfigError(f"no shares in {cfg.path}: add one with 'fogsync add-share'")
-    answered = ask_to_sync(cfg, names)
+    consent = _consent(args)
+    answered = ask_to_sync(cfg, names, **consent)
     if answered is not None:
         pid, results = answered
         return _show_results(args, results, f" (reported by the daemon, pid {pid})")
@@ -51,7 +52,7 @@ def cmd_sync(args) -> int:
     try:
         for name in names:
             try:
-                results.append(_result(_sync_one(args, cfg, name, state)))
+                results.append(_result(_sync_one(args, cfg, name, state, consent)))
             except FogsyncError as e:
                 if args.debug or len(names) == 1:
                     raise
@@ -88,11 +89,21 @@ def _show_results(args, results: list[dict], where: str = "") -> int:
     return EXIT_FAILED if failed else EXIT_UNREADABLE if unread else 0
 
 
-def _sync_one(args, cfg, name: str, state):
+def _consent(args) -> dict[str, bool]:
+    """What ``sync`` was told it may do that a pass refuses otherwise; only for shares named."""
+    consent = {"accept_rollback": args.accept_rollback, "allow_mass_delete": args.allow_mass_delete}
+    if any(consent.values()) and not args.names:
+        raise UsageError("--accept-rollback and --allow-mass-delete need the NAME of each share they are for")
+    return consent
+
+
+def _sync_one(args, cfg, name: str, state, consent: dict[str, bool] | None = None):
     from fogsync.config.shares import open_share
     from fogsync.engine.sync import sync_share
 
     share = open_share(cfg, name, state)
+    for what, given in (consent or {}).items():
+        setattr(share, what, given)
     try:
         with showing(args, name, json_status=True) as share.progress:
             return sync_share(share)

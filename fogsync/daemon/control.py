@@ -6,7 +6,9 @@ one line, reads one reply object on one line, and closes.
 - ``{"op": "status", "names": [...]}`` ->
   ``{"ok": true, "pid": N, "shares": [{"name": ..., "state": ..., ...}]}``
   (each share's keys are those of ``status --json``, docs/json.md)
-- ``{"op": "sync", "names": [...]}`` -> after a pass of each named share
+- ``{"op": "sync", "names": [...], "accept_rollback": bool,
+  "allow_mass_delete": bool}`` (the flags optional: the consent of ``sync``'s
+  flags, for that pass) -> after a pass of each named share
   that started after the request: ``{"ok": true, "pid": N, "results":
   [{"name": ..., "summary": ..., "problems": [...], "report": {...}}]}``
   (``report``: the ``summary`` message's fields), or ``{"name": ..., "error": ...}``
@@ -207,12 +209,16 @@ def report_fields(report) -> dict:
     }
 
 
-def ask_to_sync(cfg: Config, names: list[str]) -> tuple[int | None, list[dict]] | None:
+def ask_to_sync(cfg: Config, names: list[str], accept_rollback: bool = False,
+                allow_mass_delete: bool = False) -> tuple[int | None, list[dict]] | None:
     """Have the running daemon do the passes: (its pid, one result per share), or None when no daemon runs.
 
-    A result is ``{"name", "summary", "problems", "report"}`` or ``{"name", "error"}``.
+    A result is ``{"name", "summary", "problems", "report"}`` or ``{"name", "error"}``. The flags
+    are the consent of ``sync --accept-rollback`` / ``--allow-mass-delete``, for these passes only.
     """
-    reply = request(cfg.state_dir, {"op": "sync", "names": names}, timeout=None)
+    message = {"op": "sync", "names": names, "accept_rollback": accept_rollback,
+               "allow_mass_delete": allow_mass_delete}
+    reply = request(cfg.state_dir, message, timeout=None)
     if reply is None:
         return None
     return reply.get("pid"), list(reply.get("results", []))

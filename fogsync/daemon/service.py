@@ -15,7 +15,12 @@ After a pass, a share with a retention policy is forgotten and pruned once
 a day (``upkeep``).
 
 A failed pass is logged once per change of error, shown in status and
-retried with exponential backoff (1 s doubling to 60 s). Around the
+retried with exponential backoff (1 s doubling to 60 s). A pass that
+refuses (``Refusal``: a store rolled back, a mass deletion) holds its share
+until ``sync NAME`` asks for a pass through the socket (with the flag the
+refusal names, to go on) or the daemon restarts; a folder without its
+marker (``retries_alone``) is tried again with the backoff, so a disk
+mounted again is picked up on its own. Around the
 workers: an flock on ``<state_dir>/daemon.lock`` (one daemon per state
 dir), the control socket (``control``), SIGINT/SIGTERM (finish the pass in
 hand, exit 0), and logs to stderr and ``<state_dir>/fogsync.log``.
@@ -30,7 +35,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -41,7 +46,7 @@ from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.progress import SCANNING, Progress
 from fogsync.engine.sync import Report, Share, sync_share
-from fogsync.errors import ConfigError, FogsyncError, LocalError
+from fogsync.errors import ConfigError, FogsyncError, LocalError, Refusal
 from fogsync.folder.state import Upkept
 from fogsync.format.roots import Root
 from fogsync.platform import malloc
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 FALLBACK_RESCAN = 30.0  # seconds between rescans of a folder that cannot be watched completely
 MIN_POLL = 0.2
+HELD_WAKE = 3600.0  # seconds a share held until asked sleeps between looks (a request wakes it at once)
+CONSENTS = ("accept_rollback", "allow_mass_delete")  # what ``sync`` may consent to (``engine.refusals``)
 STOP_GRACE = 60.0  # seconds a stop waits for the passes in hand (a hung store must not hold it forever)
 LOG_BYTES, LOG_FILES = 1 << 20, 3
 
@@ -66,6 +73,7 @@ class _Request:
 
     done: threading.Event = field(default_factory=threading.Event)
     result: dict = field(default_factory=dict)
+    consent: dict = field(default_factory=dict)  # ``sync``'s --accept-rollback / --allow-mass-delete
 
     def answer(self, result: dict) -> None:
         self.result = result
@@ -100,6 +108,7 @@ class ShareWorker(threading.Thread):
         self._last_poll: float | None = None  # wall time the store's head was last read (a poll or a pass)
         self._remote_newer = False  # the last poll saw a head this host has not pulled yet
         self._trouble: str | None = None  # "error" or "held" while a pass keeps failing
+        self._until_asked = False  # held by a refusal: only a request (or a restart) runs a pass
         self._next_poll = self._next_rescan = clock() + self.poll
         self._upkeep = Upkeep(policy_for(cfg, name), now)
         self._progress: Progress | None = None  # the pass in hand's, while one runs
@@ -114,8 +123,8 @@ class ShareWorker(threading.Thread):
             if before is None or self._debounce.due() < before:
                 self._cond.notify()
 
-    def request_pass(self) -> _Request:
-        req = _Request()
+    def request_pass(self, consent: dict | None = None) -> _Request:
+        req = _Request(consent={k: bool(v) for k, v in (consent or {}).items() if k in CONSENTS})
         with self._cond:
             if self._stopping:
                 req.answer({"name": self.share_name, "error": "the daemon is stopping"})
@@ -201,6 +210,8 @@ class ShareWorker(threading.Thread):
     def _due(self, now: float) -> tuple[str | None, float]:
         if self._requests:
             return "pass", now
+        if self._until_asked:
+            return None, now + HELD_WAKE
         if self._retry_at is not None:  # in trouble: only the retry (or a request) runs a pass
             return ("pass", now) if now >= self._retry_at else (None, self._retry_at)
         due = self._debounce.due()
@@ -216,8 +227,9 @@ class ShareWorker(threading.Thread):
             requests, self._requests = self._requests, []
             self._syncing = True
         start = self.clock()
+        consent = {k: any(r.consent.get(k) for r in requests) for k in CONSENTS}
         try:
-            share = self._open_present()
+            share = replace(self._open_present(), **consent)
             share.progress = self._progress = Progress()
             report = sync_share(share)
         except Exception as e:  # whatever it is, the daemon carries on and retries
@@ -316,7 +328,7 @@ class ShareWorker(threading.Thread):
             log.info("%s: %d file(s) still being written: taking them shortly", name, len(report.deferred))
         info = report.committed or (self._root_info if report.root == self._root else self._read_root(report.root))
         with self._cond:
-            self._error, self._backoff, self._retry_at = None, 0.0, None
+            self._error, self._backoff, self._retry_at, self._until_asked = None, 0.0, None, False
             self._problems, self._deferred = set(report.problems), list(report.deferred)
             self._root, self._root_info, self._last_pass = report.root, info, time.time()
             self._last_poll, self._remote_newer, self._trouble = self._last_pass, False, None
@@ -333,13 +345,17 @@ class ShareWorker(threading.Thread):
     def _failed(self, e: Exception) -> None:
         known = isinstance(e, FogsyncError)
         msg = " ".join(str(e).split()) if known else f"internal error: {type(e).__name__}: {e}"
+        until_asked = isinstance(e, Refusal) and not e.retries_alone
         with self._cond:
             self._backoff = min(BACKOFF_MAX, max(BACKOFF_MIN, self._backoff * 2))
-            self._retry_at = self.clock() + self._backoff
+            self._retry_at = None if until_asked else self.clock() + self._backoff
             changed, self._error = msg != self._error, msg
-            self._trouble = "held" if isinstance(e, Held) else "error"
+            self._trouble = "held" if isinstance(e, (Held, Refusal)) else "error"
+            self._until_asked = until_asked
             self._last_error = (msg, time.time())
-        if changed:
+        if changed and until_asked:
+            log.error("%s: held: %s (the daemon waits for that command, or a restart)", self.share_name, msg)
+        elif changed:
             log.error("%s: %s (retrying, backing off up to %.0f s)", self.share_name, msg, BACKOFF_MAX,
                       exc_info=not known)
 
@@ -411,7 +427,8 @@ def _handle(request: dict, workers: dict[str, ShareWorker]) -> dict:
                   for n in names]
         return {"ok": True, "pid": os.getpid(), "shares": shares}
     if request.get("op") == "sync":
-        asked = [(n, workers[n].request_pass() if n in workers else None) for n in names]
+        consent = {k: request.get(k) for k in CONSENTS}
+        asked = [(n, workers[n].request_pass(consent) if n in workers else None) for n in names]
         results = []
         for n, req in asked:
             if req is None:

@@ -8,6 +8,8 @@ and roots; ``merge`` is a pure three-way merge of trees; ``pull`` makes
 the folder hold a tree, placing batches through ``place``; ``prepare``
 writes one entry to a verified temporary file and splits the work between
 worker processes and threads; ``restore`` writes a tree into an empty
-directory; ``check`` verifies what a share's history reaches. Imports
+directory; ``check`` verifies what a share's history reaches;
+``refusals`` stops a pass before a missing folder marker, a rolled-back
+store or a mass deletion harms the share. Imports
 ``repo``, ``folder``, ``format``, ``store`` and ``platform``.
 """

@@ -30,6 +30,12 @@ from fogsync.engine.push import (
     write_listings,
     write_root,
 )
+from fogsync.engine.refusals import (
+    check_deletions,
+    check_descent,
+    check_folder,
+    remember_seen,
+)
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
 from fogsync.engine.vouch import Vouch, unvouched
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
@@ -62,6 +68,8 @@ class Share:
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     clock_ns: Callable[[], int] = time.time_ns
     progress: Progress = NO_PROGRESS  # what the pass has done so far, for whoever shows it
+    accept_rollback: bool = False  # a store whose head does not descend from what this host saw is taken as it is
+    allow_mass_delete: bool = False  # local changes may delete more than half of the files (``refusals``)
 
 
 @dataclass
@@ -147,9 +155,12 @@ class Pass:
 
     def read_head(self) -> None:
         """The store's head, refused if it cannot be this folder's share as this host knew it."""
+        check_folder(self.share, self.info)
         self.head = self.repo.read_head()
         self.on_base = self.head.root == self.info.base
         _refuse_vanished_head(self.share, self.info.base, self.head)
+        if check_descent(self.share, self.info, self.head):  # rolled back, and accepted: the head is the base now
+            self.info, self.on_base = self.state.share(self.name), True
         _refuse_namesake(self.share, self.info.base, self.head.root)
 
     def scan(self) -> None:
@@ -176,6 +187,7 @@ class Pass:
         if not self.on_base:
             self.remote_root = self.repo.read_root(self.head.root)
             self.remote_tree = self.repo.load_tree(self.remote_root.root, known=self.base_tree)
+        check_deletions(self.share, self.base_tree, self.changes, self.remote_tree)
 
     def seal(self) -> None:
         """The files to read, read and sealed; the folder as a tree (``folder_tree``)."""
@@ -260,6 +272,7 @@ class Pass:
         base_now = self.info.base if unsettled else self.new_root
         self.state.save(self.name, base_now, self.tag, rows, removed, remember, scan_digest, scan_dirs,
                         gc_seen=self.rules.gc_seen(self.committed, not unsettled), drop_contents=self.rules.drop_contents)
+        remember_seen(self.share, self.new_root, self.committed or self.remote_root)
         self._report()
         return True
 

@@ -3,6 +3,7 @@
 ``scan`` (the folder as stats, and what changed against the base),
 ``ignore`` (gitignore-style rules), ``state`` (the SQLite database of the
 base tree, stats and content), ``guarded`` (renames and removals that
-check first that nothing changed under them). Imports ``format`` and
+check first that nothing changed under them), ``marker`` (the file that
+says a folder is the one added). Imports ``format`` and
 ``platform``; never a store.
 """

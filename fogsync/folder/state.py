@@ -17,6 +17,12 @@ row, let a pass load only the directories whose scan moved
 (``load_dirs``), or none; every ``save`` replaces the seal, as the rows it
 vouched for change.
 
+The share row also keeps the newest root this host has committed or
+synced (``seen_root``, ``seen_version``: a store whose head does not
+descend from it was rolled back) and whether this host has seen the
+folder's marker (``folder_marked``); ``rebase`` makes a rolled-back
+store's head the base, on consent.
+
 All writes of one sync pass happen in one transaction, so a crash leaves
 the previous base intact; the next pass rescans.
 """
@@ -46,7 +52,10 @@ CREATE TABLE IF NOT EXISTS share (
     synced_at TEXT,
     scan_digest TEXT,
     gc_epoch INTEGER,
-    gc_state TEXT
+    gc_state TEXT,
+    seen_root BLOB,
+    seen_version INTEGER,
+    folder_marked INTEGER
 );
 CREATE TABLE IF NOT EXISTS entry (
     share TEXT NOT NULL, path TEXT NOT NULL,
@@ -104,6 +113,9 @@ class ShareState:
     scan_digest: str | None = None  # the seal of the directory digests that match the base (``scan.digest_of``)
     gc_epoch: int | None = None  # the gc of the head last synced (FORMAT.md 8, "Writers"): 0 for none;
     gc_state: str | None = None  # None for a state from before these columns, or never synced
+    seen_root: bytes | None = None  # the newest root this host committed or synced: the store must descend from it
+    seen_version: int | None = None  # that root's version
+    folder_marked: bool = False  # this host has seen the folder's marker (``folder.marker``)
 
 
 @dataclass(frozen=True)
@@ -147,9 +159,9 @@ class State:
     # --- reading ------------------------------------------------------------
 
     def share(self, name: str) -> ShareState | None:
-        row = self._query_one(
-            "SELECT share_id, base, head_tag, scan_digest, gc_epoch, gc_state FROM share WHERE name=?", (name,))
-        return ShareState(*row) if row else None
+        row = self._query_one("SELECT share_id, base, head_tag, scan_digest, gc_epoch, gc_state, seen_root,"
+                              " seen_version, folder_marked FROM share WHERE name=?", (name,))
+        return ShareState(*row[:8], bool(row[8])) if row else None
 
     def load(self, name: str) -> tuple[dict[str, Entry], dict[str, Stat]]:
         """The base tree and the local stats recorded with it."""
@@ -327,6 +339,40 @@ class State:
             self._db.execute("UPDATE upkeep SET prune_at=?, deleted=?, deleted_bytes=?, sweep_at=? WHERE share=?",
                              (at, deleted, deleted_bytes, sweep_at, name))
 
+    def remember_seen(self, name: str, ref: bytes, version: int) -> None:
+        """The newest root this host has committed or synced (``engine.refusals``: the store must descend from it)."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE share SET seen_root=?, seen_version=? WHERE name=?", (ref, version, name))
+
+    def mark_folder(self, name: str) -> None:
+        """This host has seen the share's folder hold its marker: from now on a folder without it is refused."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE share SET folder_marked=1 WHERE name=?", (name,))
+
+    def file_paths(self, name: str) -> list[str]:
+        """The paths of the base that are not directories."""
+        return [r[0] for r in self._query("SELECT path FROM entry WHERE share=? AND type != 'dir'", (name,))]
+
+    def count_files(self, name: str) -> int:
+        """How many paths of the base are not directories."""
+        return self._query_one("SELECT COUNT(*) FROM entry WHERE share=? AND type != 'dir'", (name,))[0]
+
+    def rebase(self, name: str, base: bytes, tree: Mapping[str, Entry], version: int) -> None:
+        """Make ``base`` (of ``version``, holding ``tree``) the share's base and newest root seen, atomically.
+
+        No stat is kept, so the next pass reads every file; the content index
+        and the remembered scan go with the old base, as what they name may
+        not be in the store any more.
+        """
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE share SET base=?, head_tag=NULL, scan_digest=NULL, seen_root=?, seen_version=? WHERE name=?",
+                (base, base, version, name))
+            for table in ("entry", "content", "scan_dir"):
+                self._db.execute(f"DELETE FROM {table} WHERE share=?", (name,))
+            self._db.executemany("INSERT INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 (_row(name, p, tree[p], None) for p in sorted(tree)))
+
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
             for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share"),
@@ -370,7 +416,8 @@ class _Transaction:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Columns newer than a database made by an older FogSync."""
-    for column, kind in (("scan_digest", "TEXT"), ("gc_epoch", "INTEGER"), ("gc_state", "TEXT")):
+    for column, kind in (("scan_digest", "TEXT"), ("gc_epoch", "INTEGER"), ("gc_state", "TEXT"),
+                         ("seen_root", "BLOB"), ("seen_version", "INTEGER"), ("folder_marked", "INTEGER")):
         if column not in _columns(db, "share"):
             try:
                 db.execute(f"ALTER TABLE share ADD COLUMN {column} {kind}")

@@ -27,7 +27,7 @@ from fogsync.engine import prepare, pull
 from fogsync.engine import sync as syncmod
 from fogsync.engine.check import check_share
 from fogsync.engine.sync import restore_in_place, sync_share
-from fogsync.errors import ConfigError, FogsyncError
+from fogsync.errors import ConfigError, FogsyncError, Refusal
 from fogsync.folder.state import State
 from fogsync.format.tree import DIR, FILE
 from fogsync.store import open_store
@@ -765,8 +765,11 @@ def test_a_store_rolled_back_below_the_base_is_no_namesake(make, monkeypatch):
     repo = laptop.share().repo
     (_, _), (v2, _), _ = chain(laptop)
     repo.swap_head(v2, repo.read_head().tag)  # the store comes back from a backup, at v2
+    with pytest.raises(Refusal, match="rolled back"):  # refused as a rollback (refusals), not as a namesake
+        laptop.sync_here()
+    laptop.share().accept_rollback = True
     laptop.sync_here()  # walks no further than its base's version: v2 is not taken for a stranger's
-    assert laptop.read("f.txt") == b"v2\n"
+    assert laptop.read("f.txt") == b"v3\n"
 
 
 def test_the_own_root_table_keeps_only_the_newest(tmp_path, monkeypatch):

@@ -287,3 +287,40 @@ def test_a_new_database_has_big_pages_and_an_old_one_keeps_its_own(tmp_path):
         assert s.load("s")[0]["a/f.txt"] == sample()["a/f.txt"][0]
     finally:
         s.close()
+
+
+def test_a_database_from_before_the_seen_root_gains_the_columns_empty(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE share (name TEXT PRIMARY KEY, share_id TEXT NOT NULL, base BLOB, head_tag TEXT, synced_at TEXT,"
+        " scan_digest TEXT);"
+        "INSERT INTO share(name, share_id, base, head_tag) VALUES ('s', 'id1', x'01', 'tag');")
+    old.close()
+    s = State(path)
+    try:
+        info = s.share("s")
+        assert (info.base, info.seen_root, info.seen_version, info.folder_marked) == (b"\x01", None, None, False)
+        s.remember_seen("s", B2, 7)
+        s.mark_folder("s")
+        info = s.share("s")
+        assert (info.seen_root, info.seen_version, info.folder_marked) == (B2, 7, True)
+    finally:
+        s.close()
+
+
+def test_counting_and_listing_the_files_of_the_base(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [])
+    assert sorted(db.file_paths("s")) == ["a/empty", "a/f.txt", "ln", "x"] and db.count_files("s") == 4
+
+
+def test_a_rebase_replaces_the_base_and_forgets_stats_contents_and_scan(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [], [(SHA, 3, B1)], scan_digest="d", scan_dirs={"": b"1"})
+    tree = {"n.txt": Entry(FILE, 3, "h", 3, B2, SHA)}
+    db.rebase("s", B2, tree, 4)
+    info = db.share("s")
+    assert (info.base, info.head_tag, info.scan_digest, info.seen_root, info.seen_version) == (B2, None, None, B2, 4)
+    assert db.load("s") == (tree, {})  # no stat: the next pass reads every file
+    assert db.content("s", SHA) is None and db.scan_dirs("s") == {}

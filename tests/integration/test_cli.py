@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import folder_tree
 
+from fogsync.folder.marker import MARKER
+
 KEY = "11" * 32  # the cli_host fixture's default key
 
 
@@ -273,7 +275,7 @@ def test_wrong_key_says_so_and_writes_nothing(cli_host, tmp_path):
     b = cli_host("beta", a.store, key="22" * 32)
     one_line_error(b.run("log", "docs", check=False), "no commits", "key is wrong")
     b.sync()
-    assert list(b.folder.iterdir()) == []
+    assert [p.name for p in b.folder.iterdir()] == [MARKER]  # only what add-share left
 
 
 def test_tampered_block_fails_the_pull_and_writes_nothing(cli_host, tmp_path):
@@ -288,7 +290,7 @@ def test_tampered_block_fails_the_pull_and_writes_nothing(cli_host, tmp_path):
             break
     b = cli_host("beta", a.store)
     one_line_error(b.run("sync", check=False), "big.bin", "hash does not match its name")
-    assert list(b.folder.iterdir()) == []
+    assert [p.name for p in b.folder.iterdir()] == [MARKER]  # only what add-share left
     one_line_error(b.run("cat", "docs", "big.bin", check=False), "big.bin")
 
 
@@ -299,7 +301,7 @@ def test_missing_block_fails_the_pull_and_writes_nothing(cli_host, tmp_path):
     next(b for b in store_files(tmp_path / "store") if b.stat().st_size == 65536).unlink()
     b = cli_host("beta", a.store)
     one_line_error(b.run("sync", check=False), "missing")
-    assert list(b.folder.iterdir()) == []
+    assert [p.name for p in b.folder.iterdir()] == [MARKER]  # only what add-share left
 
 
 def test_unreachable_store(cli_host, tmp_path, monkeypatch):
@@ -329,8 +331,9 @@ def test_one_broken_share_does_not_stop_the_others(cli_host, tmp_path):
     h = cli_host("a", str(tmp_path / "store"))
     (h.folder / "f").write_text("x")
     h.run("add-share", "gone", "22" * 32, "--path", str(tmp_path / "gone"), "--store", str(tmp_path / "store"))
+    (tmp_path / "gone" / MARKER).unlink()  # add-share left it
     (tmp_path / "gone").rmdir()
     p = h.run("sync", check=False)
     assert p.returncode == 1
     assert "docs: committed v1" in p.stdout
-    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "gone" in p.stderr and "does not exist" in p.stderr
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "gone" in p.stderr and "not there" in p.stderr

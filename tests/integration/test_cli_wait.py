@@ -143,6 +143,9 @@ def test_a_share_whose_folder_is_gone_is_held_and_wait_times_out(daemon_host):
     assert p.returncode == 1 and json.loads(p.stderr)["message_type"] == "error"
     a.folder.mkdir()
     (a.folder / "f.txt").write_text("1")
+    p = run(a, "wait", "--timeout", "1", check=False)  # a folder without its marker is not the one added
+    assert p.returncode == 1 and "held" in p.stderr
+    (a.folder / ".fogsync-folder").write_text("")
     run(a, "wait", "--timeout", str(TIMEOUT))  # held until the folder came back, then in step again
 
 

@@ -111,11 +111,14 @@ def build_folder(folder: Path) -> dict[str, int]:
 
 
 def folder_tree(folder: Path) -> dict[str, tuple]:
+    """The folder as the store must hold it: all but the folder marker add-share leaves (never synced)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             rel = p.relative_to(folder).as_posix()
+            if rel == ".fogsync-folder":
+                continue
             s = p.lstat()
             if stat.S_ISLNK(s.st_mode):
                 out[rel] = ("symlink", s.st_mtime_ns, os.readlink(p))
