@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from conftest import Host
+from hosts import Host
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
