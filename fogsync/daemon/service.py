@@ -11,6 +11,13 @@ share's trouble never stalls another) that runs a pass:
 - for files still being written: a pass leaves files modified within the
   last ``debounce`` seconds (``Share.settle_ns``) for a pass shortly after.
 
+A pass the watcher started is partial: it lists only the directories the
+events named (``ShareWatcher.take_hints``) and trusts the rest to the
+state. The start pass, the periodic rescan, a pass asked for over the
+socket, the first after a failure or a watcher restart or lost events, and
+any pass the engine finds it cannot vouch for (the head moved, the state
+vouches for no scan) scan the whole folder.
+
 A failed pass is logged once per change of error, shown in status and
 retried with exponential backoff (1 s doubling to 60 s). Around the
 workers: an flock on ``<state_dir>/daemon.lock`` (one daemon per state
@@ -34,6 +41,7 @@ from fogsync.config.file import Config
 from fogsync.daemon import control
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.sync import Report, Share, sync_share
+from fogsync.engine.vouch import DirHints
 from fogsync.errors import ConfigError, FogsyncError, LocalError
 from fogsync.format.roots import Root
 from fogsync.platform import malloc
@@ -92,6 +100,7 @@ class ShareWorker(threading.Thread):
         self._remote_newer = False  # the last poll saw a head this host has not pulled yet
         self._trouble: str | None = None  # "error" or "held" while a pass keeps failing
         self._next_poll = self._next_rescan = clock() + self.poll
+        self._full = True  # the next pass scans the whole folder, whatever the watcher saw
 
     # --- called from other threads ------------------------------------------
 
@@ -199,10 +208,15 @@ class ShareWorker(threading.Thread):
             self._debounce.take()
             requests, self._requests = self._requests, []
             self._syncing = True
+            full = self._full or bool(requests) or self.clock() >= self._next_rescan
+            self._full = False
         start = self.clock()
         try:
-            report = sync_share(self._open_present())
+            share = self._open_present()
+            report = sync_share(share, self._hints(full))
         except Exception as e:  # whatever it is, the daemon carries on and retries
+            with self._cond:
+                self._full = True  # the events it took are not in the state: look everywhere
             self._failed(e)
             result = {"name": self.share_name, "error": self._error}
         else:
@@ -216,6 +230,11 @@ class ShareWorker(threading.Thread):
         for req in requests:
             req.answer(result)
         malloc.give_back()  # what the pass freed, back to the system while this share idles
+
+    def _hints(self, full: bool) -> DirHints | None:
+        """Where the watcher saw changes since the last pass; None for a full scan."""
+        hints = self._watcher.take_hints() if self._watcher is not None else None
+        return None if full or self._watch_trouble else hints
 
     def _poll(self) -> None:
         self._next_poll = self.clock() + self.poll
@@ -285,7 +304,8 @@ class ShareWorker(threading.Thread):
             log.warning("%s: %s", name, problem)
         for c in report.conflicts:
             log.warning("%s: conflict (%s) on %s: the other version is kept as %s", name, c.kind, c.path, c.copy_path)
-        log.info("%s (%.2f s)", report.summary(), took)
+        partial = "" if report.listed_dirs is None else f"; partial, {report.listed_dirs} dir(s) listed"
+        log.info("%s (%.2f s%s)", report.summary(), took, partial)
         if report.deferred:
             log.info("%s: %d file(s) still being written: taking them shortly", name, len(report.deferred))
         info = report.committed or (self._root_info if report.root == self._root else self._read_root(report.root))
