@@ -47,3 +47,11 @@ def test_s3_requests_smoke(cache):
     for corpus in ("mixed", "small", "big"):
         assert (corpus, "initial") in rows and (corpus, "restore") in rows, out
         assert int(rows[(corpus, "initial")][2]) > 0, out  # some block PUTs
+
+
+def test_s3_latency_smoke():
+    out = _run("s3_latency.py", "--smoke")
+    assert "WARNING" not in out, out
+    rows = [r for r in _table_rows(out, "connections delay-ms phase") if r[0].isdigit()]
+    assert {(r[1], r[2]) for r in rows} == {(d, p) for d in ("0", "10") for p in ("initial", "restore")}, out
+    assert all(int(r[6]) > 0 and int(r[8]) >= 1 for r in rows), out  # requests made, some in flight
