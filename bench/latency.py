@@ -92,6 +92,20 @@ def _started(cfg: configmod.Config, daemon: subprocess.Popen) -> bool:
     return bool(reply and reply["shares"][0].get("last_pass"))
 
 
+def _entry_at(repo, top: bytes, path: str):
+    """The entry at ``path`` under the top listing, reading only the listings on the way (a whole
+    tree loaded per check would time the bench's own reading, on a big share)."""
+    ref, entry = top, None
+    for name in path.split("/"):
+        if ref is None:
+            return None
+        entry = dict(repo.read_listing(ref)).get(name)
+        if entry is None:
+            return None
+        ref = entry.bptr if entry.type == "dir" else None
+    return entry
+
+
 def save_to_head(cfg: configmod.Config, saves: int, where: str = "", prefix: str = "") -> list[float]:
     repo = open_repo(cfg, cfg.share(SHARE))
     folder = cfg.share(SHARE).path
@@ -110,7 +124,7 @@ def save_to_head(cfg: configmod.Config, saves: int, where: str = "", prefix: str
                 if head is None or head.root is None:
                     return False
                 tag = head.tag
-                entry = repo.load_tree(repo.read_root(head.root).root).get(path)
+                entry = _entry_at(repo, repo.read_root(head.root).root, path)
                 return entry is not None and entry.sha256 == want
 
             _wait(named, f"the head to name {path}")

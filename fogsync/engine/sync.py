@@ -30,7 +30,7 @@ from fogsync.engine.push import (
     write_root,
 )
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
-from fogsync.engine.vouch import DirHints, Scope, Vouch, unvouched
+from fogsync.engine.vouch import DirHints, Scope, Vouch, sizes_worth_finding, unvouched
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
@@ -194,8 +194,9 @@ class Pass:
         if self.remote_tree is not base_tree:
             index.add_tree(self.remote_tree)
         sizes = {p: self.snap.items[p].size for p in self.to_read}
-        if self.vouch.loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
-            index.add_contents(self.state.contents_of_sizes(self.name, sizes.values()))
+        wanted = sizes_worth_finding(sizes.values()) if self.vouch.loaded is not None else []
+        if wanted:  # a copy of a file in a directory not loaded still reuses its blocks
+            index.add_contents(self.state.contents_of_sizes(self.name, wanted))
         return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes)
 
     def merge(self) -> None:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping
+from typing import Callable, Collection, Iterable, Mapping
 
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import Scanned, Snapshot, Stat, digest_of, matches_base, scan
 from fogsync.folder.state import ShareState, State
+from fogsync.format.blocks import BLOCK_SIZE
 from fogsync.format.tree import DIR, Entry, parent_of
 
 # The digest of a directory a pass could not vouch for: no scan's (those are 32 bytes), so it
@@ -177,6 +178,13 @@ class Vouch:
             return None, None
         keep = {d: UNSURE if d in unsure else digest for d, digest in self.scanned.items()}
         return keep, digest_of(keep)
+
+
+def sizes_worth_finding(sizes: Iterable[int]) -> list[int]:
+    """Those of the sizes of files to read whose copies elsewhere in the base (in directories a pass
+    did not load) are worth a look for: a block or more. The look is a scan of every row of the
+    state; a smaller file costs less to seal again."""
+    return [s for s in sizes if s >= BLOCK_SIZE]
 
 
 def vouched_dirs(state: State, name: str, info: ShareState) -> dict[str, bytes] | None:

@@ -287,3 +287,16 @@ def test_a_new_database_has_big_pages_and_an_old_one_keeps_its_own(tmp_path):
         assert s.load("s")[0]["a/f.txt"] == sample()["a/f.txt"][0]
     finally:
         s.close()
+
+
+def test_load_dirs_of_the_top_finds_every_top_path_and_nothing_below(db):
+    db.ensure_share("s", "id1")
+    db.ensure_share("t", "id2")
+    names = ["a", "a-b", "a.txt", "a/x", "a/x/y", "a0", "b", "b/c", "z/d/e", "z", "ü", "ü/ä"]
+    rows = {p: (Entry(FILE, 1, "h", 3, B1, SHA) if p in ("a-b", "a.txt", "a0", "b/c", "z/d/e", "a/x/y") else
+                Entry(DIR, 1, "h"), None) for p in names}
+    db.save("s", B1, "t1", rows, [])
+    db.save("t", B1, "t1", {"a1": (Entry(FILE, 1, "h", 3, B1, SHA), None)}, [])
+    tree, _ = db.load_dirs("s", [""])
+    assert set(tree) == {"a", "a-b", "a.txt", "a0", "b", "z", "ü"}
+    assert set(db.load_dirs("s", ["", "a"])[0]) == set(tree) | {"a/x"}
