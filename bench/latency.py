@@ -214,6 +214,14 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def _passed(log: str, daemon: subprocess.Popen) -> bool:
+    if daemon.poll() is not None:
+        raise SystemExit(f"bench: the daemon exited with status {daemon.returncode}")
+    time.sleep(0.2)
+    with open(log, encoding="utf-8", errors="replace") as f:
+        return " s)" in f.read()  # a pass's log line ends with its duration
+
+
 def _baseline_source(ref: str, base: str) -> str:
     """The package at git ``ref`` of this repository, unpacked under ``base``: a PYTHONPATH entry."""
     out = os.path.join(base, "baseline-src")
@@ -230,10 +238,13 @@ def _saves_on(cfg: configmod.Config, base: str, source: str | None, saves: int, 
     if source:
         env["PYTHONPATH"] = source
     cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(poll), "-v"]
-    with open(os.path.join(base, f"daemon-{tag}.err"), "wb") as err:
+    log = os.path.join(base, f"daemon-{tag}.err")
+    with open(log, "wb") as err:
         daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env)
     try:
-        _wait(lambda: _started(cfg, daemon), "the daemon to start", timeout=1800)
+        # Its log says when the start pass is done: a status request scans the whole folder to count
+        # the files waiting (30 s and more at 1,000,000 files), and would be what the saves wait for.
+        _wait(lambda: _passed(log, daemon), "the daemon's start pass", timeout=1800)
         time.sleep(2 * poll)  # past the start pass's aftermath
         before = _tree_cpu(daemon.pid)
         took = save_to_head(cfg, saves, where=DEEP, prefix=f"{tag}-")
