@@ -1,6 +1,7 @@
 """Latency of the live daemon, end to end.
 
     python bench/latency.py [--saves 50] [--poll 2] [--store URL]
+    python bench/latency.py --files 10000,100000 [--saves 20] [--baseline main]
 
 Runs a real ``fogsync daemon`` (host "alpha", default debounce) on a fresh
 share in a temporary directory and measures, over ``--saves`` saves:
@@ -15,11 +16,20 @@ share in a temporary directory and measures, over ``--saves`` saves:
 Prints median and 95th percentile; asserts nothing. ``--store`` takes an
 ``s3://bucket/prefix`` (endpoint from ``$AWS_ENDPOINT_URL_S3``) instead of a
 local store in the temporary directory.
+
+``--files N,M,...`` measures instead how save -> head grows with the share:
+per size, a share of N settled files of 0-1 KiB (100 per directory, two
+levels) is synced once, then each daemon in turn (``--baseline``: a git
+ref of this repository, run from a ``git archive`` of it; then this
+checkout) starts on it, and ``--saves`` saves of a new file in a directory
+four levels down are timed to the head, with the daemon's CPU (its
+process and children, from /proc) over the saves, per save.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import math
 import os
@@ -54,8 +64,8 @@ def _config(base: str, host: str, key: str, store: str) -> str:
     return path
 
 
-def _wait(predicate, what: str):
-    deadline = time.monotonic() + TIMEOUT
+def _wait(predicate, what: str, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
@@ -82,14 +92,28 @@ def _started(cfg: configmod.Config, daemon: subprocess.Popen) -> bool:
     return bool(reply and reply["shares"][0].get("last_pass"))
 
 
-def save_to_head(cfg: configmod.Config, saves: int) -> list[float]:
+def _entry_at(repo, top: bytes, path: str):
+    """The entry at ``path`` under the top listing, reading only the listings on the way (a whole
+    tree loaded per check would time the bench's own reading, on a big share)."""
+    ref, entry = top, None
+    for name in path.split("/"):
+        if ref is None:
+            return None
+        entry = dict(repo.read_listing(ref)).get(name)
+        if entry is None:
+            return None
+        ref = entry.bptr if entry.type == "dir" else None
+    return entry
+
+
+def save_to_head(cfg: configmod.Config, saves: int, where: str = "", prefix: str = "") -> list[float]:
     repo = open_repo(cfg, cfg.share(SHARE))
     folder = cfg.share(SHARE).path
     tag, out = None, []
     try:
         for i in range(saves):
             data = secrets.token_bytes(2048) + b"save %d\n" % i
-            path, want = f"save-{i:03d}.txt", hashlib.sha256(data).hexdigest()
+            path, want = f"{where}/{prefix}save-{i:03d}.txt".lstrip("/"), hashlib.sha256(data).hexdigest()
             with open(os.path.join(folder, path), "wb") as f:
                 f.write(data)
             closed = time.monotonic()
@@ -100,7 +124,7 @@ def save_to_head(cfg: configmod.Config, saves: int) -> list[float]:
                 if head is None or head.root is None:
                     return False
                 tag = head.tag
-                entry = repo.load_tree(repo.read_root(head.root).root).get(path)
+                entry = _entry_at(repo, repo.read_root(head.root).root, path)
                 return entry is not None and entry.sha256 == want
 
             _wait(named, f"the head to name {path}")
@@ -151,12 +175,132 @@ def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int
     return out
 
 
+DEEP = "top3/mid1/deep/deeper"  # where the sizes mode saves: four levels down
+SETTLED_NS = 1_700_000_000_000_000_000
+
+
+def _build_share(folder: str, files: int) -> None:
+    """``files`` files of 0-1 KiB, 100 per directory, under top*/mid*/; settled mtimes."""
+    dirs = max(1, files // 100)
+    width = max(1, math.ceil(math.sqrt(dirs)))
+    rng = random.Random(files)
+    blob = rng.randbytes(1024)
+    for d in range(dirs):
+        where = os.path.join(folder, f"top{d // width}", f"mid{d % width}")
+        os.makedirs(where, exist_ok=True)
+        for k in range(min(100, files - d * 100)):
+            path = os.path.join(where, f"f{k:03d}.txt")
+            with open(path, "wb") as f:
+                f.write(blob[: rng.randrange(1025)])
+            os.utime(path, ns=(SETTLED_NS, SETTLED_NS))
+    os.makedirs(os.path.join(folder, DEEP), exist_ok=True)
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for children in glob.glob(f"/proc/{p}/task/*/children"):
+                with open(children, encoding="ascii") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _passed(log: str, daemon: subprocess.Popen) -> bool:
+    if daemon.poll() is not None:
+        raise SystemExit(f"bench: the daemon exited with status {daemon.returncode}")
+    time.sleep(0.2)
+    with open(log, encoding="utf-8", errors="replace") as f:
+        return " s)" in f.read()  # a pass's log line ends with its duration
+
+
+def _baseline_source(ref: str, base: str) -> str:
+    """The package at git ``ref`` of this repository, unpacked under ``base``: a PYTHONPATH entry."""
+    out = os.path.join(base, "baseline-src")
+    os.makedirs(out)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(["git", "-C", repo, "archive", ref, "fogsync"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+    return out
+
+
+def _saves_on(cfg: configmod.Config, base: str, source: str | None, saves: int, poll: float, tag: str):
+    """Start a daemon (from ``source``, or this checkout), time ``saves`` saves in DEEP; stop it."""
+    env = dict(os.environ)
+    if source:
+        env["PYTHONPATH"] = source
+    cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(poll), "-v"]
+    log = os.path.join(base, f"daemon-{tag}.err")
+    with open(log, "wb") as err:
+        daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env)
+    try:
+        # Its log says when the start pass is done: a status request scans the whole folder to count
+        # the files waiting (30 s and more at 1,000,000 files), and would be what the saves wait for.
+        _wait(lambda: _passed(log, daemon), "the daemon's start pass", timeout=1800)
+        time.sleep(2 * poll)  # past the start pass's aftermath
+        before = _tree_cpu(daemon.pid)
+        took = save_to_head(cfg, saves, where=DEEP, prefix=f"{tag}-")
+        cpu = (_tree_cpu(daemon.pid) - before) / saves
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=TIMEOUT)
+    return took, cpu
+
+
+def sizes(args) -> int:
+    base = tempfile.mkdtemp(prefix="fogsync-latency-")
+    variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, base)), ("after (this)", None)]
+    rows = []
+    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
+    for files in [int(n) for n in args.files.split(",")]:
+        where = os.path.join(base, f"n{files}")
+        os.makedirs(where)
+        cfg = configmod.load(_config(where, "alpha", secrets.token_hex(32), os.path.join(where, "store")))
+        t0 = time.monotonic()
+        _build_share(cfg.share(SHARE).path, files)
+        built = time.monotonic() - t0
+        state = open_state(cfg)
+        share = open_share(cfg, SHARE, state)
+        t0 = time.monotonic()
+        sync_share(share)
+        synced = time.monotonic() - t0
+        share.repo.close()
+        state.close()
+        print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s", flush=True)
+        for i, (label, source) in enumerate(variants):
+            took, cpu = _saves_on(cfg, where, source, args.saves, args.poll, f"v{i}")
+            rows.append((files, label, took, cpu))
+            print(f"{files:>9}  {label:<22} {_stats('save -> head', took)}  daemon CPU/save {cpu * 1000:6.0f} ms",
+                  flush=True)
+        shutil.rmtree(where, ignore_errors=True)
+    print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print("\n| files | daemon | save -> head median | p95 | daemon CPU per save |\n| --- | --- | --- | --- | --- |")
+    for files, label, took, cpu in rows:
+        ordered = sorted(took)
+        p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+        print(f"| {files:,} | {label} | {statistics.median(ordered):.3f} s | {p95:.3f} s | {cpu * 1000:.0f} ms |")
+    shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--saves", type=int, default=50, help="saves to time, each way (default 50)")
     p.add_argument("--poll", type=float, default=2.0, help="the daemon's --poll, seconds (default 2)")
     p.add_argument("--store", help="store URL (default: a local store in the temporary directory)")
+    p.add_argument("--files", help="share sizes to compare, e.g. 10000,100000 (the sizes mode)")
+    p.add_argument("--baseline", default="main", help="git ref whose daemon runs first in the sizes mode")
     args = p.parse_args()
+    if args.files:
+        return sizes(args)
 
     base = tempfile.mkdtemp(prefix="fogsync-latency-")
     key = secrets.token_hex(32)

@@ -90,12 +90,16 @@ def temporary_files(folder) -> list[str]:
 
 
 def vouched_dirs(share) -> dict[str, bytes]:
-    """The directory digests a share's state vouches for: those its seal still holds ({} if none)."""
+    """The directory digests a share's state vouches for: those its seal still holds ({} if none),
+    but for the directories it holds ``UNSURE`` (looked at again by the next pass)."""
+    from fogsync.engine.vouch import UNSURE
     from fogsync.folder.scan import digest_of
 
     info = share.state.share(share.name)
     dirs = share.state.scan_dirs(share.name)
-    return dirs if info is not None and info.scan_digest is not None and digest_of(dirs) == info.scan_digest else {}
+    if info is None or info.scan_digest is None or digest_of(dirs) != info.scan_digest:
+        return {}
+    return {d: digest for d, digest in dirs.items() if digest != UNSURE}
 
 
 def remembered_scan_holds(share) -> bool:

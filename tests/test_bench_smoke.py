@@ -55,3 +55,11 @@ def test_retention_smoke():
     objects = rows["store objects"]
     assert int(objects[4]) < int(objects[2]), out  # the prune deleted what only forgotten roots held
     assert "deleted 0 objects" not in out, out
+
+
+def test_s3_latency_smoke():
+    out = _run("s3_latency.py", "--smoke")
+    assert "WARNING" not in out, out
+    rows = [r for r in _table_rows(out, "connections delay-ms phase") if r[0].isdigit()]
+    assert {(r[1], r[2]) for r in rows} == {(d, p) for d in ("0", "10") for p in ("initial", "restore")}, out
+    assert all(int(r[6]) > 0 and int(r[8]) >= 1 for r in rows), out  # requests made, some in flight

@@ -14,6 +14,13 @@ share's trouble never stalls another) that runs a pass:
 After a pass, a share with a retention policy is forgotten and pruned once
 a day (``upkeep``).
 
+A pass the watcher started is partial: it lists only the directories the
+events named (``ShareWatcher.take_hints``) and trusts the rest to the
+state. The start pass, the periodic rescan, a pass asked for over the
+socket, the first after a failure or a watcher restart or lost events, and
+any pass the engine finds it cannot vouch for (the head moved, the state
+vouches for no scan) scan the whole folder.
+
 A failed pass is logged once per change of error, shown in status and
 retried with exponential backoff (1 s doubling to 60 s). A pass that
 refuses (``Refusal``: a store rolled back, a mass deletion) holds its share
@@ -46,6 +53,7 @@ from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.progress import SCANNING, Progress
 from fogsync.engine.sync import Report, Share, sync_share
+from fogsync.engine.vouch import DirHints
 from fogsync.errors import ConfigError, FogsyncError, LocalError, Refusal
 from fogsync.folder.state import Upkept
 from fogsync.format.roots import Root
@@ -112,6 +120,7 @@ class ShareWorker(threading.Thread):
         self._next_poll = self._next_rescan = clock() + self.poll
         self._upkeep = Upkeep(policy_for(cfg, name), now)
         self._progress: Progress | None = None  # the pass in hand's, while one runs
+        self._full = True  # the next pass scans the whole folder, whatever the watcher saw
 
     # --- called from other threads ------------------------------------------
 
@@ -226,13 +235,17 @@ class ShareWorker(threading.Thread):
             self._debounce.take()
             requests, self._requests = self._requests, []
             self._syncing = True
+            full = self._full or bool(requests) or self.clock() >= self._next_rescan
+            self._full = False
         start = self.clock()
         consent = {k: any(r.consent.get(k) for r in requests) for k in CONSENTS}
         try:
             share = replace(self._open_present(), **consent)
             share.progress = self._progress = Progress()
-            report = sync_share(share)
+            report = sync_share(share, self._hints(full))
         except Exception as e:  # whatever it is, the daemon carries on and retries
+            with self._cond:
+                self._full = True  # the events it took are not in the state: look everywhere
             self._failed(e)
             result = {"name": self.share_name, "error": self._error}
         else:
@@ -254,6 +267,11 @@ class ShareWorker(threading.Thread):
             self._upkeep.run(self._share)
         except FogsyncError as e:  # the share is synced: the next pass tries again
             log.warning("%s: forget and prune not done: %s", self.share_name, " ".join(str(e).split()))
+
+    def _hints(self, full: bool) -> DirHints | None:
+        """Where the watcher saw changes since the last pass; None for a full scan."""
+        hints = self._watcher.take_hints() if self._watcher is not None else None
+        return None if full or self._watch_trouble else hints
 
     def _poll(self) -> None:
         self._next_poll = self.clock() + self.poll
@@ -323,7 +341,8 @@ class ShareWorker(threading.Thread):
             log.warning("%s: %s", name, problem)
         for c in report.conflicts:
             log.warning("%s: conflict (%s) on %s: the other version is kept as %s", name, c.kind, c.path, c.copy_path)
-        log.info("%s (%.2f s)", report.summary(), took)
+        partial = "" if report.listed_dirs is None else f"; partial, {report.listed_dirs} dir(s) listed"
+        log.info("%s (%.2f s%s)", report.summary(), took, partial)
         if report.deferred:
             log.info("%s: %d file(s) still being written: taking them shortly", name, len(report.deferred))
         info = report.committed or (self._root_info if report.root == self._root else self._read_root(report.root))

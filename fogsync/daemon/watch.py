@@ -1,7 +1,10 @@
 """Watch: file system events turned into "this share changed" hints.
 
-The sync engine rescans the whole folder on every pass, so events are
-hints, never truth: all this layer decides is *when* a pass should start.
+Events are hints, never truth: this layer decides *when* a pass should
+start, and says *where* the folder may have changed (``take_hints``), so that
+a pass can list just those directories (``vouch.Scope``). A full scan (at
+start, hourly, after an overflow or a watcher restart) catches whatever a
+watcher missed.
 
 - ``Debouncer``: a pass starts once the share has been quiet for ``quiet``
   seconds, yet at least every ``max_delay`` seconds while events keep
@@ -11,7 +14,11 @@ hints, never truth: all this layer decides is *when* a pass should start.
   on Linux, FSEvents / ReadDirectoryChangesW elsewhere). Events on paths the
   share's ignore rules leave out (our own ``.fogsync-*`` temp files, editors'
   scratch files, ``.fogsyncignore`` and ``exclude`` patterns) are dropped; a
-  change to ``.fogsyncignore`` reloads the rules.
+  change to ``.fogsyncignore`` reloads the rules. ``take_hints`` gives the
+  directories events named since it was last called (a file's directory; a
+  directory's parent, and the directory as a whole tree), or None when only
+  a full scan can tell (the watch just started, events were lost, the
+  ignore rules or the folder itself changed).
 - Watch trouble: an inotify queue overflow (watchdog only logs it, so a log
   handler relays it) asks every watcher for an immediate pass; a folder that
   cannot be watched completely (the inotify watch limit) is reported through
@@ -42,7 +49,9 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
+from fogsync.engine.vouch import DirHints
 from fogsync.folder.ignore import IGNORE_FILE, Ignore
+from fogsync.format.tree import parent_of
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +132,16 @@ class ShareWatcher:
         self._ignore = Ignore.for_folder(self.folder, exclude)
         self.complete = True  # False: some directories could not be watched
         self.trouble: str | None = None  # why not, for logs and status
+        self._hints_lock = threading.Lock()
+        self._dirs: set[str] = set()
+        self._trees: set[str] = set()
+        self._whole = True  # events say nothing of what happened before the watch started
 
     def start(self) -> None:
         """Start watching; never raises: trouble shows in ``complete`` and ``trouble``."""
         self.stop()
         self.complete, self.trouble = True, None
+        self._lost()
         self._ignore = Ignore.for_folder(self.folder, self.exclude)
         try:
             self._identity = _identity(self.folder)
@@ -175,13 +189,38 @@ class ShareWatcher:
         rels = [r for r in (self._relative(p) for p in paths if p) if r is not None]
         if IGNORE_FILE in rels:
             self._ignore = Ignore.for_folder(self.folder, self.exclude)
-        if any(r == "" or not self._ignore.ignored(r, event.is_directory) for r in rels):
+            self._lost()
+        named = [r for r in rels if r == "" or not self._ignore.ignored(r, event.is_directory)]
+        if named:
+            self._note(named, event.is_directory)
             self.on_hint()
 
     def overflowed(self) -> None:
         """Events were lost: only a full pass can tell what changed."""
         log.warning("events for %s were lost (watch queue overflow): rescanning", self.folder)
+        self._lost()
         self.on_hint()
+
+    def take_hints(self) -> DirHints | None:
+        """Where events said the folder changed since the last call; None when only a full scan can tell."""
+        with self._hints_lock:
+            whole, dirs, trees = self._whole, self._dirs, self._trees
+            self._whole, self._dirs, self._trees = False, set(), set()
+        return None if whole else DirHints(frozenset(dirs), frozenset(trees))
+
+    def _note(self, rels: list[str], is_directory: bool) -> None:
+        with self._hints_lock:
+            for rel in rels:
+                if rel == "":
+                    self._whole = True
+                    continue
+                self._dirs.add(parent_of(rel))
+                if is_directory:  # made, moved or gone as a whole: nothing below it is as it was
+                    self._trees.add(rel)
+
+    def _lost(self) -> None:
+        with self._hints_lock:
+            self._whole = True
 
     def _relative(self, path: str | bytes) -> str | None:
         path = os.fsdecode(path)

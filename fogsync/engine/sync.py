@@ -37,11 +37,11 @@ from fogsync.engine.refusals import (
     remember_seen,
 )
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
-from fogsync.engine.vouch import Vouch, unvouched
+from fogsync.engine.vouch import DirHints, Scope, Vouch, sizes_worth_finding, unvouched
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare, scan
+from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare
 from fogsync.folder.state import State
 from fogsync.format.roots import Root, check_writable
 from fogsync.format.tree import DIR, FILE, Entry, touched
@@ -87,6 +87,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # still being written: a later pass takes them
     attempts: int = 0
+    listed_dirs: int | None = None  # directories a partial pass listed (None: it scanned the whole folder)
 
     def summary(self) -> str:
         parts = [f"{self.name}:"]
@@ -105,15 +106,19 @@ class Report:
 WORKER_MODULES = (seal_files.__module__, apply.__module__)
 
 
-def sync_share(share: Share) -> Report:
-    """One full pass: returns when the folder and the store agree."""
+def sync_share(share: Share, only_dirs: DirHints | None = None) -> Report:
+    """One full pass: returns when the folder and the store agree.
+
+    ``only_dirs``: where the folder may have changed (a watcher's events); the pass lists only
+    there and trusts the rest to the state's vouched scan, when it can (``vouch.Scope``).
+    """
     share.state.ensure_share(share.name, share.repo.share_id)
     if share.state.share(share.name).base is None:
         start_early(WORKER_MODULES)  # a first pass reads or writes every file: mostly, many
     report = Report(share.name)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report.attempts = attempt
-        attempt_pass = Pass(share, report)
+        attempt_pass = Pass(share, report, only_dirs)
         with pruned_under(share.repo, attempt_pass) as lost:
             if attempt_pass.run():
                 return report
@@ -129,8 +134,8 @@ def sync_share(share: Share) -> Report:
 class Pass:
     """One attempt at a pass over one share: each step reads what the steps before it learnt."""
 
-    def __init__(self, share: Share, report: Report) -> None:
-        self.share, self.report = share, report
+    def __init__(self, share: Share, report: Report, only_dirs: DirHints | None = None) -> None:
+        self.share, self.report, self.only_dirs = share, report, only_dirs
         self.repo, self.state, self.name = share.repo, share.state, share.name
         self.info = share.state.share(share.name)
 
@@ -167,11 +172,13 @@ class Pass:
         """The folder's stats, and what the state vouches for of them."""
         share = self.share
         share.progress.phase(SCANNING)
-        self.snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
+        scope = Scope.of(self.state, self.name, self.info, self.only_dirs if self.on_base else None)
+        self.snap = scope.scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
         self.report.problems = list(self.snap.problems)
+        self.report.listed_dirs = len(self.snap.listed) if scope.partial else None
         _remove_stale_temps(share, self.snap)
         # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
-        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, self.on_base)
+        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, self.on_base, scope)
 
     def compare(self) -> None:
         """The base rows where the folder may have moved, and the files to read there."""
@@ -205,8 +212,9 @@ class Pass:
         share, base_tree = self.share, self.base_tree
         index = self.rules.content_index(base_tree, self.remote_tree)  # only what FORMAT.md 8 lets a writer reuse
         sizes = {p: self.snap.items[p].size for p in self.to_read}
-        if self.vouch.loaded is not None and sizes:  # a copy of a file in a directory not loaded still reuses its blocks
-            index.add_contents(self.rules.vetted(self.state.contents_of_sizes(self.name, sizes.values())))
+        wanted = sizes_worth_finding(sizes.values()) if self.vouch.loaded is not None else []
+        if wanted:  # a copy of a file in a directory not loaded still reuses its blocks
+            index.add_contents(self.rules.vetted(self.state.contents_of_sizes(self.name, wanted)))
         return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes,
                           progress=share.progress)
 

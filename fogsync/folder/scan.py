@@ -10,7 +10,8 @@ that nothing has touched for a day (the pull was killed) is noted for the
 pass to remove. ``Snapshot.dir_digests``
 fingerprints what ``compare`` looks at, directory by directory, so that a
 pass can tell which directories are as a scan already compared found them,
-and load the base for the others only.
+and load the base for the others only; ``scan``'s ``skip`` leaves such
+directories out of the walk altogether (a partial pass).
 """
 
 from __future__ import annotations
@@ -144,8 +145,14 @@ def digest_of(dirs: Mapping[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -> Snapshot:
+def scan(
+    folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns, skip: Container[str] = (),
+) -> Snapshot:
     """Every syncable path under ``folder`` (relative POSIX paths).
+
+    ``skip`` names directories not to list: their parent's listing still
+    has them, but nothing in or below them is looked at (a partial scan,
+    for directories the caller knows as they were: ``vouch.Scope``).
 
     Each directory is listed through a file descriptor where the platform
     allows, so each entry's lstat is an fstatat on its name rather than a
@@ -158,6 +165,8 @@ def scan(folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -
     stack = [""]
     while stack:
         rel = stack.pop()
+        if rel in skip:
+            continue
         try:
             with _listed(os.path.join(folder, rel) if rel else folder, below=bool(rel)) as (entries, dir_fd):
                 before = len(snap.items)

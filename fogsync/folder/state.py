@@ -195,13 +195,33 @@ class State:
         stats: dict[str, Stat] = {}
         for where in dirs:
             if not where:
-                self._load_into(tree, stats, " AND instr(path, '/') = 0", (name,))
+                top = self._top_paths(name)
+                for i in range(0, len(top), 500):  # well under any SQLite's limit on parameters
+                    chunk = top[i:i + 500]
+                    self._load_into(tree, stats, f" AND path IN ({','.join('?' * len(chunk))})", (name, *chunk))
                 continue
             # A range of the primary key (what follows 'where/' and precedes 'where0', as '0'
             # follows '/'), then its direct children: no parent column to keep.
             self._load_into(tree, stats, " AND path >= ? AND path < ? AND instr(substr(path, ?), '/') = 0",
                             (name, where + "/", where + "0", len(where) + 2))
         return tree, stats
+
+    def _top_paths(self, name: str) -> list[str]:
+        """The paths directly in the top directory, found by one seek of the primary key per path
+        (and one past each directory's rows), not by reading every row of the share."""
+        out, bound, op = [], "", ">="
+        while True:
+            row = self._query_one(f"SELECT path FROM entry WHERE share=? AND path {op} ? ORDER BY path LIMIT 1",
+                                  (name, bound))
+            if row is None:
+                return out
+            path = row[0]
+            slash = path.find("/")
+            if slash < 0:
+                out.append(path)
+                bound, op = path, ">"
+            else:  # below a top directory: past its rows ('0' follows '/')
+                bound, op = path[:slash] + "0", ">="
 
     def scan_dirs(self, name: str) -> dict[str, bytes]:
         """The directory digests of the remembered scan (``Snapshot.dir_digests``), as far as they go.

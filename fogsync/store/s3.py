@@ -82,6 +82,7 @@ class S3Store(Store):
     """Objects under ``s3://bucket/prefix``; the key ``a/b`` is ``prefix/a/b``."""
 
     read_concurrency = 16  # each GET is a round trip
+    pool_connections = 32  # botocore's max_pool_connections: room for every upload and read-ahead thread
 
     def __init__(
         self,
@@ -100,7 +101,7 @@ class S3Store(Store):
         endpoint_url = endpoint_url or _endpoint_from_env()
         config = Config(
             retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=32,
+            max_pool_connections=self.pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )

@@ -8,7 +8,13 @@ import logging
 import threading
 
 import pytest
-from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+)
 
 from fogsync.config.file import Config
 from fogsync.daemon import watch
@@ -131,6 +137,34 @@ def test_a_new_ignore_file_applies_at_once(tmp_path):
     assert len(hints) == 1  # the ignore file itself is synced
     w.event(FileCreatedEvent(str(tmp_path / "x.dat")))
     assert len(hints) == 1
+
+
+def test_hints_name_the_directories_events_touched(tmp_path):
+    w, _ = _watcher(tmp_path)
+    assert w.take_hints() is None  # nothing is known of what happened before the watch
+    w.event(FileModifiedEvent(str(tmp_path / "a" / "b" / "notes.txt")))
+    w.event(FileMovedEvent(str(tmp_path / "x" / "old.txt"), str(tmp_path / "new.txt")))
+    w.event(DirCreatedEvent(str(tmp_path / "a" / "made")))
+    w.event(DirMovedEvent(str(tmp_path / "p" / "from"), str(tmp_path / "q" / "to")))
+    w.event(FileCreatedEvent(str(tmp_path / "a" / "scratch.swp")))  # ignored: names nothing
+    hints = w.take_hints()
+    assert set(hints.dirs) == {"a/b", "x", "", "a", "p", "q"}
+    assert set(hints.trees) == {"a/made", "p/from", "q/to"}
+    assert w.take_hints() is not None and not w.take_hints().dirs  # taken: the next pass starts afresh
+
+
+@pytest.mark.parametrize("lose", ["overflow", "ignore file", "the folder itself"])
+def test_hints_say_a_full_scan_is_needed_when_events_cannot_tell(tmp_path, lose):
+    w, _ = _watcher(tmp_path)
+    w.take_hints()
+    w.event(FileModifiedEvent(str(tmp_path / "a" / "notes.txt")))
+    if lose == "overflow":
+        w.overflowed()
+    elif lose == "ignore file":
+        w.event(FileModifiedEvent(str(tmp_path / ".fogsyncignore")))
+    else:
+        w.event(DirMovedEvent(str(tmp_path), str(tmp_path.parent / "elsewhere")))
+    assert w.take_hints() is None
 
 
 # --- watching for real, and watch trouble --------------------------------------------------

@@ -25,6 +25,7 @@ from helpers import remembered_scan_holds, vouched_dirs
 
 from fogsync.engine import prepare, pull
 from fogsync.engine import sync as syncmod
+from fogsync.engine import vouch as vouchmod
 from fogsync.engine.check import check_share
 from fogsync.engine.sync import restore_in_place, sync_share
 from fogsync.errors import ConfigError, FogsyncError, Refusal
@@ -1049,7 +1050,7 @@ def test_a_partial_pass_lets_go_of_the_whole_scan_before_it_loads_rows(make, mon
     a.sync_here()
     settled(a, "b/y/2", "changed", SETTLED + 1)
     scans, alive_at_load = [], []
-    real_scan, real_load = syncmod.scan, State.load_dirs
+    real_scan, real_load = vouchmod.scan, State.load_dirs
 
     def scan(*args, **kwargs):
         snap = real_scan(*args, **kwargs)
@@ -1061,7 +1062,7 @@ def test_a_partial_pass_lets_go_of_the_whole_scan_before_it_loads_rows(make, mon
         alive_at_load.append(scans[-1]() is not None)
         return real_load(self, name, dirs)
 
-    monkeypatch.setattr(syncmod, "scan", scan)
+    monkeypatch.setattr(vouchmod, "scan", scan)
     monkeypatch.setattr(State, "load_dirs", load_dirs)
     assert a.sync_here().committed is not None
     assert alive_at_load == [False]  # only the moved directories' part of it (a whole scan: 6 MB at 50,000 files)
@@ -1127,7 +1128,7 @@ def test_a_directory_removed_while_no_digest_vouched_for_it_takes_its_rows_along
     a.remove("b")
     n, calls = len(loads), len(loaded_dirs)
     assert a.sync_here().committed is not None and len(loads) == n
-    assert loaded_dirs[calls:] == [{"", "b"}, {"b/y"}]  # b/y found below b, which is gone from the scan
+    assert loaded_dirs[calls:] == [{"", "b", "b/y"}]  # b/y is held UNSURE: loaded with b, gone from the scan
     assert not [p for p in head_tree(a) if p.startswith("b")]
     assert not [p for p in a.share().state.load(a.share().name)[0] if p.startswith("b")]
     assert remembered_scan_holds(a.share())

@@ -324,3 +324,16 @@ def test_a_rebase_replaces_the_base_and_forgets_stats_contents_and_scan(db):
     assert (info.base, info.head_tag, info.scan_digest, info.seen_root, info.seen_version) == (B2, None, None, B2, 4)
     assert db.load("s") == (tree, {})  # no stat: the next pass reads every file
     assert db.content("s", SHA) is None and db.scan_dirs("s") == {}
+
+
+def test_load_dirs_of_the_top_finds_every_top_path_and_nothing_below(db):
+    db.ensure_share("s", "id1")
+    db.ensure_share("t", "id2")
+    names = ["a", "a-b", "a.txt", "a/x", "a/x/y", "a0", "b", "b/c", "z/d/e", "z", "ü", "ü/ä"]
+    rows = {p: (Entry(FILE, 1, "h", 3, B1, SHA) if p in ("a-b", "a.txt", "a0", "b/c", "z/d/e", "a/x/y") else
+                Entry(DIR, 1, "h"), None) for p in names}
+    db.save("s", B1, "t1", rows, [])
+    db.save("t", B1, "t1", {"a1": (Entry(FILE, 1, "h", 3, B1, SHA), None)}, [])
+    tree, _ = db.load_dirs("s", [""])
+    assert set(tree) == {"a", "a-b", "a.txt", "a0", "b", "z", "ü"}
+    assert set(db.load_dirs("s", ["", "a"])[0]) == set(tree) | {"a/x"}

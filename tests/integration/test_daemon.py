@@ -277,3 +277,33 @@ def test_one_daemon_per_state_dir_and_sigterm(tmp_path):
     assert "daemon started" in (alpha.state / "fogsync.log").read_text()
     status = alpha.cli("status").stdout
     assert status.startswith(f"{SHARE}: in step;") and status.rstrip().endswith("daemon: not running")
+
+
+def test_saves_deep_in_a_bigger_share_are_committed_by_partial_passes(tmp_path):
+    alpha = Host(tmp_path, "alpha", secrets.token_hex(32), str(tmp_path / "store"))
+    old = 1_700_000_000_000_000_000  # settled files: the start pass vouches for every directory
+    for i in range(20):
+        for j in range(5):
+            for k in range(10):
+                path = alpha.folder / f"top{i}" / f"mid{j}" / f"f{k}.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"%d %d %d\n" % (i, j, k))
+                os.utime(path, ns=(old, old))
+    deep = alpha.folder / "top7" / "mid3" / "deeper" / "deepest"
+    deep.mkdir(parents=True)
+    alpha.cli("sync")
+    try:
+        alpha.start_daemon()
+        for n in range(3):
+            data = b"save %d\n" % n
+            (deep / "notes.txt").write_bytes(data)
+            wait_for(lambda: alpha.head_files().get("top7/mid3/deeper/deepest/notes.txt") == sha(data),
+                     f"save {n} committed", alpha)
+        wait_for(lambda: "partial, " in alpha.log_text(), "the log line of a partial pass", alpha)
+        listed = [int(line.split("partial, ")[1].split()[0]) for line in alpha.log_text().splitlines()
+                  if "partial, " in line]
+        assert listed and max(listed) <= 6, alpha.log_text()  # of 122 directories
+        out = alpha.cli("sync").stdout  # asked for over the socket: a full pass, which agrees
+        assert out.strip() == f"{SHARE}: pushed 0 file(s) (0 B), pulled 0, removed 0, in step"
+    finally:
+        assert alpha.stop_daemon() == 0
