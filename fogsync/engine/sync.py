@@ -29,6 +29,7 @@ from fogsync.engine.push import (
     write_listings,
     write_root,
 )
+from fogsync.engine.rebase import save_pulled_base
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
 from fogsync.engine.vouch import Vouch, unvouched
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
@@ -223,8 +224,16 @@ class Pass:
         try:
             self.tag = self.repo.swap_head(self.new_root, head.tag)
         except SwapConflict:
+            self._rebase()
             return False
         return True
+
+    def _rebase(self) -> None:
+        """The folder holds a merge with the head's root: the next attempt starts from that root."""
+        if not self.on_base:
+            save_pulled_base(self.state, self.name, self.head, self.remote_tree, self.target, self.base_tree,
+                             self.stats, self.last_seen, self.sealed.stats, self.snap.taken_ns, self.applied,
+                             self.sealed.entries, self.stored)
 
     def save(self) -> bool:
         """The new base and the rows that changed, in the state; what the pass did, in the report."""
