@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
+from fogsync.engine.excluded import keep_excluded, outside_excluded
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.push import (
@@ -149,7 +150,8 @@ class Pass:
     def scan(self) -> None:
         """The folder's stats, and what the state vouches for of them."""
         share = self.share
-        self.snap = scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
+        self.ignore = Ignore.for_folder(share.folder, share.exclude)
+        self.snap = scan(share.folder, self.ignore, share.clock_ns)
         self.report.problems = list(self.snap.problems)
         _remove_stale_temps(share, self.snap)
         # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
@@ -160,6 +162,7 @@ class Pass:
         self.snap = self.vouch.narrow(self.snap)  # the whole scan goes before the rows load
         self.base_tree, self.stats = self.vouch.load_base()
         self.changes = compare(self.snap, self.base_tree, self.stats, self.share.host)
+        keep_excluded(self.changes.tree, self.changes.to_read, self.base_tree, self.ignore)
         self.report.deferred = _settling(self.snap, self.changes.to_read, self.share.settle_ns)
         self.to_read = [p for p in self.changes.to_read if p not in self.report.deferred]
 
@@ -199,12 +202,13 @@ class Pass:
         else:
             result = merge(self.base_tree, self.folder_tree, self.remote_tree, host=self.share.host, now=self.share.now())
             self.target, self.conflicts = result.tree, list(result.conflicts)
+        self.writable = self.target if self.on_base else outside_excluded(self.target, self.last_seen, self.ignore)
 
     def apply(self) -> bool:
         """The folder made to hold the target; False when a file changed under the pass."""
         if self.stored and not self.on_base:
             self.repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
-        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.target, self.share.workers)
+        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.writable, self.share.workers)
         return not self.applied.skipped
 
     def commit(self) -> bool:
