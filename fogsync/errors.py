@@ -40,3 +40,7 @@ class SwapConflict(StoreError):
 
 class LocalError(FogsyncError):
     """The local side failed: a file could not be read or written."""
+
+
+class ListingMismatch(IntegrityError):
+    """A blob verified, but its content is not what its listing entry declares (size or sha256)."""

@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
+from fogsync.engine.entry_checks import (
+    leave_refused_alone,
+    load_checked_tree,
+    settle_refused,
+)
 from fogsync.engine.excluded import keep_excluded, outside_excluded
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.pull import Applied, apply
@@ -168,10 +173,10 @@ class Pass:
 
     def read_remote_tree(self) -> None:
         """The head's tree, where another host committed since the base."""
-        self.remote_root, self.remote_tree = None, self.base_tree
+        self.remote_root, self.remote_tree, self.refused = None, self.base_tree, {}
         if not self.on_base:
             self.remote_root = self.repo.read_root(self.head.root)
-            self.remote_tree = self.repo.load_tree(self.remote_root.root, known=self.base_tree)
+            self.remote_tree, self.refused = load_checked_tree(self.repo, self.remote_root.root, self.base_tree)
 
     def seal(self) -> None:
         """The files to read, read and sealed; the folder as a tree (``folder_tree``)."""
@@ -203,12 +208,14 @@ class Pass:
             result = merge(self.base_tree, self.folder_tree, self.remote_tree, host=self.share.host, now=self.share.now())
             self.target, self.conflicts = result.tree, list(result.conflicts)
         self.writable = self.target if self.on_base else outside_excluded(self.target, self.last_seen, self.ignore)
+        self.writable = leave_refused_alone(self.writable, self.folder_tree, self.last_seen, self.refused)
 
     def apply(self) -> bool:
         """The folder made to hold the target; False when a file changed under the pass."""
         if self.stored and not self.on_base:
             self.repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
         self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.writable, self.share.workers)
+        self.report.problems += settle_refused(self.applied, self.refused, (self.target, self.folder_tree, self.base_tree))
         return not self.applied.skipped
 
     def commit(self) -> bool:
