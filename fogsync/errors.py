@@ -46,3 +46,7 @@ class Refusal(FogsyncError):
     """A pass refused a share that looks harmed, touching nothing; the message says why and what to run."""
 
     retries_alone = False  # the daemon holds the share until asked (``sync NAME`` with the flag named) or restarted
+
+
+class ListingMismatch(IntegrityError):
+    """A blob verified, but its content is not what its listing entry declares (size or sha256)."""

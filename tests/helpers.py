@@ -110,6 +110,7 @@ def remembered_scan_holds(share) -> bool:
     and the base holds nothing else there. ``sync`` skips loading and
     comparing those directories, or the whole base when every digest matches.
     """
+    from fogsync.engine.excluded import keep_excluded
     from fogsync.folder.ignore import Ignore
     from fogsync.folder.scan import compare, scan
     from fogsync.format.tree import parent_of
@@ -122,6 +123,7 @@ def remembered_scan_holds(share) -> bool:
     same = {d for d, digest in dirs.items() if vouched.get(d) == digest}
     base, stats = share.state.load(share.name)
     changes = compare(snap, base, stats, share.host)
+    keep_excluded(changes.tree, changes.to_read, base, Ignore.for_folder(share.folder, share.exclude))
     inside = [p for p in (*base, *changes.tree, *changes.to_read) if parent_of(p) in same]
     assert not [p for p in changes.to_read if parent_of(p) in same], "a vouched directory hides a changed file"
     assert {p for p in inside if p in base} == {p for p in inside if p in changes.tree}, (

@@ -14,10 +14,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from fogsync.engine.entry_checks import entry_flaw, listing_flaw
 from fogsync.engine.progress import CHECKING, Progress, as_progress
 from fogsync.errors import FogsyncError
 from fogsync.format.roots import decode_candidates, decode_kept
-from fogsync.format.tree import DIR, FILE, join
+from fogsync.format.tree import DIR, FILE, decode_listing, join
 from fogsync.repo.repository import Repo
 
 
@@ -74,24 +75,26 @@ def _check_history_blobs(repo: Repo, ref: bytes, root, head: bytes | None, repor
 
 def _walk(repo, listing: bytes, path: str, seen_listings, seen_content, report: CheckReport,
           progress: Progress) -> None:
-    stack = [(path, listing)]
+    stack = [(path, listing, None)]
     while stack:
-        where, ref = stack.pop()
+        where, ref, named_by = stack.pop()
         if ref in seen_listings:
             continue
         seen_listings.add(ref)
         try:
-            entries = repo.read_listing(ref)
+            data = repo.read_small(ref, f"listing {ref.hex()[:16]}")
+            entries = decode_listing(data)
         except FogsyncError as e:
             report.problems.append(f"listing of /{where}: {e}")
             continue
         report.listings += 1
+        report.problems += _entry_problems(where, named_by, data, entries)
         new = [(join(where, name), e) for name, e in entries if e.type == FILE and e.bptr is not None and
                e.bptr not in seen_content]
         progress.grow(len(new), sum(e.size for _, e in new))
         for name, e in entries:
             if e.type == DIR and e.bptr is not None:
-                stack.append((join(where, name), e.bptr))
+                stack.append((join(where, name), e.bptr, e))
         for child, e in new:
             if e.bptr in seen_content:
                 progress.add(1, e.size)  # the same content twice in one listing: checked once
@@ -101,6 +104,13 @@ def _walk(repo, listing: bytes, path: str, seen_listings, seen_content, report: 
             progress.current = child
             _check_content(repo, child, e, report)
             progress.add(1, e.size)
+
+
+def _entry_problems(where: str, named_by, data: bytes, entries) -> list[str]:
+    """The entries of one listing the format forbids, and the directory entry that named it if it lies."""
+    flaws = [(where, listing_flaw(named_by, data) if named_by is not None else None)]
+    flaws += [(join(where, name), entry_flaw(e)) for name, e in entries]
+    return [f"/{path}: {why}" for path, why in flaws if why is not None]
 
 
 def _check_content(repo: Repo, path: str, e, report: CheckReport) -> None:

@@ -19,7 +19,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Container, Iterator, Mapping
 
-from fogsync.errors import FormatError, IntegrityError, LocalError
+from fogsync.errors import FormatError, IntegrityError, ListingMismatch, LocalError
 from fogsync.folder.ignore import TEMP_FILE_PREFIX
 from fogsync.format import crypto
 from fogsync.format.blocks import Bptr
@@ -112,7 +112,7 @@ def _write_checked(tmp: str, chunks: Iterator[bytes], entry: Entry) -> None:
 
 def _check_content(sha: str, n: int, entry: Entry) -> None:
     if n != entry.size or (n and sha != entry.sha256):
-        raise IntegrityError(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
+        raise ListingMismatch(f"content does not match its listing (size {n} vs {entry.size}, or sha256)")
 
 
 def prepare_sealed(keys: ShareKeys, target: str, entry: Entry, sealed: bytes) -> str:

@@ -39,7 +39,7 @@ from fogsync.engine.prepare import (
     split_work,
 )
 from fogsync.engine.progress import NO_PROGRESS, PULLING, Progress
-from fogsync.errors import FogsyncError, LocalError
+from fogsync.errors import FogsyncError, ListingMismatch, LocalError
 from fogsync.folder.guarded import (
     Dirs,
     present,
@@ -75,6 +75,12 @@ class Applied:
     left_alone: set[str] = field(default_factory=set)  # in the way, content unknown: not touched
     written: int = 0
     removed: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # path -> why its entry was not written (left alone)
+
+    def refuse(self, path: str, why: FogsyncError) -> None:
+        """An entry whose content is not what it declares: not written, and the folder's path left alone."""
+        self.refused[path] = str(why)
+        self.left_alone.add(path)
 
 
 # --- the worker processes' side ------------------------------------------------------
@@ -242,7 +248,7 @@ class _Writer:
             contextlib.closing(
                 _prepared_in_processes(
                     self.repo, target, for_processes, self.checked, self.parents.clear, writing.batch,
-                    writing.progress)
+                    self.out.refuse, writing.progress)
             ) as by_workers,
             Placer(self.place_batch) as placer,
         ):
@@ -282,7 +288,11 @@ class _Writer:
         source = self.sources.get(entry.sha256) if entry.type == FILE else None
         progress = self.writing.progress
         progress.current = path
-        tmp, written = _with_stat(prepare(self.repo, full, entry, source), full)
+        try:
+            tmp, written = _with_stat(prepare(self.repo, full, entry, source), full)
+        except ListingMismatch as e:
+            self.out.refuse(path, e)
+            return None
         if entry.type == FILE:
             progress.add(1, entry.size)
         return Prepared(path, full, tmp, written_in, written)
@@ -323,7 +333,8 @@ class _Writer:
 def _prepared_in_processes(
     repo: Repo, target: Mapping[str, Entry], paths: list[str],
     checked: Callable[[str], tuple[str, tuple[int, int]] | None],
-    new_batch: Callable[[], None], batch_size: int, progress: Progress = NO_PROGRESS,
+    new_batch: Callable[[], None], batch_size: int, refuse: Callable[[str, FogsyncError], None],
+    progress: Progress = NO_PROGRESS,
 ) -> Iterator[list[Prepared]]:
     """Batches of prepared one-block files, written by worker processes.
 
@@ -365,7 +376,9 @@ def _prepared_in_processes(
             parent = written_in.pop(path)
             if done is None:  # no worker answered: written here
                 done = _prepared_or_error(repo.keys, full, entry, sealed)
-            if isinstance(done, FogsyncError):
+            if isinstance(done, ListingMismatch):
+                refuse(path, done)
+            elif isinstance(done, FogsyncError):
                 failure.append(done)
             elif failure:
                 remove_quietly(done[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+from fogsync.engine.excluded import keep_excluded
 from fogsync.engine.vouch import Vouch
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import Scanned, Stat, compare, scan
@@ -28,13 +29,15 @@ def waiting(folder: str, exclude: tuple[str, ...], state: State, name: str) -> t
     A folder scanned as the last pass left it waits for nothing, and only
     the directories whose scan moved since are compared (as ``sync`` does).
     """
-    snap = scan(folder, Ignore.for_folder(folder, exclude))
+    ignore = Ignore.for_folder(folder, exclude)
+    snap = scan(folder, ignore)
     vouch = Vouch.of(state, name, state.share(name), snap, on_base=True)
     if vouch.whole_folder():
         return 0, 0
     snap = vouch.narrow(snap)
     base, stats = vouch.load_base()
     changes = compare(snap, base, stats, "")
+    keep_excluded(changes.tree, changes.to_read, base, ignore)
     changed = [p for p in changes.to_read if not _same_as_base(folder, p, base.get(p), stats.get(p), snap.items[p])]
     gone = [p for p, e in base.items() if e.type != DIR and p not in changes.tree and p not in snap.items]
     return len(changed) + len(gone), sum(snap.items[p].size for p in changed)

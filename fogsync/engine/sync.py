@@ -19,6 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
+from fogsync.engine.entry_checks import (
+    leave_refused_alone,
+    load_checked_tree,
+    settle_refused,
+)
+from fogsync.engine.excluded import keep_excluded, outside_excluded
 from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.progress import NO_PROGRESS, SCANNING, UPLOADING, Progress
@@ -30,6 +36,7 @@ from fogsync.engine.push import (
     write_listings,
     write_root,
 )
+from fogsync.engine.rebase import save_pulled_base
 from fogsync.engine.refusals import (
     check_deletions,
     check_descent,
@@ -172,8 +179,9 @@ class Pass:
         """The folder's stats, and what the state vouches for of them."""
         share = self.share
         share.progress.phase(SCANNING)
+        self.ignore = Ignore.for_folder(share.folder, share.exclude)
         scope = Scope.of(self.state, self.name, self.info, self.only_dirs if self.on_base else None)
-        self.snap = scope.scan(share.folder, Ignore.for_folder(share.folder, share.exclude), share.clock_ns)
+        self.snap = scope.scan(share.folder, self.ignore, share.clock_ns)
         self.report.problems = list(self.snap.problems)
         self.report.listed_dirs = len(self.snap.listed) if scope.partial else None
         _remove_stale_temps(share, self.snap)
@@ -185,15 +193,16 @@ class Pass:
         self.snap = self.vouch.narrow(self.snap)  # the whole scan goes before the rows load
         self.base_tree, self.stats = self.vouch.load_base()
         self.changes = compare(self.snap, self.base_tree, self.stats, self.share.host)
+        keep_excluded(self.changes.tree, self.changes.to_read, self.base_tree, self.ignore)
         self.report.deferred = _settling(self.snap, self.changes.to_read, self.share.settle_ns)
         self.to_read = [p for p in self.changes.to_read if p not in self.report.deferred]
 
     def read_remote_tree(self) -> None:
         """The head's tree, where another host committed since the base."""
-        self.remote_root, self.remote_tree = None, self.base_tree
+        self.remote_root, self.remote_tree, self.refused = None, self.base_tree, {}
         if not self.on_base:
             self.remote_root = self.repo.read_root(self.head.root)
-            self.remote_tree = self.repo.load_tree(self.remote_root.root, known=self.base_tree)
+            self.remote_tree, self.refused = load_checked_tree(self.repo, self.remote_root.root, self.base_tree)
         check_deletions(self.share, self.base_tree, self.changes, self.remote_tree)
 
     def seal(self) -> None:
@@ -226,6 +235,8 @@ class Pass:
             result = merge(self.base_tree, self.folder_tree, self.remote_tree, host=self.share.host, now=self.share.now())
             self.target, self.conflicts = result.tree, list(result.conflicts)
             self.rules.reconcile(self.target, self._uploaded())
+        self.writable = self.target if self.on_base else outside_excluded(self.target, self.last_seen, self.ignore)
+        self.writable = leave_refused_alone(self.writable, self.folder_tree, self.last_seen, self.refused)
 
     def _uploaded(self) -> list[bytes]:
         """The bptrs of the content this attempt stored."""
@@ -235,8 +246,9 @@ class Pass:
         """The folder made to hold the target; False when a file changed under the pass."""
         if self.stored and not self.on_base:
             self.repo.wait_uploads()  # a conflict copy whose local file changed since is fetched from the store
-        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.target, self.share.workers,
-                             progress=self.share.progress)
+        self.applied = apply(self.repo, self.share.folder, self.last_seen, self.folder_tree, self.writable,
+                             self.share.workers, progress=self.share.progress)
+        self.report.problems += settle_refused(self.applied, self.refused, (self.target, self.folder_tree, self.base_tree))
         return not self.applied.skipped
 
     def commit(self) -> bool:
@@ -259,8 +271,16 @@ class Pass:
         try:
             self.tag = self.repo.swap_head(self.new_root, head.tag)
         except SwapConflict:
+            self._rebase()
             return False
         return True
+
+    def _rebase(self) -> None:
+        """The folder holds a merge with the head's root: the next attempt starts from that root."""
+        if not self.on_base:
+            save_pulled_base(self.state, self.name, self.head, self.remote_tree, self.target, self.base_tree,
+                             self.stats, self.last_seen, self.sealed.stats, self.snap.taken_ns, self.applied,
+                             self.sealed.entries, self.stored)
 
     def save(self) -> bool:
         """The new base and the rows that changed, in the state; what the pass did, in the report."""

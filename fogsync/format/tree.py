@@ -194,6 +194,8 @@ def entry_from_json(d: dict) -> tuple[str, Entry]:
         if kind == SYMLINK and not isinstance(target, str):
             raise FormatError(f"symlink {name!r} has no target")
         extra = () if d.keys() <= _KNOWN else tuple(sorted((k, v) for k, v in d.items() if k not in _KNOWN))
+        if size == 0 and d.get("bptr") is not None:  # forbidden: kept, so a reader can refuse the entry
+            extra += (("bptr", d["bptr"]),)
         mtime, host, exec_ = _integer(d["mtime"], "mtime"), str(d.get("host", "")), bool(d.get("exec", False))
         return name, Entry(kind, mtime, host, size, bptr, sha, exec_, target, extra)
     except FormatError:

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Iterator, Mapping
 
-from fogsync.errors import FogsyncError, FormatError, IntegrityError, ObjectNotFound
+from fogsync.errors import (
+    FogsyncError,
+    FormatError,
+    IntegrityError,
+    ListingMismatch,
+    ObjectNotFound,
+)
 from fogsync.format import crypto
 from fogsync.format.blocks import BLOCK_SIZE, BlobWriter, Bptr, piece_bytes, read_pieces
 from fogsync.format.roots import (
@@ -517,7 +523,7 @@ class Repo:
 
 
 def _too_long(size: int) -> IntegrityError:
-    return IntegrityError(f"content is longer than the {size} bytes its listing declares")
+    return ListingMismatch(f"content is longer than the {size} bytes its listing declares")
 
 
 def _at_most(size: int, chunks: Iterator[bytes]) -> Iterator[bytes]:

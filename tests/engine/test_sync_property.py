@@ -19,14 +19,24 @@ host syncs twice, and then:
 
 The default run is sized for CI; ``-m slow`` runs many more examples and
 longer sequences, on a memory store and on a local-directory store.
+
+A second world (``Concurrent``, issue 22) runs rounds of edits, each
+followed by some hosts, mostly all three, syncing at the same instant
+(threads released by one barrier), on a local store and on S3 (moto). It
+models which writes each host had seen when it wrote, and checks, besides
+the above, that a conflict copy (reported, or in the final trees) is only
+ever made of a path two hosts wrote without seeing each other's write.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat as st
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -347,3 +357,148 @@ def test_three_hosts_converge_and_lose_nothing_long(hosts, ops):
 @given(ops=s.lists(OPS, min_size=10, max_size=60))
 def test_three_hosts_converge_and_lose_nothing_local_store(hosts, tmp_path, ops):
     run_sequence(hosts, ops, str(tmp_path / f"store-{uuid.uuid4().hex}"))
+
+
+# --- three hosts syncing at the same instant: no conflict copy nobody made (issue 22, case 7) ---------
+
+# Mostly each host's own files, so that most rounds have nothing to conflict over; "shared" paths
+# are written by every host, and conflict there when two hosts write them without seeing each other.
+OWN = ("own", "own", "own", "own-dir")
+SHARED = ("shared.txt", "d/shared.txt")
+edit = s.tuples(host_ix, s.sampled_from(("write", "write", "write", "delete")), s.sampled_from(OWN + SHARED))
+syncing = s.one_of(s.just(frozenset(range(len(NAMES)))), s.frozensets(host_ix, min_size=1))
+ROUNDS = s.lists(s.tuples(s.lists(edit, max_size=4), syncing), min_size=2, max_size=8)
+CONFLICT_COPY = re.compile(r"^(.*) \(conflict from \S+ \d{4}-\d\d-\d\d \d{4}(?: \d+)?\)((?:\.[^./]*)?)$")
+
+
+class Knowledge:
+    """Which writes each host has seen: its own, and every write in the roots it has synced with.
+
+    A root's writes are those its committing host had seen, plus its prev's
+    (a pass merges its folder with the head it commits on). Two writes to a
+    path are concurrent when neither host had seen the other's write when it
+    wrote: only those may leave a conflict copy.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[int]] = {name: set() for name in NAMES}
+        self.of_root: dict[bytes | None, frozenset[int]] = {None: frozenset()}
+        self.writes: dict[str, list[tuple[int, str, frozenset[int]]]] = {}  # path -> (id, host, seen then)
+
+    def wrote(self, host: str, path: str) -> None:
+        n = sum(len(w) for w in self.writes.values()) + 1
+        self.seen[host].add(n)
+        self.writes.setdefault(path, []).append((n, host, frozenset(self.seen[host])))
+
+    def synced(self, repo, passes: list[tuple[str, frozenset[int], object]]) -> None:
+        """After passes that ran at once: (host, what it had seen at its start, its report)."""
+        committed = sorted((p for p in passes if p[2].committed is not None), key=lambda p: p[2].committed.version)
+        for host, before, report in committed:
+            prev = repo.read_root(report.root).prev
+            self.of_root[report.root] = before | self.of_root[prev]
+        for host, _, report in passes:
+            self.seen[host] |= self.of_root[report.root]
+
+    def concurrent(self, path: str) -> bool:
+        writes = self.writes.get(path, [])
+        return any(a[1] != b[1] and a[0] not in b[2] and b[0] not in a[2] for a in writes for b in writes)
+
+
+def original_of(path: str) -> str | None:
+    """The path a conflict copy was made of (None: not a conflict copy)."""
+    parent, _, name = path.rpartition("/")
+    m = CONFLICT_COPY.match(name)
+    if m is None:
+        return None
+    return f"{parent}/{m[1]}{m[2]}" if parent else f"{m[1]}{m[2]}"
+
+
+class Concurrent(World):
+    """Rounds of edits, each followed by some hosts syncing at the same instant (threads and a barrier)."""
+
+    def __init__(self, make_host, url: str) -> None:
+        super().__init__(make_host, url, settled=True)
+        self.knowledge = Knowledge()
+        self.conflicted: set[str] = set()  # paths any pass reported a conflict on
+
+    def edit(self, who: int, kind: str, where: str) -> None:
+        h = self.hosts[who]
+        path = {"own": f"own-{h.name}.txt", "own-dir": f"{h.name}/own.txt"}.get(where, where)
+        if kind == "delete":
+            if os.path.isfile(h.path(path)):
+                self.dropped |= self.contents_at_or_below(str(h.path(path)))
+                os.unlink(h.path(path))
+            return
+        self.write(h, path)
+        self.knowledge.wrote(h.name, path)
+
+    def sync_at_once(self, who: frozenset[int]) -> None:
+        hosts = [self.hosts[i] for i in sorted(who)]
+        barrier = threading.Barrier(len(hosts))
+        before = {h.name: frozenset(self.knowledge.seen[h.name]) for h in hosts}
+        done: dict[str, object] = {}
+
+        def one(h):
+            barrier.wait()
+            done[h.name] = sync_share(h.share())
+
+        with ThreadPoolExecutor(len(hosts)) as pool:
+            for f in [pool.submit(one, h) for h in hosts]:
+                f.result()
+        if len(hosts) > 1:
+            event(f"{len(hosts)} hosts synced at the same instant")
+        for h in hosts:
+            report = done[h.name]
+            self.commits += report.committed is not None
+            self.conflicted.update(c.path for c in report.conflicts)
+            if report.attempts > 1:
+                event("a pass started again (lost swap or changed file)")
+        self.knowledge.synced(self.hosts[0].share().repo, [(h.name, before[h.name], done[h.name]) for h in hosts])
+
+    def settle_and_check(self) -> None:
+        super().settle_and_check()
+        copies = {p: original_of(p) for p in self.hosts[0].tree()}
+        copies = {p: o for p, o in copies.items() if o is not None}
+        if copies:
+            event("a conflict copy was made")
+        for path in self.conflicted | set(copies.values()):
+            assert self.knowledge.concurrent(path), (
+                f"a conflict copy of {path!r}, which no two hosts wrote without seeing each other's write")
+
+
+def run_rounds(hosts, rounds, url: str) -> None:
+    world = Concurrent(hosts, url)
+    try:
+        for edits, who in rounds:
+            for e in edits:
+                world.edit(*e)
+            world.sync_at_once(who)
+        world.settle_and_check()
+    finally:
+        world.close()
+
+
+@settings(max_examples=40, **COMMON)
+@given(rounds=ROUNDS)
+def test_hosts_syncing_at_once_make_no_conflict_copy_nobody_made(hosts, tmp_path, rounds):
+    run_rounds(hosts, rounds, str(tmp_path / f"store-{uuid.uuid4().hex}"))
+
+
+@settings(max_examples=10, **COMMON)
+@given(rounds=ROUNDS)
+def test_hosts_syncing_at_once_on_s3_make_no_conflict_copy_nobody_made(hosts, s3_url, rounds):
+    run_rounds(hosts, rounds, f"{s3_url}/{uuid.uuid4().hex}")
+
+
+@pytest.mark.slow
+@settings(max_examples=400, **COMMON)
+@given(rounds=s.lists(s.tuples(s.lists(edit, max_size=6), syncing), min_size=4, max_size=20))
+def test_hosts_syncing_at_once_make_no_conflict_copy_nobody_made_long(hosts, tmp_path, rounds):
+    run_rounds(hosts, rounds, str(tmp_path / f"store-{uuid.uuid4().hex}"))
+
+
+@pytest.mark.slow
+@settings(max_examples=80, **COMMON)
+@given(rounds=s.lists(s.tuples(s.lists(edit, max_size=6), syncing), min_size=4, max_size=20))
+def test_hosts_syncing_at_once_on_s3_make_no_conflict_copy_nobody_made_long(hosts, s3_url, rounds):
+    run_rounds(hosts, rounds, f"{s3_url}/{uuid.uuid4().hex}")
