@@ -34,6 +34,9 @@ from fogsync.repo.repository import HistoryItem, Repo
 
 MAX_ATTEMPTS = 8
 UNLIMITED = -1
+# A forget names, besides the roots it forgets, those that the forget roots it forgets had named,
+# so a host whose newest root went two forgets ago still finds it ("Descent"); the newest this many.
+CARRIED_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,19 @@ def choose(items: list[HistoryItem], policy: Policy, now: datetime, tz: tzinfo |
     return ForgetResult(kept, forgotten)
 
 
+def forgot_list(repo: Repo, forgotten: Sequence[HistoryItem]) -> list[bytes]:
+    """The roots a forget names in ``forgot``: those it forgets, newest first, then what the forget
+    roots among them had forgotten, carried on; a root named twice is named once."""
+    out = [i.ref for i in forgotten]
+    seen = set(out)
+    for item in forgotten:
+        for ref in repo.forgotten(item.ref, item.root or repo.read_root(item.ref)):
+            if ref not in seen and len(out) < CARRIED_MAX:
+                seen.add(ref)
+                out.append(ref)
+    return out
+
+
 def forget_share(
     repo: Repo, policy: Policy, host: str, now: Callable[[], datetime],
     tz: tzinfo | None = None, dry_run: bool = False, before_swap: Callable[[bytes], None] = lambda ref: None,
@@ -220,7 +236,7 @@ def forget_share(
         writer = repo.writer()
         kept = [KeptRoot(i.ref, i.version, i.date, i.host) for i, _ in result.kept]
         kept_ref = seal_small(repo, writer, encode_kept(kept), compress=True)
-        forgot_ref = seal_small(repo, writer, encode_bptrs([i.ref for i in result.forgotten]), compress=True)
+        forgot_ref = seal_small(repo, writer, encode_bptrs(forgot_list(repo, result.forgotten)), compress=True)
         ref, _ = commit_meta(repo, writer, head_ref, head_root, host, now(), kept=kept_ref, forgot=forgot_ref)
         repo.wait_uploads()
         before_swap(ref)

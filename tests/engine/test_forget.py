@@ -128,3 +128,18 @@ def test_forget_refuses_a_head_requiring_an_unknown_feature_but_a_dry_run_reads(
     with pytest.raises(FormatError, match="requires zstd9.*upgrade"):
         forget(repo, Policy(last=1))
     assert len(forget(repo, Policy(last=1), dry_run=True).forgotten) == 6
+
+
+def test_a_host_whose_root_two_forgets_dropped_still_descends(repo):
+    """A second forget that drops the first names what the first forgot, so "Descent" still holds."""
+    c = six_hourly(repo)
+    seen = c.refs[1]  # the newest root a host offline since then has seen: v2
+    first = forget(repo, Policy(last=2))
+    assert seen in decode_bptrs(repo.read_small(repo.read_root(first.root).forgot, "forgot"))
+    c.commit({"later": b"later"}, when=NOW + timedelta(hours=1))
+    second = forget_share(repo, Policy(last=1), "f", lambda: NOW + timedelta(hours=2), tz=timezone.utc)
+    assert 7 in [i.version for i in second.forgotten]  # the first forget root went too
+    forgot = decode_bptrs(repo.read_small(repo.read_root(second.root).forgot, "forgot"))
+    assert seen in forgot and len(forgot) == len(set(forgot))
+    assert repo.descends(repo.read_head().root, seen, 2)
+    assert not repo.descends(repo.read_head().root, os.urandom(32) + bytes(16), 2)  # not any root at all
