@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 
 from fogsync.engine.pull import Applied
 from fogsync.folder.scan import Scanned
-from fogsync.format.tree import DIR, SYMLINK, Entry, decode_listing, join, parent_of
+from fogsync.format.tree import SYMLINK, Entry, join, parent_of
 from fogsync.repo.repository import Repo
 
 
@@ -52,30 +52,18 @@ def load_checked_tree(
     A refused directory's listing is still read, so its paths stay in the
     tree (a merge takes none of them for deleted); they are refused with it.
     """
-    known = known or {}
-    tree: dict[str, Entry] = {}
     refused: dict[str, str] = {}
-    stack: list[tuple[str, bytes, Entry | None]] = [("", listing, None)]
-    while stack:
-        path, ref, named_by = stack.pop()
-        data = repo.read_small(ref, f"listing {ref.hex()[:16]}")
+
+    def inspect(path: str, named_by: Entry | None, data: bytes, entries: list[tuple[str, Entry]]) -> None:
         why = listing_flaw(named_by, data) if named_by is not None else None
         if why is not None:
             refused[path] = why
-        for name, entry in decode_listing(data):
-            child = join(path, name)
-            tree[child] = entry
+        for name, entry in entries:
             why = entry_flaw(entry)
             if why is not None:
-                refused[child] = why
-            if entry.type == DIR and entry.bptr is not None:
-                old = known.get(child)
-                if old is not None and old.type == DIR and old.bptr == entry.bptr:
-                    prefix = child + "/"
-                    tree.update((p, e) for p, e in known.items() if p.startswith(prefix))
-                else:
-                    stack.append((child, entry.bptr, entry))
-    return tree, refused
+                refused[join(path, name)] = why
+
+    return repo.load_tree(listing, known, inspect), refused
 
 
 def under_refused(path: str, refused: Mapping[str, str]) -> bool:

@@ -298,18 +298,27 @@ class Repo:
             raise FogsyncError(f"{why} of {self.where()} match id {prefix!r}")
         return hits[0]
 
-    def load_tree(self, listing: bytes, known: Mapping[str, Entry] | None = None) -> dict[str, Entry]:
+    def load_tree(
+        self, listing: bytes, known: Mapping[str, Entry] | None = None,
+        inspect: Callable[[str, Entry | None, bytes, list[tuple[str, Entry]]], None] | None = None,
+    ) -> dict[str, Entry]:
         """The flat tree under a top listing.
 
         A directory whose bptr equals the one at the same path in ``known``
-        is not fetched: its entries are copied from ``known``.
+        is not fetched: its entries are copied from ``known``. ``inspect``
+        sees each listing fetched: its path, the entry that named it (None
+        for the top), its JSON and its entries.
         """
         known = known or {}
         tree: dict[str, Entry] = {}
-        stack = [("", listing)]
+        stack: list[tuple[str, bytes, Entry | None]] = [("", listing, None)]
         while stack:
-            path, ref = stack.pop()
-            for name, entry in self.read_listing(ref):
+            path, ref, named_by = stack.pop()
+            data = self.read_small(ref, f"listing {ref.hex()[:16]}")
+            entries = decode_listing(data)
+            if inspect is not None:
+                inspect(path, named_by, data, entries)
+            for name, entry in entries:
                 child = join(path, name)
                 tree[child] = entry
                 if entry.type == DIR and entry.bptr is not None:
@@ -318,7 +327,7 @@ class Repo:
                         prefix = child + "/"
                         tree.update((p, e) for p, e in known.items() if p.startswith(prefix))
                     else:
-                        stack.append((child, entry.bptr))
+                        stack.append((child, entry.bptr, entry))
         return tree
 
     def sealed_chunks(self, pieces: list[Bptr]) -> Iterator[bytes | bytearray]:

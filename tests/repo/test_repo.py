@@ -190,8 +190,8 @@ def test_load_tree_and_pruning_with_known(repo, store):
 
     reads: list[bytes] = []
     r = fresh(repo)
-    real = r.read_listing
-    r.read_listing = lambda ref: reads.append(ref) or real(ref)
+    real = r.read_small
+    r.read_small = lambda ref, what: reads.append(ref) or real(ref, what)
 
     full = r.load_tree(root2.root)
     assert full == tree2
@@ -200,7 +200,7 @@ def test_load_tree_and_pruning_with_known(repo, store):
     reads.clear()
     store.gets.clear()
     pruned = fresh(repo)
-    pruned.read_listing = lambda ref: reads.append(ref) or Repo.read_listing(pruned, ref)
+    pruned.read_small = lambda ref, what: reads.append(ref) or Repo.read_small(pruned, ref, what)
     assert pruned.load_tree(root2.root, known=tree1) == tree2
     assert sorted(reads) == sorted([root2.root, tree2["b"].bptr, tree2["b/c"].bptr])  # not a, not e
     # Only the blocks of those three listings were fetched from the store.
