@@ -146,3 +146,16 @@ class Host:
             self._share.repo.close()
             self._state.close()
             self._share = self._state = None
+
+    def stop_daemon(self, timeout: float) -> None:
+        """End ``self.daemon`` (a Popen of ``fogsync daemon``) as a person would: SIGTERM, then kill."""
+        import signal
+        import subprocess
+
+        if self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()

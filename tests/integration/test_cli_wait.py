@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 
@@ -47,13 +46,7 @@ def daemon_host(cli_host, tmp_path):
 
     yield make
     for h in started:
-        if h.daemon.poll() is None:
-            h.daemon.send_signal(signal.SIGTERM)
-            try:
-                h.daemon.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                h.daemon.kill()
-                h.daemon.wait()
+        h.stop_daemon(TIMEOUT)
 
 
 def family_cmdlines(pid: int) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 
@@ -156,13 +155,7 @@ def daemon_of(tmp_path):
 
     yield start
     for h in started:
-        if h.daemon.poll() is None:
-            h.daemon.send_signal(signal.SIGTERM)
-            try:
-                h.daemon.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                h.daemon.kill()
-                h.daemon.wait()
+        h.stop_daemon(TIMEOUT)
 
 
 def share_status(h) -> dict:
