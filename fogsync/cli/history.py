@@ -92,6 +92,7 @@ def _policy(args, cfg):
 
 
 def cmd_forget(args) -> int:
+    from fogsync.daemon.upkeep import record_forget
     from fogsync.engine.forget import forget_share
 
     cfg, repo = open_repo(args, args.name)
@@ -99,6 +100,8 @@ def cmd_forget(args) -> int:
     state, own = _own_roots(cfg, args.name)
     try:
         result = forget_share(repo, policy, cfg.host, _now, dry_run=args.dry_run, before_swap=own)
+        if not args.dry_run:
+            record_forget(state, args.name, _now(), result)
     finally:
         repo.close()
         state.close()
@@ -128,6 +131,7 @@ def _item_json(item) -> dict:
 
 
 def cmd_prune(args) -> int:
+    from fogsync.daemon.upkeep import record_prune
     from fogsync.engine.prune import prune_share
 
     grace = _grace(args.grace)
@@ -137,6 +141,8 @@ def cmd_prune(args) -> int:
         with showing(args, args.name) as progress:
             result = prune_share(repo, cfg.host, _now, grace, dry_run=args.dry_run, progress=progress,
                                  before_swap=own)
+        if not args.dry_run:
+            record_prune(state, args.name, _now(), grace, result)
     finally:
         repo.close()
         state.close()

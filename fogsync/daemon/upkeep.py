@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from fogsync.engine.forget import Policy, forget_share
-from fogsync.engine.prune import DEFAULT_GRACE, MARKED, prune_share
+from fogsync.engine.forget import ForgetResult, Policy, forget_share
+from fogsync.engine.prune import DEFAULT_GRACE, MARKED, PruneResult, prune_share
 from fogsync.engine.sync import Share
 from fogsync.folder.state import State, Upkept
 from fogsync.format.roots import format_date, parse_date
@@ -59,18 +59,28 @@ class Upkeep:
 
         if forget:
             result = forget_share(repo, self.policy, share.host, self.now, before_swap=own)
-            state.record_forget(name, format_date(self.now()), len(result.forgotten) if result.root else 0)
+            record_forget(state, name, self.now(), result)
             if result.root:
                 log.info("%s: retention (%s) forgot %d root(s)", name, self.policy.describe(), len(result.forgotten))
         pruned = prune_share(repo, share.host, self.now, self.grace, before_swap=own)
-        sweep_at = pruned.waiting_until
-        if pruned.state == MARKED and sweep_at is None:
-            sweep_at = self.now() + self.grace
-        state.record_prune(name, format_date(self.now()), pruned.deleted, pruned.deleted_bytes,
-                           format_date(sweep_at) if sweep_at else None)
+        record_prune(state, name, self.now(), self.grace, pruned)
         if pruned.deleted:
             log.info("%s: prune deleted %d object(s) (%d bytes)", name, pruned.deleted, pruned.deleted_bytes)
         return True
+
+
+def record_forget(state: State, name: str, at: datetime, result: ForgetResult) -> None:
+    """Keep what a forget did for ``status``, and so the daily one waits a day from it (daemon or CLI alike)."""
+    state.record_forget(name, format_date(at), len(result.forgotten) if result.root else 0)
+
+
+def record_prune(state: State, name: str, at: datetime, grace: timedelta, result: PruneResult) -> None:
+    """Keep what a prune did for ``status``, with when its mark may be swept, so the daemon sweeps it then."""
+    sweep_at = result.waiting_until
+    if result.state == MARKED and sweep_at is None:
+        sweep_at = at + grace
+    state.record_prune(name, format_date(at), result.deleted, result.deleted_bytes,
+                       format_date(sweep_at) if sweep_at else None)
 
 
 def upkeep_doc(done: Upkept) -> dict:

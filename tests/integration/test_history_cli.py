@@ -182,3 +182,24 @@ def test_cat_takes_the_short_ids_history_prints(cli_host, tmp_path, prefix_len):
     full = {e["id"] for e in json.loads(a.run("--json", "log", "docs").stdout)["roots"]}
     assert all(any(f.startswith(i) for f in full) for i in ids)
     assert a.run("cat", "docs", "report.odt", "--root", ids[-1][:prefix_len]).stdout == "one"
+
+
+def test_status_shows_the_forget_and_prune_a_command_ran_and_not_a_dry_run(cli_host, tmp_path):
+    a = cli_host("alpha", str(tmp_path / "store"))
+    versions_of_report(a)
+
+    def upkeep() -> tuple:
+        doc = json.loads(a.run("--json", "status", "docs").stdout)["shares"][0]
+        return doc["last_forget"], doc["last_prune"]
+
+    a.run("forget", "docs", "--keep-last", "1", "--dry-run")
+    a.run("prune", "docs", "--dry-run")
+    assert upkeep() == (None, None)
+    a.run("forget", "docs", "--keep-last", "1")
+    a.run("prune", "docs")  # the default grace: every block is younger than an hour, none is a candidate
+    forget, prune = upkeep()
+    assert forget["roots_forgotten"] == 3 and forget["at"].endswith("Z")
+    assert prune["deleted_objects"] == 0 and prune["at"].endswith("Z")
+    a.run("prune", "docs", "--grace", "0s")
+    forget, prune = upkeep()
+    assert prune["deleted_objects"] > 0 and prune["sweep_at"] is None
