@@ -32,7 +32,8 @@ turns going first, run by run (ext4 favours the first of a pair; see
 and the children it reaped, from ``os.wait4``), the whole machine's busy CPU
 over the same interval (``/proc/stat``: writeback threads, and any other
 load), peak RSS, and the load average before it. The restored file is
-checked (size and SHA-256) untimed. Stores are kept until the end
+checked (size and SHA-256) untimed. The last line gives the floor at
+the best rates of the whole run too. Stores are kept until the end
 (deleting 32,768 files right before the next create would be timed too).
 
 ``--smoke`` syncs a 6 MiB file once, with rates on 8 MiB: CI runs it so the
@@ -331,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"x-floor = wall / floor-s; floor-s = the floor's CPU at the rates of that command's turn / {args.cores} "
           "cores; user-s, sys-s = fogsync's CPU; busy-s = the whole machine's busy CPU over the command; "
           "tf-MB/s = Twofish-CTR on one core; load = load average before the command")
+    if rows:
+        best = Rates(*(max(getattr(r.rates, op) for r in rows) for op in OPS))
+        floor = best.floor_cpu(size) / args.cores
+        print(f"at the run's best rates ({best}) the floor is {floor:.2f} s ({floor * args.cores:.2f} s of CPU); "
+              "other load only ever slows a rate down")
     bad = [r for r in rows if not r.timed.ok]
     return 1 if bad else 0
 
