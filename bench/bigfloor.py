@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             path = make_file(os.path.join(work_root, "share"), args.size)
         else:
             path = args.file or DEFAULT_FILE
+            if not os.path.isfile(path):
+                raise SystemExit(f"bigfloor: no file {path}: give --file, --size BYTES, or build the corpus "
+                                 "(python bench/make_corpus.py DIR --only big)")
         size = os.path.getsize(path)
         rows = bench(path, fogsyncs, args, work_root)
     finally:
