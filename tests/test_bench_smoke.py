@@ -63,3 +63,10 @@ def test_s3_latency_smoke():
     rows = [r for r in _table_rows(out, "connections delay-ms phase") if r[0].isdigit()]
     assert {(r[1], r[2]) for r in rows} == {(d, p) for d in ("0", "10") for p in ("initial", "restore")}, out
     assert all(int(r[6]) > 0 and int(r[8]) >= 1 for r in rows), out  # requests made, some in flight
+
+
+def test_bigfloor_smoke():
+    out = _run("bigfloor.py", "--smoke")
+    rows = [r for r in _table_rows(out, "fogsync op run") if r[0] == "this"]
+    assert {(r[1], r[2]) for r in rows} == {(op, run) for op in ("initial", "restore") for run in ("1", "med")}, out
+    assert all(float(r[7]) > 0 and float(r[8]) > 0 for r in rows), out  # a floor, and a ratio to it
