@@ -53,7 +53,7 @@ from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.progress import SCANNING, Progress
 from fogsync.engine.sync import Report, Share, sync_share
-from fogsync.engine.vouch import DirHints
+from fogsync.engine.vouch import DirHints, VouchMemo
 from fogsync.errors import ConfigError, FogsyncError, LocalError, Refusal
 from fogsync.folder.state import Upkept
 from fogsync.format.roots import Root
@@ -310,6 +310,7 @@ class ShareWorker(threading.Thread):
                 state.close()
                 raise
             share.settle_ns = int(self.settle * 1e9)
+            share.memo = VouchMemo()  # the vouched digests, kept from pass to pass
             self._share = share
         if self._watcher is None:
             self._watcher = ShareWatcher(self._share.folder, self._share.exclude, self.hint)
