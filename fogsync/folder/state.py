@@ -300,10 +300,11 @@ class State:
         with self._lock, self._transaction():
             if scan_delta is not None and not self._change_scan_dirs(name, *scan_delta):
                 scan_digest = None
-            self._db.execute(
-                "UPDATE share SET base=?, head_tag=?, scan_digest=?, synced_at=datetime('now') WHERE name=?",
-                (base, head_tag, scan_digest, name),
-            )
+            self._db.execute("UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?",
+                             (base, head_tag, name))
+            # Apart, and after: the trigger forgets a seal that a save left as it was, as an older
+            # FogSync's does; this save names its seal, though it be the one the last save named.
+            self._db.execute("UPDATE share SET scan_digest=? WHERE name=?", (scan_digest, name))
             if gc_seen is not None:
                 self._db.execute("UPDATE share SET gc_epoch=?, gc_state=? WHERE name=?", (*gc_seen, name))
             if drop_contents:

@@ -223,6 +223,9 @@ def test_a_save_by_a_fogsync_that_knows_no_scan_digest_forgets_it(tmp_path):
             old.execute("UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?", (B2, "t2", "s"))
         old.close()
         assert s.share("s") == ShareState("id1", B2, "t2", None)
+        s.save("s", B1, "t3", {}, [], scan_digest="d2")
+        s.save("s", B2, "t4", {}, [], scan_digest="d2")  # this one names the seal it keeps, though it is the same
+        assert s.share("s") == ShareState("id1", B2, "t4", "d2")
     finally:
         s.close()
 
