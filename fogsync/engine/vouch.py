@@ -31,6 +31,7 @@ the next pass reads the state's digests again.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Iterator, Mapping
@@ -83,10 +84,11 @@ class Vouched:
     def children(self, where: str) -> Collection[str]:
         """The directories directly in ``where`` that have a digest."""
         if self._children is None:
-            self._children = {}
+            children: dict[str, set[str]] = {}
             for d in self.dirs:
                 if d:
-                    self._children.setdefault(parent_of(d), set()).add(d)
+                    children.setdefault(parent_of(d), set()).add(d)
+            self._children = children  # whole, or not at all, to a reader in another thread
         return self._children.get(where, ())
 
     def below(self, top: str) -> set[str]:
@@ -119,11 +121,13 @@ class VouchMemo:
     A pass without one reads them from the state and checks their seal
     (O(directories)); with one, only the first pass does, and each after it
     while the state's seal is still the one held. Whoever saves a pass's
-    digests (``Vouch.saved``) updates the copy held.
+    digests (``Vouch.saved``) updates the copy held, under ``lock``; a
+    reader in another thread (the daemon's ``status``) holds it too.
     """
 
     def __init__(self) -> None:
         self._held: Vouched | None = None
+        self.lock = threading.Lock()
 
     def vouched(self, state: State, name: str, info: ShareState | None) -> Vouched | None:
         """The digests the state vouches for, if its seal holds them (None if it vouches for none)."""
@@ -326,7 +330,8 @@ class Vouch:
         elif self.vouched is None or self.vouched.dirs != self.scanned:
             seal = digest_of(self.scanned)
             self.state.remember_scan(self.name, seal, self.scanned)
-            self.memo.hold(Vouched(dict(self.scanned), seal))
+            with self.memo.lock:
+                self.memo.hold(Vouched(dict(self.scanned), seal))
 
     def to_save(self, unsure: set[str] | None) -> dict:
         """What the state is to save of the directory digests (``State.save``'s keywords): every
@@ -347,11 +352,12 @@ class Vouch:
         """The state saved what ``to_save`` gave it: the memo holds that from now on."""
         if self._saving is None:
             return
-        if self.partial:
-            self.vouched.change(*self._saving)
-            self.memo.hold(self.vouched)
-        else:
-            self.memo.hold(Vouched(*self._saving))
+        with self.memo.lock:
+            if self.partial:
+                self.vouched.change(*self._saving)
+                self.memo.hold(self.vouched)
+            else:
+                self.memo.hold(Vouched(*self._saving))
         self._saving = None
 
     def _change(self, unsure: Collection[str]) -> tuple[dict[str, bytes], set[str], str]:

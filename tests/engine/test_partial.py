@@ -13,11 +13,11 @@ import sys
 import threading
 
 import pytest
+from helpers import remembered_scan_holds
 
 from fogsync.engine.sync import sync_share
 from fogsync.engine.vouch import DirHints, VouchMemo
 from fogsync.folder.state import State
-from helpers import remembered_scan_holds
 
 SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)] + ["deep/a/b/c"]
