@@ -232,34 +232,65 @@ def _baseline_source(ref: str, base: str) -> str:
     return out
 
 
-def _saves_on(cfg: configmod.Config, base: str, source: str | None, saves: int, poll: float, tag: str):
-    """Start a daemon (from ``source``, or this checkout), time ``saves`` saves in DEEP; stop it."""
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident set (or, with ``VmHWM``, its peak), in MB, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise SystemExit(f"bench: no {field} in /proc/{pid}/status")
+
+
+def _statuses(cfg: configmod.Config, pid: int, count: int) -> tuple[list[float], float]:
+    """``count`` status requests, one after another: their times, and the daemon's CPU per request."""
+    took, before = [], _tree_cpu(pid)
+    for _ in range(count):
+        t0 = time.monotonic()
+        reply = control.request(cfg.state_dir, {"op": "status", "names": [SHARE]}, timeout=3600)
+        took.append(time.monotonic() - t0)
+        if not reply or reply["shares"][0].get("waiting_files") is None:
+            raise SystemExit(f"bench: the daemon counted no files waiting: {reply}")
+    return took, (_tree_cpu(pid) - before) / count
+
+
+def _saves_on(cfg: configmod.Config, base: str, source: str | None, args, tag: str) -> dict:
+    """Start a daemon (from ``source``, or this checkout), time ``args.saves`` saves in DEEP and
+    ``args.statuses`` status requests, read its memory; stop it."""
     env = dict(os.environ)
     if source:
         env["PYTHONPATH"] = source
-    cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(poll), "-v"]
+    cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(args.poll), "-v"]
     log = os.path.join(base, f"daemon-{tag}.err")
     with open(log, "wb") as err:
         daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env)
+    out = {}
     try:
-        # Its log says when the start pass is done: a status request scans the whole folder to count
-        # the files waiting (30 s and more at 1,000,000 files), and would be what the saves wait for.
-        _wait(lambda: _passed(log, daemon), "the daemon's start pass", timeout=1800)
-        time.sleep(2 * poll)  # past the start pass's aftermath
+        # Its log says when the start pass is done: main's status request scans the whole folder to
+        # count the files waiting (30 s and more at 1,000,000 files), and would be what the saves wait for.
+        _wait(lambda: _passed(log, daemon), "the daemon's start pass", timeout=3600)
+        time.sleep(2 * args.poll)  # past the start pass's aftermath
+        out["rss_start"], out["hwm_start"] = _rss_mb(daemon.pid), _rss_mb(daemon.pid, "VmHWM")
         before = _tree_cpu(daemon.pid)
-        took = save_to_head(cfg, saves, where=DEEP, prefix=f"{tag}-")
-        cpu = (_tree_cpu(daemon.pid) - before) / saves
+        out["took"] = save_to_head(cfg, args.saves, where=DEEP, prefix=f"{tag}-")
+        out["cpu"] = (_tree_cpu(daemon.pid) - before) / args.saves
+        time.sleep(2 * args.poll)
+        out["rss_saves"] = _rss_mb(daemon.pid)
+        out["status"], out["status_cpu"] = _statuses(cfg, daemon.pid, args.statuses)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=TIMEOUT)
-    return took, cpu
+    return out
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def sizes(args) -> int:
     base = tempfile.mkdtemp(prefix="fogsync-latency-")
     variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, base)), ("after (this)", None)]
     rows = []
-    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
+    print(f"load before: {_load()}", flush=True)
     for files in [int(n) for n in args.files.split(",")]:
         where = os.path.join(base, f"n{files}")
         os.makedirs(where)
@@ -274,19 +305,33 @@ def sizes(args) -> int:
         synced = time.monotonic() - t0
         share.repo.close()
         state.close()
-        print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s", flush=True)
+        print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s (load {_load()})", flush=True)
         for i, (label, source) in enumerate(variants):
-            took, cpu = _saves_on(cfg, where, source, args.saves, args.poll, f"v{i}")
-            rows.append((files, label, took, cpu))
-            print(f"{files:>9}  {label:<22} {_stats('save -> head', took)}  daemon CPU/save {cpu * 1000:6.0f} ms",
-                  flush=True)
+            m = _saves_on(cfg, where, source, args, f"v{i}")
+            rows.append((files, label, m))
+            print(f"{files:>9}  {label:<22} {_stats('save -> head', m['took'])}  daemon CPU/save "
+                  f"{m['cpu'] * 1000:6.0f} ms; status {statistics.median(m['status']):.3f} s; RSS after the start "
+                  f"pass {m['rss_start']:.0f} MB (peak {m['hwm_start']:.0f}), after the saves {m['rss_saves']:.0f} MB"
+                  f" (load {_load()})", flush=True)
         shutil.rmtree(where, ignore_errors=True)
-    print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    print("\n| files | daemon | save -> head median | p95 | daemon CPU per save |\n| --- | --- | --- | --- | --- |")
-    for files, label, took, cpu in rows:
-        ordered = sorted(took)
+    print(f"load after: {_load()}")
+    print("\n| files | daemon | save -> head median | p95 | daemon CPU per save | status median | CPU per status "
+          "| RSS after start pass | peak by then | RSS after saves |\n| --- | --- | --- | --- | --- | --- | --- | --- "
+          "| --- | --- |")
+    for files, label, m in rows:
+        ordered = sorted(m["took"])
         p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-        print(f"| {files:,} | {label} | {statistics.median(ordered):.3f} s | {p95:.3f} s | {cpu * 1000:.0f} ms |")
+        print(f"| {files:,} | {label} | {statistics.median(ordered):.3f} s | {p95:.3f} s | {m['cpu'] * 1000:.0f} ms "
+              f"| {statistics.median(m['status']):.3f} s | {m['status_cpu'] * 1000:.0f} ms | {m['rss_start']:.0f} MB "
+              f"| {m['hwm_start']:.0f} MB | {m['rss_saves']:.0f} MB |")
+    print("\nratios, after / before (same run):")
+    by = {(f, i % 2): m for i, (f, _, m) in enumerate(rows)}
+    for files in sorted({f for f, _, _ in rows}):
+        old, new = by[(files, 0)], by[(files, 1)]
+        print(f"{files:>9} files: save -> head {statistics.median(new['took']) / statistics.median(old['took']):.2f}x, "
+              f"CPU per save {new['cpu'] / max(old['cpu'], 1e-9):.2f}x, status "
+              f"{statistics.median(new['status']) / statistics.median(old['status']):.3f}x, RSS after the start pass "
+              f"{new['rss_start'] / old['rss_start']:.2f}x")
     shutil.rmtree(base, ignore_errors=True)
     return 0
 
@@ -298,7 +343,12 @@ def main() -> int:
     p.add_argument("--store", help="store URL (default: a local store in the temporary directory)")
     p.add_argument("--files", help="share sizes to compare, e.g. 10000,100000 (the sizes mode)")
     p.add_argument("--baseline", default="main", help="git ref whose daemon runs first in the sizes mode")
+    p.add_argument("--statuses", type=int, default=3, help="status requests to time per daemon (sizes mode)")
+    p.add_argument("--smoke", action="store_true", help="the sizes mode in seconds: 300 files, 3 saves, HEAD")
     args = p.parse_args()
+    if args.smoke:
+        args.files, args.saves, args.poll = args.files or "300", 3, 0.5
+        args.baseline = "HEAD" if args.baseline == "main" else args.baseline
     if args.files:
         return sizes(args)
 

@@ -63,3 +63,10 @@ def test_s3_latency_smoke():
     rows = [r for r in _table_rows(out, "connections delay-ms phase") if r[0].isdigit()]
     assert {(r[1], r[2]) for r in rows} == {(d, p) for d in ("0", "10") for p in ("initial", "restore")}, out
     assert all(int(r[6]) > 0 and int(r[8]) >= 1 for r in rows), out  # requests made, some in flight
+
+
+def test_latency_smoke():
+    out = _run("latency.py", "--smoke")
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 300 |")]
+    assert [r[2].strip() for r in rows] == ["before (HEAD)", "after (this)"], out
+    assert all(r[3].strip().endswith(" s") and r[8].strip().endswith(" MB") for r in rows), out
