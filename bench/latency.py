@@ -253,16 +253,29 @@ def _statuses(cfg: configmod.Config, pid: int, count: int) -> tuple[list[float],
     return took, (_tree_cpu(pid) - before) / count
 
 
+def _daemon_env(source: str | None) -> dict:
+    """The environment a daemon runs in: the package from ``source``, or this checkout's.
+
+    Run from a directory holding no package: ``-m`` puts the working
+    directory first on the path, and from a checkout both daemons would be
+    that checkout's.
+    """
+    return dict(os.environ, PYTHONPATH=source or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _package_of(source: str | None, cwd: str) -> str:
+    return subprocess.run([sys.executable, "-c", "import fogsync; print(fogsync.__path__[0])"], env=_daemon_env(source),
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def _saves_on(cfg: configmod.Config, base: str, source: str | None, args, tag: str) -> dict:
     """Start a daemon (from ``source``, or this checkout), time ``args.saves`` saves in DEEP and
     ``args.statuses`` status requests, read its memory; stop it."""
-    env = dict(os.environ)
-    if source:
-        env["PYTHONPATH"] = source
+    env = _daemon_env(source)
     cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(args.poll), "-v"]
     log = os.path.join(base, f"daemon-{tag}.err")
     with open(log, "wb") as err:
-        daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env)
+        daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env, cwd=base)
     out = {}
     try:
         # Its log says when the start pass is done: main's status request scans the whole folder to
@@ -290,6 +303,8 @@ def sizes(args) -> int:
     base = tempfile.mkdtemp(prefix="fogsync-latency-")
     variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, base)), ("after (this)", None)]
     rows = []
+    for label, source in variants:
+        print(f"{label}: {_package_of(source, base)}")
     print(f"load before: {_load()}", flush=True)
     for files in [int(n) for n in args.files.split(",")]:
         where = os.path.join(base, f"n{files}")
