@@ -1,7 +1,8 @@
 """Latency of the live daemon, end to end.
 
     python bench/latency.py [--saves 50] [--poll 2] [--store URL]
-    python bench/latency.py --files 10000,100000 [--saves 20] [--baseline main]
+    python bench/latency.py --files 10000,100000 [--saves 20] [--baseline main] [--keep DIR]
+    python bench/latency.py --smoke
 
 Runs a real ``fogsync daemon`` (host "alpha", default debounce) on a fresh
 share in a temporary directory and measures, over ``--saves`` saves:
@@ -17,13 +18,18 @@ Prints median and 95th percentile; asserts nothing. ``--store`` takes an
 ``s3://bucket/prefix`` (endpoint from ``$AWS_ENDPOINT_URL_S3``) instead of a
 local store in the temporary directory.
 
-``--files N,M,...`` measures instead how save -> head grows with the share:
-per size, a share of N settled files of 0-1 KiB (100 per directory, two
-levels) is synced once, then each daemon in turn (``--baseline``: a git
+``--files N,M,...`` measures instead how the daemon's costs grow with the
+share: per size, a share of N settled files of 0-1 KiB (100 per directory,
+two levels) is synced once, then each daemon in turn (``--baseline``: a git
 ref of this repository, run from a ``git archive`` of it; then this
 checkout) starts on it, and ``--saves`` saves of a new file in a directory
 four levels down are timed to the head, with the daemon's CPU (its
-process and children, from /proc) over the saves, per save.
+process and children, from /proc) over the saves, per save; then
+``--statuses`` status requests (what ``fogsync status`` and ``wait`` ask),
+and the daemon's resident memory (VmRSS) after its start pass and after
+the saves. ``--keep DIR`` builds the shares there and reuses them (a
+1,000,000-file share takes minutes to build and sync); ``--smoke`` is a
+run of seconds.
 """
 
 from __future__ import annotations
@@ -232,6 +238,30 @@ def _baseline_source(ref: str, base: str) -> str:
     return out
 
 
+def _share_of(where: str, files: int) -> configmod.Config:
+    """The config of a share of ``files`` files under ``where``, synced once; built unless ``--keep`` kept one."""
+    done = os.path.join(where, ".built")
+    if os.path.exists(done):
+        print(f"{files} files: the share kept in {where}", flush=True)
+        return configmod.load(os.path.join(where, "alpha", "config.toml"))
+    shutil.rmtree(where, ignore_errors=True)
+    os.makedirs(where)
+    cfg = configmod.load(_config(where, "alpha", secrets.token_hex(32), os.path.join(where, "store")))
+    t0 = time.monotonic()
+    _build_share(cfg.share(SHARE).path, files)
+    built = time.monotonic() - t0
+    state = open_state(cfg)
+    share = open_share(cfg, SHARE, state)
+    t0 = time.monotonic()
+    sync_share(share)
+    synced = time.monotonic() - t0
+    share.repo.close()
+    state.close()
+    open(done, "w").close()
+    print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s (load {_load()})", flush=True)
+    return cfg
+
+
 def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     """A process's resident set (or, with ``VmHWM``, its peak), in MB, from /proc."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
@@ -300,35 +330,25 @@ def _load() -> str:
 
 
 def sizes(args) -> int:
-    base = tempfile.mkdtemp(prefix="fogsync-latency-")
-    variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, base)), ("after (this)", None)]
+    base = args.keep or tempfile.mkdtemp(prefix="fogsync-latency-")
+    scratch = tempfile.mkdtemp(prefix="fogsync-latency-")
+    variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, scratch)), ("after (this)", None)]
     rows = []
     for label, source in variants:
-        print(f"{label}: {_package_of(source, base)}")
+        print(f"{label}: {_package_of(source, scratch)}")
     print(f"load before: {_load()}", flush=True)
     for files in [int(n) for n in args.files.split(",")]:
         where = os.path.join(base, f"n{files}")
-        os.makedirs(where)
-        cfg = configmod.load(_config(where, "alpha", secrets.token_hex(32), os.path.join(where, "store")))
-        t0 = time.monotonic()
-        _build_share(cfg.share(SHARE).path, files)
-        built = time.monotonic() - t0
-        state = open_state(cfg)
-        share = open_share(cfg, SHARE, state)
-        t0 = time.monotonic()
-        sync_share(share)
-        synced = time.monotonic() - t0
-        share.repo.close()
-        state.close()
-        print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s (load {_load()})", flush=True)
+        cfg = _share_of(where, files)
         for i, (label, source) in enumerate(variants):
-            m = _saves_on(cfg, where, source, args, f"v{i}")
+            m = _saves_on(cfg, scratch, source, args, f"v{i}")
             rows.append((files, label, m))
             print(f"{files:>9}  {label:<22} {_stats('save -> head', m['took'])}  daemon CPU/save "
                   f"{m['cpu'] * 1000:6.0f} ms; status {statistics.median(m['status']):.3f} s; RSS after the start "
                   f"pass {m['rss_start']:.0f} MB (peak {m['hwm_start']:.0f}), after the saves {m['rss_saves']:.0f} MB"
                   f" (load {_load()})", flush=True)
-        shutil.rmtree(where, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(where, ignore_errors=True)
     print(f"load after: {_load()}")
     print("\n| files | daemon | save -> head median | p95 | daemon CPU per save | status median | CPU per status "
           "| RSS after start pass | peak by then | RSS after saves |\n| --- | --- | --- | --- | --- | --- | --- | --- "
@@ -347,7 +367,9 @@ def sizes(args) -> int:
               f"CPU per save {new['cpu'] / max(old['cpu'], 1e-9):.2f}x, status "
               f"{statistics.median(new['status']) / statistics.median(old['status']):.3f}x, RSS after the start pass "
               f"{new['rss_start'] / old['rss_start']:.2f}x")
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
@@ -358,6 +380,7 @@ def main() -> int:
     p.add_argument("--store", help="store URL (default: a local store in the temporary directory)")
     p.add_argument("--files", help="share sizes to compare, e.g. 10000,100000 (the sizes mode)")
     p.add_argument("--baseline", default="main", help="git ref whose daemon runs first in the sizes mode")
+    p.add_argument("--keep", help="sizes mode: build the shares under this directory, keep them, and reuse them")
     p.add_argument("--statuses", type=int, default=3, help="status requests to time per daemon (sizes mode)")
     p.add_argument("--smoke", action="store_true", help="the sizes mode in seconds: 300 files, 3 saves, HEAD")
     args = p.parse_args()

@@ -142,6 +142,11 @@ class VouchMemo:
     def hold(self, vouched: Vouched) -> None:
         self._held = vouched
 
+    def forget(self) -> None:
+        """Hold nothing: the next pass reads the state's digests. What a full scan saved is read again
+        rather than kept: its strings lie among what the scan freed, and would keep it from the system."""
+        self._held = None
+
 
 class ScanDigests(Mapping[str, bytes]):
     """Every directory's digest after a partial scan: the vouched ones, but for ``written`` (listed,
@@ -210,10 +215,10 @@ class Scope:
 
         Pass None as ``hints`` for a full scan (and when not on the base).
         """
-        if hints is None or info is None or "" in hints.trees:
-            return cls()
+        # Read before any scan, also for a full one: what the memo keeps between passes then lies
+        # apart from what the scan frees, which the process can give back.
         vouched = memo.vouched(state, name, info)
-        if vouched is None or not vouched.whole:
+        if hints is None or vouched is None or "" in hints.trees or not vouched.whole:
             return cls()
         listed = _with_parents(itertools.chain(hints.dirs, hints.trees, vouched.unsure))
         return cls(vouched, listed, tuple(t + "/" for t in hints.trees))
@@ -330,8 +335,7 @@ class Vouch:
         elif self.vouched is None or self.vouched.dirs != self.scanned:
             seal = digest_of(self.scanned)
             self.state.remember_scan(self.name, seal, self.scanned)
-            with self.memo.lock:
-                self.memo.hold(Vouched(dict(self.scanned), seal))
+            self.memo.forget()
 
     def to_save(self, unsure: set[str] | None) -> dict:
         """What the state is to save of the directory digests (``State.save``'s keywords): every
@@ -345,19 +349,19 @@ class Vouch:
             return {"scan_digest": seal, "scan_delta": (self.vouched.seal, written, gone)}
         keep = {d: UNSURE if d in unsure else digest for d, digest in self.scanned.items()}
         seal = digest_of(keep)
-        self._saving = (keep, seal)
+        self._saving = ()
         return {"scan_digest": seal, "scan_dirs": keep}
 
     def saved(self) -> None:
         """The state saved what ``to_save`` gave it: the memo holds that from now on."""
         if self._saving is None:
             return
-        with self.memo.lock:
-            if self.partial:
+        if self.partial:
+            with self.memo.lock:
                 self.vouched.change(*self._saving)
                 self.memo.hold(self.vouched)
-            else:
-                self.memo.hold(Vouched(*self._saving))
+        else:
+            self.memo.forget()
         self._saving = None
 
     def _change(self, unsure: Collection[str]) -> tuple[dict[str, bytes], set[str], str]:
