@@ -1,7 +1,8 @@
 """Latency of the live daemon, end to end.
 
     python bench/latency.py [--saves 50] [--poll 2] [--store URL]
-    python bench/latency.py --files 10000,100000 [--saves 20] [--baseline main]
+    python bench/latency.py --files 10000,100000 [--saves 20] [--baseline main] [--keep DIR]
+    python bench/latency.py --smoke
 
 Runs a real ``fogsync daemon`` (host "alpha", default debounce) on a fresh
 share in a temporary directory and measures, over ``--saves`` saves:
@@ -17,13 +18,18 @@ Prints median and 95th percentile; asserts nothing. ``--store`` takes an
 ``s3://bucket/prefix`` (endpoint from ``$AWS_ENDPOINT_URL_S3``) instead of a
 local store in the temporary directory.
 
-``--files N,M,...`` measures instead how save -> head grows with the share:
-per size, a share of N settled files of 0-1 KiB (100 per directory, two
-levels) is synced once, then each daemon in turn (``--baseline``: a git
+``--files N,M,...`` measures instead how the daemon's costs grow with the
+share: per size, a share of N settled files of 0-1 KiB (100 per directory,
+two levels) is synced once, then each daemon in turn (``--baseline``: a git
 ref of this repository, run from a ``git archive`` of it; then this
 checkout) starts on it, and ``--saves`` saves of a new file in a directory
 four levels down are timed to the head, with the daemon's CPU (its
-process and children, from /proc) over the saves, per save.
+process and children, from /proc) over the saves, per save; then
+``--statuses`` status requests (what ``fogsync status`` and ``wait`` ask),
+and the daemon's resident memory (VmRSS) after its start pass and after
+the saves. ``--keep DIR`` builds the shares there and reuses them (a
+1,000,000-file share takes minutes to build and sync); ``--smoke`` is a
+run of seconds.
 """
 
 from __future__ import annotations
@@ -232,62 +238,138 @@ def _baseline_source(ref: str, base: str) -> str:
     return out
 
 
-def _saves_on(cfg: configmod.Config, base: str, source: str | None, saves: int, poll: float, tag: str):
-    """Start a daemon (from ``source``, or this checkout), time ``saves`` saves in DEEP; stop it."""
-    env = dict(os.environ)
-    if source:
-        env["PYTHONPATH"] = source
-    cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(poll), "-v"]
+def _share_of(where: str, files: int) -> configmod.Config:
+    """The config of a share of ``files`` files under ``where``, synced once; built unless ``--keep`` kept one."""
+    done = os.path.join(where, ".built")
+    if os.path.exists(done):
+        print(f"{files} files: the share kept in {where}", flush=True)
+        return configmod.load(os.path.join(where, "alpha", "config.toml"))
+    shutil.rmtree(where, ignore_errors=True)
+    os.makedirs(where)
+    cfg = configmod.load(_config(where, "alpha", secrets.token_hex(32), os.path.join(where, "store")))
+    t0 = time.monotonic()
+    _build_share(cfg.share(SHARE).path, files)
+    built = time.monotonic() - t0
+    state = open_state(cfg)
+    share = open_share(cfg, SHARE, state)
+    t0 = time.monotonic()
+    sync_share(share)
+    synced = time.monotonic() - t0
+    share.repo.close()
+    state.close()
+    open(done, "w").close()
+    print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s (load {_load()})", flush=True)
+    return cfg
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident set (or, with ``VmHWM``, its peak), in MB, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise SystemExit(f"bench: no {field} in /proc/{pid}/status")
+
+
+def _statuses(cfg: configmod.Config, pid: int, count: int) -> tuple[list[float], float]:
+    """``count`` status requests, one after another: their times, and the daemon's CPU per request."""
+    took, before = [], _tree_cpu(pid)
+    for _ in range(count):
+        t0 = time.monotonic()
+        reply = control.request(cfg.state_dir, {"op": "status", "names": [SHARE]}, timeout=3600)
+        took.append(time.monotonic() - t0)
+        if not reply or reply["shares"][0].get("waiting_files") is None:
+            raise SystemExit(f"bench: the daemon counted no files waiting: {reply}")
+    return took, (_tree_cpu(pid) - before) / count
+
+
+def _daemon_env(source: str | None) -> dict:
+    """The environment a daemon runs in: the package from ``source``, or this checkout's.
+
+    Run from a directory holding no package: ``-m`` puts the working
+    directory first on the path, and from a checkout both daemons would be
+    that checkout's.
+    """
+    return dict(os.environ, PYTHONPATH=source or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _package_of(source: str | None, cwd: str) -> str:
+    return subprocess.run([sys.executable, "-c", "import fogsync; print(fogsync.__path__[0])"], env=_daemon_env(source),
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _saves_on(cfg: configmod.Config, base: str, source: str | None, args, tag: str) -> dict:
+    """Start a daemon (from ``source``, or this checkout), time ``args.saves`` saves in DEEP and
+    ``args.statuses`` status requests, read its memory; stop it."""
+    env = _daemon_env(source)
+    cmd = [sys.executable, "-m", "fogsync", "--config", cfg.path, "daemon", "--poll", str(args.poll), "-v"]
     log = os.path.join(base, f"daemon-{tag}.err")
     with open(log, "wb") as err:
-        daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env)
+        daemon = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env, cwd=base)
+    out = {}
     try:
-        # Its log says when the start pass is done: a status request scans the whole folder to count
-        # the files waiting (30 s and more at 1,000,000 files), and would be what the saves wait for.
-        _wait(lambda: _passed(log, daemon), "the daemon's start pass", timeout=1800)
-        time.sleep(2 * poll)  # past the start pass's aftermath
+        # Its log says when the start pass is done: main's status request scans the whole folder to
+        # count the files waiting (30 s and more at 1,000,000 files), and would be what the saves wait for.
+        _wait(lambda: _passed(log, daemon), "the daemon's start pass", timeout=3600)
+        time.sleep(2 * args.poll)  # past the start pass's aftermath
+        out["rss_start"], out["hwm_start"] = _rss_mb(daemon.pid), _rss_mb(daemon.pid, "VmHWM")
         before = _tree_cpu(daemon.pid)
-        took = save_to_head(cfg, saves, where=DEEP, prefix=f"{tag}-")
-        cpu = (_tree_cpu(daemon.pid) - before) / saves
+        out["took"] = save_to_head(cfg, args.saves, where=DEEP, prefix=f"{tag}-")
+        out["cpu"] = (_tree_cpu(daemon.pid) - before) / args.saves
+        time.sleep(2 * args.poll)
+        out["rss_saves"] = _rss_mb(daemon.pid)
+        out["status"], out["status_cpu"] = _statuses(cfg, daemon.pid, args.statuses)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=TIMEOUT)
-    return took, cpu
+    return out
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def sizes(args) -> int:
-    base = tempfile.mkdtemp(prefix="fogsync-latency-")
-    variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, base)), ("after (this)", None)]
+    base = args.keep or tempfile.mkdtemp(prefix="fogsync-latency-")
+    scratch = tempfile.mkdtemp(prefix="fogsync-latency-")
+    variants = [(f"before ({args.baseline})", _baseline_source(args.baseline, scratch)), ("after (this)", None)]
     rows = []
-    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
+    for label, source in variants:
+        print(f"{label}: {_package_of(source, scratch)}")
+    print(f"load before: {_load()}", flush=True)
     for files in [int(n) for n in args.files.split(",")]:
         where = os.path.join(base, f"n{files}")
-        os.makedirs(where)
-        cfg = configmod.load(_config(where, "alpha", secrets.token_hex(32), os.path.join(where, "store")))
-        t0 = time.monotonic()
-        _build_share(cfg.share(SHARE).path, files)
-        built = time.monotonic() - t0
-        state = open_state(cfg)
-        share = open_share(cfg, SHARE, state)
-        t0 = time.monotonic()
-        sync_share(share)
-        synced = time.monotonic() - t0
-        share.repo.close()
-        state.close()
-        print(f"{files} files: built in {built:.1f} s, first sync {synced:.1f} s", flush=True)
+        cfg = _share_of(where, files)
         for i, (label, source) in enumerate(variants):
-            took, cpu = _saves_on(cfg, where, source, args.saves, args.poll, f"v{i}")
-            rows.append((files, label, took, cpu))
-            print(f"{files:>9}  {label:<22} {_stats('save -> head', took)}  daemon CPU/save {cpu * 1000:6.0f} ms",
-                  flush=True)
-        shutil.rmtree(where, ignore_errors=True)
-    print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    print("\n| files | daemon | save -> head median | p95 | daemon CPU per save |\n| --- | --- | --- | --- | --- |")
-    for files, label, took, cpu in rows:
-        ordered = sorted(took)
+            m = _saves_on(cfg, scratch, source, args, f"v{i}")
+            rows.append((files, label, m))
+            print(f"{files:>9}  {label:<22} {_stats('save -> head', m['took'])}  daemon CPU/save "
+                  f"{m['cpu'] * 1000:6.0f} ms; status {statistics.median(m['status']):.3f} s; RSS after the start "
+                  f"pass {m['rss_start']:.0f} MB (peak {m['hwm_start']:.0f}), after the saves {m['rss_saves']:.0f} MB"
+                  f" (load {_load()})", flush=True)
+        if not args.keep:
+            shutil.rmtree(where, ignore_errors=True)
+    print(f"load after: {_load()}")
+    print("\n| files | daemon | save -> head median | p95 | daemon CPU per save | status median | CPU per status "
+          "| RSS after start pass | peak by then | RSS after saves |\n| --- | --- | --- | --- | --- | --- | --- | --- "
+          "| --- | --- |")
+    for files, label, m in rows:
+        ordered = sorted(m["took"])
         p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-        print(f"| {files:,} | {label} | {statistics.median(ordered):.3f} s | {p95:.3f} s | {cpu * 1000:.0f} ms |")
-    shutil.rmtree(base, ignore_errors=True)
+        print(f"| {files:,} | {label} | {statistics.median(ordered):.3f} s | {p95:.3f} s | {m['cpu'] * 1000:.0f} ms "
+              f"| {statistics.median(m['status']):.3f} s | {m['status_cpu'] * 1000:.0f} ms | {m['rss_start']:.0f} MB "
+              f"| {m['hwm_start']:.0f} MB | {m['rss_saves']:.0f} MB |")
+    print("\nratios, after / before (same run):")
+    by = {(f, i % 2): m for i, (f, _, m) in enumerate(rows)}
+    for files in sorted({f for f, _, _ in rows}):
+        old, new = by[(files, 0)], by[(files, 1)]
+        print(f"{files:>9} files: save -> head {statistics.median(new['took']) / statistics.median(old['took']):.2f}x, "
+              f"CPU per save {new['cpu'] / max(old['cpu'], 1e-9):.2f}x, status "
+              f"{statistics.median(new['status']) / statistics.median(old['status']):.3f}x, RSS after the start pass "
+              f"{new['rss_start'] / old['rss_start']:.2f}x")
+    shutil.rmtree(scratch, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
@@ -298,7 +380,13 @@ def main() -> int:
     p.add_argument("--store", help="store URL (default: a local store in the temporary directory)")
     p.add_argument("--files", help="share sizes to compare, e.g. 10000,100000 (the sizes mode)")
     p.add_argument("--baseline", default="main", help="git ref whose daemon runs first in the sizes mode")
+    p.add_argument("--keep", help="sizes mode: build the shares under this directory, keep them, and reuse them")
+    p.add_argument("--statuses", type=int, default=3, help="status requests to time per daemon (sizes mode)")
+    p.add_argument("--smoke", action="store_true", help="the sizes mode in seconds: 300 files, 3 saves, HEAD")
     args = p.parse_args()
+    if args.smoke:
+        args.files, args.saves, args.poll = args.files or "300", 3, 0.5
+        args.baseline = "HEAD" if args.baseline == "main" else args.baseline
     if args.files:
         return sizes(args)
 

@@ -70,3 +70,10 @@ def test_bigfloor_smoke():
     rows = [r for r in _table_rows(out, "fogsync op run") if r[0] == "this"]
     assert {(r[1], r[2]) for r in rows} == {(op, run) for op in ("initial", "restore") for run in ("1", "med")}, out
     assert all(float(r[7]) > 0 and float(r[8]) > 0 for r in rows), out  # a floor, and a ratio to it
+
+
+def test_latency_smoke():
+    out = _run("latency.py", "--smoke")
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 300 |")]
+    assert [r[2].strip() for r in rows] == ["before (HEAD)", "after (this)"], out
+    assert all(r[3].strip().endswith(" s") and r[8].strip().endswith(" MB") for r in rows), out

@@ -19,7 +19,11 @@ events named (``ShareWatcher.take_hints``) and trusts the rest to the
 state. The start pass, the periodic rescan, a pass asked for over the
 socket, the first after a failure or a watcher restart or lost events, and
 any pass the engine finds it cannot vouch for (the head moved, the state
-vouches for no scan) scan the whole folder.
+vouches for no scan) scan the whole folder. The worker keeps the state's
+vouched digests between passes (``vouch.VouchMemo``), so a partial pass
+costs the directories it names; and ``status`` counts the files waiting
+only where the watcher saw changes not yet synced (``_unsynced``), unless
+only a scan of the whole folder can tell.
 
 A failed pass is logged once per change of error, shown in status and
 retried with exponential backoff (1 s doubling to 60 s). A pass that
@@ -30,14 +34,12 @@ marker (``retries_alone``) is tried again with the backoff, so a disk
 mounted again is picked up on its own. Around the
 workers: an flock on ``<state_dir>/daemon.lock`` (one daemon per state
 dir), the control socket (``control``), SIGINT/SIGTERM (finish the pass in
-hand, exit 0), and logs to stderr and ``<state_dir>/fogsync.log``.
+hand, exit 0), and logs to stderr and ``<state_dir>/fogsync.log`` (``process``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import logging.handlers
 import os
 import signal
 import threading
@@ -49,16 +51,16 @@ from typing import Callable
 from fogsync.config.file import Config
 from fogsync.config.retention import policy_for
 from fogsync.daemon import control
+from fogsync.daemon.process import lock_state_dir, setup_logging
 from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.progress import SCANNING, Progress
 from fogsync.engine.sync import Report, Share, sync_share
-from fogsync.engine.vouch import DirHints
-from fogsync.errors import ConfigError, FogsyncError, LocalError, Refusal
+from fogsync.engine.vouch import DirHints, VouchMemo
+from fogsync.errors import ConfigError, FogsyncError, Refusal
 from fogsync.folder.state import Upkept
 from fogsync.format.roots import Root
 from fogsync.platform import malloc
-from fogsync.platform.private import private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,6 @@ MIN_POLL = 0.2
 HELD_WAKE = 3600.0  # seconds a share held until asked sleeps between looks (a request wakes it at once)
 CONSENTS = ("accept_rollback", "allow_mass_delete")  # what ``sync`` may consent to (``engine.refusals``)
 STOP_GRACE = 60.0  # seconds a stop waits for the passes in hand (a hung store must not hold it forever)
-LOG_BYTES, LOG_FILES = 1 << 20, 3
 
 
 class Held(FogsyncError):
@@ -121,6 +122,7 @@ class ShareWorker(threading.Thread):
         self._upkeep = Upkeep(policy_for(cfg, name), now)
         self._progress: Progress | None = None  # the pass in hand's, while one runs
         self._full = True  # the next pass scans the whole folder, whatever the watcher saw
+        self._pass_hints: DirHints | None = None  # where the pass in hand looks (None: everywhere)
 
     # --- called from other threads ------------------------------------------
 
@@ -173,16 +175,32 @@ class ShareWorker(threading.Thread):
                 "remote": "the store has a newer root to pull" if self._remote_newer else None,
                 "progress": control.progress_doc(snap),
             }
-            share = self._share
+            share, hints = self._share, self._unsynced()
         out.update(upkeep_doc(share.state.upkeep(self.share_name) if share is not None else Upkept()))
-        if share is not None:
-            try:  # a change the watcher has not reported yet still counts
-                files, size = control.waiting(share.folder, share.exclude, share.state, share.name)
+        if share is not None and (hints is not None or not self._syncing):
+            try:
+                files, size = control.waiting(share.folder, share.exclude, share.state, share.name, hints, share.memo)
             except FogsyncError:
                 files = size = None
             out["waiting_files"], out["waiting_bytes"] = files, size
         out["in_step"] = state == "idle" and not pending and out["remote"] is None and out["waiting_files"] == 0
         return out
+
+    def _unsynced(self) -> DirHints | None:
+        """Where the folder may differ from the state, as far as the watcher can tell (the caller holds
+        ``_cond``): what it saw since the pass in hand began, and where that pass looks; None when only a
+        scan of the whole folder can tell (the watcher is in trouble or lost events, a full pass is due,
+        or runs). ``status`` counts the files waiting only there, or (None, while no pass runs) everywhere.
+        """
+        watcher = self._watcher
+        if watcher is None or self._watch_trouble or self._full or not watcher.healthy():
+            return None
+        hints, running = watcher.peek_hints(), self._pass_hints
+        if hints is None or (self._syncing and running is None):
+            return None
+        if not self._syncing:
+            return hints
+        return DirHints(hints.dirs | running.dirs, hints.trees | running.trees)
 
     # --- the worker thread ------------------------------------------------------
 
@@ -234,7 +252,7 @@ class ShareWorker(threading.Thread):
         with self._cond:
             self._debounce.take()
             requests, self._requests = self._requests, []
-            self._syncing = True
+            self._syncing, self._pass_hints = True, None
             full = self._full or bool(requests) or self.clock() >= self._next_rescan
             self._full = False
         start = self.clock()
@@ -242,7 +260,10 @@ class ShareWorker(threading.Thread):
         try:
             share = replace(self._open_present(), **consent)
             share.progress = self._progress = Progress()
-            report = sync_share(share, self._hints(full))
+            hints = self._hints(full)
+            with self._cond:
+                self._pass_hints = hints
+            report = sync_share(share, hints)
         except Exception as e:  # whatever it is, the daemon carries on and retries
             with self._cond:
                 self._full = True  # the events it took are not in the state: look everywhere
@@ -310,6 +331,7 @@ class ShareWorker(threading.Thread):
                 state.close()
                 raise
             share.settle_ns = int(self.settle * 1e9)
+            share.memo = VouchMemo()  # the vouched digests, kept from pass to pass
             self._share = share
         if self._watcher is None:
             self._watcher = ShareWatcher(self._share.folder, self._share.exclude, self.hint)
@@ -386,9 +408,9 @@ def run_daemon(cfg: Config, verbose: bool = False) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     if not cfg.shares:
         raise ConfigError(f"no shares in {cfg.path}: add one with 'fogsync add-share', then start the daemon")
-    lock = _lock(cfg.state_dir)
+    lock = lock_state_dir(cfg.state_dir)
     try:
-        handler = _setup_logging(cfg.state_dir, verbose)
+        handler = setup_logging(cfg.state_dir, verbose)
         try:
             return _serve(cfg)
         finally:
@@ -457,44 +479,3 @@ def _handle(request: dict, workers: dict[str, ShareWorker]) -> dict:
                 results.append(req.result)
         return {"ok": True, "pid": os.getpid(), "results": results}
     return {"ok": False, "error": f"unknown request {request.get('op')!r}"}
-
-
-def _lock(state_dir: str) -> int:
-    """An flock held for the daemon's life; the file names the pid that holds it."""
-    path = os.path.join(state_dir, "daemon.lock")
-    try:
-        private_dir(state_dir)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError as e:
-        raise LocalError(f"cannot open the daemon lock {path}: {e.strerror or e}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise FogsyncError(f"a daemon already runs for {state_dir} (pid {pid})") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def _setup_logging(state_dir: str, verbose: bool) -> logging.Handler:
-    """INFO (DEBUG with --debug) to the rotating log file; stderr shows INFO only with --verbose."""
-    root = logging.getLogger()
-    level = logging.DEBUG if root.level == logging.DEBUG else logging.INFO
-    logging.getLogger("fogsync").setLevel(level)
-    for handler in root.handlers:
-        if type(handler) is logging.StreamHandler:
-            handler.setLevel(level if verbose else logging.WARNING)
-    path = os.path.join(state_dir, "fogsync.log")
-    try:
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_FILES,
-                                                       encoding="utf-8")
-        private_file(path, create=False)
-    except OSError as e:
-        raise LocalError(f"cannot open the log file {path}: {e.strerror or e}") from None
-    handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(lambda r: r.name.startswith("fogsync") or r.levelno >= logging.WARNING)
-    root.addHandler(handler)
-    return handler

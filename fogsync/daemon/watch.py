@@ -208,6 +208,11 @@ class ShareWatcher:
             self._whole, self._dirs, self._trees = False, set(), set()
         return None if whole else DirHints(frozenset(dirs), frozenset(trees))
 
+    def peek_hints(self) -> DirHints | None:
+        """What ``take_hints`` would give now, left for it (what ``status`` counts as waiting)."""
+        with self._hints_lock:
+            return None if self._whole else DirHints(frozenset(self._dirs), frozenset(self._trees))
+
     def _note(self, rels: list[str], is_directory: bool) -> None:
         with self._hints_lock:
             for rel in rels:

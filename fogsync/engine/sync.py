@@ -44,7 +44,14 @@ from fogsync.engine.refusals import (
     remember_seen,
 )
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
-from fogsync.engine.vouch import DirHints, Scope, Vouch, sizes_worth_finding, unvouched
+from fogsync.engine.vouch import (
+    DirHints,
+    Scope,
+    Vouch,
+    VouchMemo,
+    sizes_worth_finding,
+    unvouched,
+)
 from fogsync.errors import ConfigError, FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
@@ -77,6 +84,7 @@ class Share:
     progress: Progress = NO_PROGRESS  # what the pass has done so far, for whoever shows it
     accept_rollback: bool = False  # a store whose head does not descend from what this host saw is taken as it is
     allow_mass_delete: bool = False  # local changes may delete more than half of the files (``refusals``)
+    memo: VouchMemo | None = None  # a long-lived process's: the vouched digests kept between passes
 
 
 @dataclass
@@ -145,6 +153,7 @@ class Pass:
         self.share, self.report, self.only_dirs = share, report, only_dirs
         self.repo, self.state, self.name = share.repo, share.state, share.name
         self.info = share.state.share(share.name)
+        self.memo = share.memo or VouchMemo()
 
     def run(self) -> bool:
         """True once the folder and the store agree; False when the pass raced with a change."""
@@ -180,13 +189,13 @@ class Pass:
         share = self.share
         share.progress.phase(SCANNING)
         self.ignore = Ignore.for_folder(share.folder, share.exclude)
-        scope = Scope.of(self.state, self.name, self.info, self.only_dirs if self.on_base else None)
+        scope = Scope.of(self.memo, self.state, self.name, self.info, self.only_dirs if self.on_base else None)
         self.snap = scope.scan(share.folder, self.ignore, share.clock_ns)
         self.report.problems = list(self.snap.problems)
         self.report.listed_dirs = len(self.snap.listed) if scope.partial else None
         _remove_stale_temps(share, self.snap)
         # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
-        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, self.on_base, scope)
+        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, self.on_base, scope, self.memo)
 
     def compare(self) -> None:
         """The base rows where the folder may have moved, and the files to read there."""
@@ -296,10 +305,11 @@ class Pass:
         unsure = None  # the next pass compares the slow way, and vouches for what it finds unchanged
         if self.vouch.can_vouch and _wrote_nothing(applied):
             unsure = unvouched(self.moved, self.last_seen, final, base, self.stats, self.changes.to_read, rows, removed)
-        scan_dirs, scan_digest = self.vouch.to_save(unsure)
         base_now = self.info.base if unsettled else self.new_root
-        self.state.save(self.name, base_now, self.tag, rows, removed, remember, scan_digest, scan_dirs,
-                        gc_seen=self.rules.gc_seen(self.committed, not unsettled), drop_contents=self.rules.drop_contents)
+        self.state.save(self.name, base_now, self.tag, rows, removed, remember,
+                        gc_seen=self.rules.gc_seen(self.committed, not unsettled), drop_contents=self.rules.drop_contents,
+                        **self.vouch.to_save(unsure))
+        self.vouch.saved()
         remember_seen(self.share, self.new_root, self.committed or self.remote_root)
         self._report()
         return True

@@ -17,17 +17,35 @@ It falls back to a full scan whenever the state vouches for no scan, or
 the partial one cannot vouch (part of it unreadable). A directory a pass
 could not vouch for keeps an ``UNSURE`` digest, so that partial passes
 look at it again until one can.
+
+What a partial pass does costs what it names, not the share: it keeps the
+vouched digests as they were and says only where it found them otherwise
+(``ScanDigests``), the state writes just those rows, and the seal moves by
+the directories that changed (``scan.resealed``). A long-lived process
+(the daemon) keeps the vouched digests between passes (``VouchMemo``),
+trusting its copy only while the state's seal is the one it holds: a pass
+another process saves (``sync NAME`` beside the daemon) moves the seal, and
+the next pass reads the state's digests again.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Mapping
+from typing import Callable, Collection, Iterable, Iterator, Mapping
 
 from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import Scanned, Snapshot, Stat, digest_of, matches_base, scan
+from fogsync.folder.scan import (
+    Scanned,
+    Snapshot,
+    Stat,
+    digest_of,
+    matches_base,
+    resealed,
+    scan,
+)
 from fogsync.folder.state import ShareState, State
 from fogsync.format.blocks import BLOCK_SIZE
 from fogsync.format.tree import DIR, Entry, parent_of
@@ -45,41 +63,165 @@ class DirHints:
     trees: Collection[str] = frozenset()  # directories that may have changed anywhere below (made, moved in)
 
 
+class Vouched:
+    """The directory digests a state's seal holds, and what a partial pass asks of them."""
+
+    def __init__(self, dirs: dict[str, bytes], seal: str) -> None:
+        self.dirs, self.seal = dirs, seal
+        self.unsure = {d for d, digest in dirs.items() if digest == UNSURE}
+        self._children: dict[str, set[str]] | None = None
+        self._whole: bool | None = None
+
+    @property
+    def whole(self) -> bool:
+        """They are a whole scan's: the top's, and each directory's parent's (a remembered scan with
+        holes tells too little of what lies below them). A pass's changes keep them whole."""
+        if self._whole is None:
+            dirs = self.dirs
+            self._whole = "" in dirs and all(not d or parent_of(d) in dirs for d in dirs)
+        return self._whole
+
+    def children(self, where: str) -> Collection[str]:
+        """The directories directly in ``where`` that have a digest."""
+        if self._children is None:
+            children: dict[str, set[str]] = {}
+            for d in self.dirs:
+                if d:
+                    children.setdefault(parent_of(d), set()).add(d)
+            self._children = children  # whole, or not at all, to a reader in another thread
+        return self._children.get(where, ())
+
+    def below(self, top: str) -> set[str]:
+        """``top`` and every directory under it that has a digest."""
+        out, todo = set(), [top]
+        while todo:
+            d = todo.pop()
+            out.add(d)
+            todo.extend(self.children(d))
+        return out
+
+    def change(self, written: Mapping[str, bytes], gone: Collection[str], seal: str) -> None:
+        """Make them what a save of ``written`` and ``gone`` left in the state, sealed by ``seal``."""
+        for d in gone:
+            del self.dirs[d]
+            self.unsure.discard(d)
+            if self._children is not None and d:
+                self._children[parent_of(d)].discard(d)
+        for d, digest in written.items():
+            if self._children is not None and d and d not in self.dirs:
+                self._children.setdefault(parent_of(d), set()).add(d)
+            self.dirs[d] = digest
+            (self.unsure.add if digest == UNSURE else self.unsure.discard)(d)
+        self.seal = seal
+
+
+class VouchMemo:
+    """The digests the state vouches for of one share, kept between the passes of one process.
+
+    A pass without one reads them from the state and checks their seal
+    (O(directories)); with one, only the first pass does, and each after it
+    while the state's seal is still the one held. Whoever saves a pass's
+    digests (``Vouch.saved``) updates the copy held, under ``lock``; a
+    reader in another thread (the daemon's ``status``) holds it too.
+    """
+
+    def __init__(self) -> None:
+        self._held: Vouched | None = None
+        self.lock = threading.Lock()
+
+    def vouched(self, state: State, name: str, info: ShareState | None) -> Vouched | None:
+        """The digests the state vouches for, if its seal holds them (None if it vouches for none)."""
+        seal = info.scan_digest if info is not None else None
+        if seal is None:
+            return None
+        if self._held is None or self._held.seal != seal:
+            dirs = state.scan_dirs(name)
+            self._held = Vouched(dirs, seal) if digest_of(dirs) == seal else None
+        return self._held
+
+    def hold(self, vouched: Vouched) -> None:
+        self._held = vouched
+
+    def forget(self) -> None:
+        """Hold nothing: the next pass reads the state's digests. What a full scan saved is read again
+        rather than kept: its strings lie among what the scan freed, and would keep it from the system."""
+        self._held = None
+
+
+class ScanDigests(Mapping[str, bytes]):
+    """Every directory's digest after a partial scan: the vouched ones, but for ``written`` (listed,
+    and found with another digest, or new) and ``gone`` (no longer there). Valid until a save
+    changes ``vouched`` (``Vouch.saved``)."""
+
+    def __init__(self, vouched: Vouched, written: dict[str, bytes], gone: set[str]) -> None:
+        self.vouched, self.written, self.gone = vouched, written, gone
+        self._new = sum(1 for d in written if d not in vouched.dirs)
+
+    def __getitem__(self, d: str) -> bytes:
+        if d in self.written:
+            return self.written[d]
+        if d in self.gone:
+            raise KeyError(d)
+        return self.vouched.dirs[d]
+
+    def __contains__(self, d: object) -> bool:
+        return d in self.written or (d not in self.gone and d in self.vouched.dirs)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.written
+        yield from (d for d in self.vouched.dirs if d not in self.written and d not in self.gone)
+
+    def __len__(self) -> int:
+        return len(self.vouched.dirs) - len(self.gone) + self._new
+
+    def moved(self) -> set[str]:
+        """The directories whose digest is not the vouched one."""
+        return self.written.keys() | self.gone
+
+
+class _Skipped:
+    """The directories a partial scan does not list: vouched for, neither named nor above one named,
+    nor in a tree named."""
+
+    def __init__(self, vouched: Mapping[str, bytes], listed: Collection[str], trees: tuple[str, ...]) -> None:
+        self.vouched, self.listed, self.trees = vouched, listed, trees
+
+    def __contains__(self, d: str) -> bool:
+        return d in self.vouched and d not in self.listed and not d.startswith(self.trees)
+
+
 class Scope:
     """What a pass scans: the whole folder, or (partial) only where it may have moved.
 
     A partial scope lists the directories hinted at, every directory above
     them, each directory the state holds ``UNSURE``, and every directory the
-    state does not vouch for at all (new ones); the others are ``skip``ped,
-    and ``complete`` puts their vouched digests back beside the scan's.
+    state does not vouch for at all (new ones); the others are skipped, and
+    ``complete`` puts their vouched digests back beside the scan's.
     """
 
-    def __init__(self, vouched: dict[str, bytes] | None = None, skip: frozenset[str] = frozenset()) -> None:
+    def __init__(self, vouched: Vouched | None = None, listed: Collection[str] = (),
+                 trees: tuple[str, ...] = ()) -> None:
         self.vouched = vouched  # the state's digests; None for a full scan
-        self.skip = skip
+        self.skip = _Skipped(vouched.dirs, listed, trees) if vouched is not None else ()
 
     @property
     def partial(self) -> bool:
         return self.vouched is not None
 
     @classmethod
-    def of(cls, state: State, name: str, info: ShareState | None, hints: DirHints | None) -> "Scope":
+    def of(cls, memo: VouchMemo, state: State, name: str, info: ShareState | None,
+           hints: DirHints | None) -> "Scope":
         """A partial scope for ``hints`` if the state vouches for a whole scan; else a full one.
 
         Pass None as ``hints`` for a full scan (and when not on the base).
         """
-        if hints is None or info is None:
+        # Read before any scan, also for a full one: what the memo keeps between passes then lies
+        # apart from what the scan frees, which the process can give back.
+        vouched = memo.vouched(state, name, info)
+        if hints is None or vouched is None or "" in hints.trees or not vouched.whole:
             return cls()
-        vouched = vouched_dirs(state, name, info)
-        if not vouched or "" not in vouched or any(d and parent_of(d) not in vouched for d in vouched):
-            return cls()  # a remembered scan with holes tells too little of what lies below them
-        listed = _with_parents(itertools.chain(
-            hints.dirs, hints.trees, (d for d, digest in vouched.items() if digest == UNSURE)))
-        trees = [t + "/" for t in hints.trees if t]
-        if "" in hints.trees:
-            return cls()
-        skip = frozenset(d for d in vouched if d not in listed and not any(d.startswith(t) for t in trees))
-        return cls(vouched, skip)
+        listed = _with_parents(itertools.chain(hints.dirs, hints.trees, vouched.unsure))
+        return cls(vouched, listed, tuple(t + "/" for t in hints.trees))
 
     def scan(self, folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -> Snapshot:
         """The folder's scan within this scope; a full one when a partial one cannot vouch."""
@@ -87,23 +229,27 @@ class Scope:
             snap = scan(folder, ignore, clock, self.skip)
             if not snap.unreadable:
                 return snap
-            self.vouched, self.skip = None, frozenset()
+            self.vouched, self.skip = None, ()
         return scan(folder, ignore, clock)
 
-    def complete(self, digests: dict[str, bytes], snap: Snapshot) -> dict[str, bytes]:
+    def complete(self, digests: dict[str, bytes], snap: Snapshot) -> ScanDigests:
         """Every directory's digest: the scan's, and the vouched one of each skipped directory still
-        there (its parent's listing has it as a directory, or it lies below one such)."""
-        out = dict(digests)
-        for d in sorted(self.skip, key=lambda d: d.count("/")):  # parents first
-            parent = parent_of(d)
-            if parent in digests:
-                item = snap.items.get(d)
-                there = item is not None and item.type == DIR
-            else:
-                there = parent in out
-            if there:
-                out[d] = self.vouched[d]
-        return out
+        there (its parent's listing has it as a directory, or it lies below one such).
+
+        Looks only at the directories listed and their vouched subdirectories:
+        one not listed is gone exactly when the nearest listed directory above
+        it no longer has the subdirectory on its way as a directory.
+        """
+        vouched = self.vouched
+        written = {d: digest for d, digest in digests.items() if vouched.dirs.get(d) != digest}
+        gone: set[str] = set()
+        for where, _ in snap.listed:
+            for d in vouched.children(where):
+                if d not in digests and d not in gone:
+                    item = snap.items.get(d)
+                    if item is None or item.type != DIR:
+                        gone |= vouched.below(d)
+        return ScanDigests(vouched, written, gone)
 
 
 def _with_parents(dirs) -> set[str]:
@@ -118,24 +264,30 @@ def _with_parents(dirs) -> set[str]:
 class Vouch:
     """What the state vouches for of one scan: which directories need loading, and what to remember."""
 
-    def __init__(self, state: State, name: str, scanned: dict[str, bytes] | None,
-                 vouched: dict[str, bytes] | None, partial: bool = False) -> None:
-        self.state, self.name = state, name
-        self.partial = partial  # the scan skipped directories: the base is never loaded whole
+    def __init__(self, state: State, name: str, scanned: Mapping[str, bytes] | None, vouched: Vouched | None,
+                 memo: VouchMemo) -> None:
+        self.state, self.name, self.memo = state, name, memo
         self.scanned = scanned  # the scan's directory digests; None when it cannot vouch
         self.vouched = vouched  # the digests the state vouches for; None when it vouches for none
         self.loaded: set[str] | None = None  # the directories loaded, when not the whole base
+        self._saving: tuple | None = None  # what ``to_save`` gave the state, for ``saved``
 
     @classmethod
     def of(cls, state: State, name: str, info: ShareState | None, snap: Snapshot, on_base: bool,
-           scope: Scope | None = None) -> "Vouch":
+           scope: Scope | None = None, memo: VouchMemo | None = None) -> "Vouch":
         """The shortcut for ``snap``; ``on_base``: the head is this folder's base; ``scope``: what
-        ``snap`` covers, when not the whole folder."""
+        ``snap`` covers, when not the whole folder; ``memo``: the digests kept since the last pass."""
+        memo = memo or VouchMemo()
         scanned = snap.dir_digests() if on_base else None
         if scope is not None and scope.partial and scanned is not None:
-            return cls(state, name, scope.complete(scanned, snap), scope.vouched, partial=True)
-        vouched = vouched_dirs(state, name, info) if scanned is not None and info is not None else None
-        return cls(state, name, scanned, vouched)
+            return cls(state, name, scope.complete(scanned, snap), scope.vouched, memo)
+        vouched = memo.vouched(state, name, info) if scanned is not None else None
+        return cls(state, name, scanned, vouched, memo)
+
+    @property
+    def partial(self) -> bool:
+        """The scan skipped directories: the base is never loaded whole."""
+        return isinstance(self.scanned, ScanDigests)
 
     @property
     def can_vouch(self) -> bool:
@@ -144,7 +296,11 @@ class Vouch:
 
     def whole_folder(self) -> bool:
         """Every directory is as a scan that matched the base: nothing to load or compare."""
-        return self.vouched is not None and self.vouched == self.scanned
+        if self.vouched is None:
+            return False
+        if self.partial:
+            return not self.scanned.moved()
+        return self.vouched.dirs == self.scanned
 
     def narrow(self, snap: Snapshot) -> Snapshot:
         """The scan cut to the directories to load (all of it when the state vouches for too few).
@@ -153,10 +309,10 @@ class Vouch:
         before the rows load. The directories ``load_moved`` adds are ones
         the scan does not list, so the cut would be the same after it.
         """
-        if self.vouched is not None:
-            self.loaded = moved_dirs(self.scanned, self.vouched)
-            if self.loaded is None and self.partial:  # its snapshot lacks what it skipped: not the whole base
-                self.loaded = set(self.scanned) | set(self.vouched)
+        if self.partial:  # its snapshot lacks what it skipped: never the whole base
+            self.loaded = _with_parents(self.scanned.moved())
+        elif self.vouched is not None:
+            self.loaded = moved_dirs(self.scanned, self.vouched.dirs)
         return snap.only(self.loaded) if self.loaded is not None else snap
 
     def load_base(self) -> tuple[dict[str, Entry], dict[str, Stat]]:
@@ -168,16 +324,55 @@ class Vouch:
 
     def remember_unchanged(self) -> None:
         """The scan matched the base everywhere: the state vouches for all its directories from now."""
-        if self.scanned is not None and self.vouched != self.scanned:
-            self.state.remember_scan(self.name, digest_of(self.scanned), self.scanned)
+        if self.scanned is None:
+            return
+        if self.partial:
+            if self.scanned.moved():
+                written, gone, seal = self._change(())
+                self.state.remember_scan(self.name, seal, delta=(self.vouched.seal, written, gone))
+                self._saving = (written, gone, seal)
+                self.saved()
+        elif self.vouched is None or self.vouched.dirs != self.scanned:
+            seal = digest_of(self.scanned)
+            self.state.remember_scan(self.name, seal, self.scanned)
+            self.memo.forget()
 
-    def to_save(self, unsure: set[str] | None) -> tuple[dict[str, bytes] | None, str | None]:
-        """(directory digests, their seal) for the state to save: every scanned directory's, ``UNSURE``
-        for the ``unsure`` ones; (None, None) when this pass cannot vouch (the next compares the slow way)."""
+    def to_save(self, unsure: set[str] | None) -> dict:
+        """What the state is to save of the directory digests (``State.save``'s keywords): every
+        scanned directory's, ``UNSURE`` for the ``unsure`` ones, and their seal; no seal when this pass
+        cannot vouch (the next compares the slow way). A partial pass gives only what changed."""
+        self._saving = None
         if self.scanned is None or unsure is None:
-            return None, None
+            return {"scan_digest": None}
+        if self.partial:
+            written, gone, seal = self._saving = self._change(unsure)
+            return {"scan_digest": seal, "scan_delta": (self.vouched.seal, written, gone)}
         keep = {d: UNSURE if d in unsure else digest for d, digest in self.scanned.items()}
-        return keep, digest_of(keep)
+        seal = digest_of(keep)
+        self._saving = ()
+        return {"scan_digest": seal, "scan_dirs": keep}
+
+    def saved(self) -> None:
+        """The state saved what ``to_save`` gave it: the memo holds that from now on."""
+        if self._saving is None:
+            return
+        if self.partial:
+            with self.memo.lock:
+                self.vouched.change(*self._saving)
+                self.memo.hold(self.vouched)
+        else:
+            self.memo.forget()
+        self._saving = None
+
+    def _change(self, unsure: Collection[str]) -> tuple[dict[str, bytes], set[str], str]:
+        """(digests to write, directories to drop, the seal after) of a partial scan, ``unsure`` ones
+        ``UNSURE``."""
+        scanned, dirs = self.scanned, self.vouched.dirs
+        written = dict(scanned.written)
+        written.update((d, UNSURE) for d in unsure if d in scanned)
+        written = {d: digest for d, digest in written.items() if dirs.get(d) != digest}
+        old = {d: dirs[d] for d in itertools.chain(scanned.gone, written) if d in dirs}
+        return written, scanned.gone, resealed(self.vouched.seal, old, written)
 
 
 def sizes_worth_finding(sizes: Iterable[int]) -> list[int]:
@@ -185,14 +380,6 @@ def sizes_worth_finding(sizes: Iterable[int]) -> list[int]:
     did not load) are worth a look for: a block or more. The look is a scan of every row of the
     state; a smaller file costs less to seal again."""
     return [s for s in sizes if s >= BLOCK_SIZE]
-
-
-def vouched_dirs(state: State, name: str, info: ShareState) -> dict[str, bytes] | None:
-    """The directory digests the state vouches for, if its seal still holds them (and None if not)."""
-    if info.scan_digest is None:
-        return None
-    dirs = state.scan_dirs(name)
-    return dirs if digest_of(dirs) == info.scan_digest else None
 
 
 def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:

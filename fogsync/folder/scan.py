@@ -137,12 +137,28 @@ def digest_of(dirs: Mapping[str, bytes]) -> str:
     """One fingerprint for a whole scan, from its ``dir_digests``; equal for equal scans only.
 
     The state keeps it beside the directory digests it was made from, as
-    their seal: digests it no longer matches are not trusted.
+    their seal: digests it no longer matches are not trusted. It is their
+    count and a sum of one hash per directory, so a change to a few
+    directories moves it at the cost of those alone (``resealed``).
     """
-    h = hashlib.sha256(_DIGEST_FORMAT + b"%d\n" % len(dirs))
-    for where in sorted(dirs):
-        h.update(where.encode() + b"\0" + dirs[where])
-    return h.hexdigest()
+    return _seal(len(dirs), sum(_term(where, digest) for where, digest in dirs.items()))
+
+
+def resealed(seal: str, gone: Mapping[str, bytes], added: Mapping[str, bytes]) -> str:
+    """``digest_of`` of the digests ``seal`` sealed, with ``gone`` taken out and then ``added`` put in
+    (each as it was, and as it is: a directory whose digest moved is in both)."""
+    count, total = seal.split(":")
+    total = int(total, 16) - sum(_term(w, d) for w, d in gone.items()) + sum(_term(w, d) for w, d in added.items())
+    return _seal(int(count) - len(gone) + len(added), total)
+
+
+def _term(where: str, digest: bytes) -> int:
+    # A name holds no NUL: the bytes parse one way only.
+    return int.from_bytes(hashlib.sha256(_DIGEST_FORMAT + where.encode() + b"\0" + digest).digest(), "big")
+
+
+def _seal(count: int, total: int) -> str:
+    return f"{count}:{total % (1 << 256):064x}"
 
 
 def scan(

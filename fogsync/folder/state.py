@@ -34,7 +34,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 from fogsync.errors import LocalError
 from fogsync.folder.scan import Stat
@@ -281,6 +281,7 @@ class State:
         scan_dirs: Mapping[str, bytes] | None = None,
         gc_seen: tuple[int, str] | None = None,
         drop_contents: bool = False,
+        scan_delta: tuple[str, Mapping[str, bytes], Collection[str]] | None = None,
     ) -> None:
         """Record a finished pass: the new base and the rows that changed, atomically.
 
@@ -293,12 +294,17 @@ class State:
         learnt under (None: unchanged); ``drop_contents`` empties the content
         index before ``contents`` go in (FORMAT.md 8: a host that finds the
         head's ``gc`` changed drops what it remembers beyond the head's tree).
+        ``scan_delta`` instead of ``scan_dirs``: a change to the remembered
+        digests (``_change_scan_dirs``), which ``scan_digest`` then seals.
         """
         with self._lock, self._transaction():
-            self._db.execute(
-                "UPDATE share SET base=?, head_tag=?, scan_digest=?, synced_at=datetime('now') WHERE name=?",
-                (base, head_tag, scan_digest, name),
-            )
+            if scan_delta is not None and not self._change_scan_dirs(name, *scan_delta):
+                scan_digest = None
+            self._db.execute("UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?",
+                             (base, head_tag, name))
+            # Apart, and after: the trigger forgets a seal that a save left as it was, as an older
+            # FogSync's does; this save names its seal, though it be the one the last save named.
+            self._db.execute("UPDATE share SET scan_digest=? WHERE name=?", (scan_digest, name))
             if gc_seen is not None:
                 self._db.execute("UPDATE share SET gc_epoch=?, gc_state=? WHERE name=?", (*gc_seen, name))
             if drop_contents:
@@ -316,9 +322,13 @@ class State:
             if scan_dirs is not None:
                 self._replace_scan_dirs(name, scan_dirs)
 
-    def remember_scan(self, name: str, digest: str | None, dirs: Mapping[str, bytes] | None = None) -> None:
-        """A scan that ``compare`` found to match the base and its stats unchanged, in ``dirs`` (sealed by ``digest``)."""
+    def remember_scan(self, name: str, digest: str | None, dirs: Mapping[str, bytes] | None = None,
+                      delta: tuple[str, Mapping[str, bytes], Collection[str]] | None = None) -> None:
+        """A scan that ``compare`` found to match the base and its stats unchanged, in ``dirs`` (sealed by
+        ``digest``); or, with ``delta``, where it differs from the remembered one (``_change_scan_dirs``)."""
         with self._lock, self._transaction():
+            if delta is not None and not self._change_scan_dirs(name, *delta):
+                digest = None
             self._db.execute("UPDATE share SET scan_digest=? WHERE name=?", (digest, name))
             if dirs is not None:
                 self._replace_scan_dirs(name, dirs)
@@ -331,6 +341,17 @@ class State:
             "INSERT OR REPLACE INTO scan_dir VALUES (?,?,?)",
             ((name, d, dirs[d]) for d in sorted(dirs) if old.get(d) != dirs[d]),
         )
+
+    def _change_scan_dirs(self, name: str, since: str, written: Mapping[str, bytes], gone: Collection[str]) -> bool:
+        """Write ``written`` and drop ``gone`` of the share's directory digests, if ``since`` still seals
+        them; False (and nothing written) if another process's save moved the seal since it was read."""
+        row = self._db.execute("SELECT scan_digest FROM share WHERE name=?", (name,)).fetchone()
+        if row is None or row[0] != since:
+            return False
+        self._db.executemany("DELETE FROM scan_dir WHERE share=? AND dir=?", ((name, d) for d in gone))
+        self._db.executemany("INSERT OR REPLACE INTO scan_dir VALUES (?,?,?)",
+                             ((name, d, written[d]) for d in sorted(written)))
+        return True
 
     def add_own_root(self, name: str, ref: bytes) -> None:
         """Remember a root this host is about to commit (before its head swap, so a crash cannot lose it)."""

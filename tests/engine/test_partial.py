@@ -6,15 +6,18 @@ Directories listed are counted with Python's audit hook for ``os.scandir``: the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
 import threading
 
 import pytest
+from helpers import remembered_scan_holds
 
 from fogsync.engine.sync import sync_share
-from fogsync.engine.vouch import DirHints
+from fogsync.engine.vouch import DirHints, VouchMemo
+from fogsync.folder.state import State
 
 SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)] + ["deep/a/b/c"]
@@ -56,9 +59,11 @@ def settled(h, rel: str, data: str) -> None:
     os.utime(h.path(rel), ns=(SETTLED, SETTLED))
 
 
-@pytest.fixture
-def host(hosts, tmp_path):
+@pytest.fixture(params=["each pass reads the state", "a memo between passes"])
+def host(hosts, tmp_path, request):
     h = hosts("laptop", str(tmp_path / "store"))
+    if request.param == "a memo between passes":
+        h.share().memo = VouchMemo()  # as the daemon keeps one
     for d in DIRS:
         for k in range(5):
             settled(h, f"{d}/f{k}.txt", f"{d} {k}\n")
@@ -195,3 +200,52 @@ def test_an_unreadable_directory_makes_a_partial_pass_scan_everything(host, scan
     assert report.listed_dirs is None and any("cannot read" in p for p in report.problems)
     assert scandirs.calls > 2 * 21  # the partial scan, then the whole folder's
     assert head(host)["d0/e0/f0.txt"][1] == sha("x\n") and "d3/e2/f4.txt" in head(host)
+
+
+class _CountingState(State):
+    """A state that counts the reads of its directory digests and of directories' rows."""
+
+    reads = loads = 0
+
+    def scan_dirs(self, name):
+        self.reads += 1
+        return super().scan_dirs(name)
+
+    def load_dirs(self, name, dirs):
+        self.loads += 1
+        return super().load_dirs(name, dirs)
+
+
+@pytest.fixture
+def daemon(host):
+    """The host's share as the daemon holds it: its own connection to the state, and a memo."""
+    state = _CountingState(host.share().state.path)
+    yield dataclasses.replace(host.share(), state=state, memo=VouchMemo())
+    state.close()
+
+
+def test_a_memo_reads_the_vouched_digests_once_and_again_after_another_process_saved(host, daemon):
+    for k in range(3):
+        settled(host, f"d0/e0/m{k}.txt", f"{k}\n")
+        assert sync_share(daemon, DirHints({"d0/e0"})).committed is not None
+    assert daemon.state.reads == 1
+    settled(host, "d3/e2/f4.txt", "by the CLI\n")
+    sync_share(host.share())  # another process's pass, through its own connection: the seal moves
+    settled(host, "d1/e1/f0.txt", "by the daemon\n")
+    assert sync_share(daemon, DirHints({"d1/e1"})).listed_dirs == 3
+    assert daemon.state.reads == 2  # its copy no longer sealed by the state: read again
+    assert remembered_scan_holds(daemon)
+    tree = head(host)
+    assert tree["d1/e1/f0.txt"][1] == sha("by the daemon\n") and tree["d3/e2/f4.txt"][1] == sha("by the CLI\n")
+    assert sync_share(host.share()).committed is None
+
+
+def test_a_pass_that_found_only_directory_stats_moved_remembers_them_for_the_next(host, daemon):
+    sync_share(daemon, DirHints({"d0/e0"}))
+    settled(host, "d0/e0/brief.txt", "gone again\n")
+    host.remove("d0/e0/brief.txt")  # d0/e0's mtime moved, so d0's digest did; nothing to commit
+    assert sync_share(daemon, DirHints({"d0/e0"})).committed is None
+    assert remembered_scan_holds(daemon)
+    loads, reads = daemon.state.loads, daemon.state.reads
+    assert sync_share(daemon, DirHints({"d0/e0"})).committed is None
+    assert (daemon.state.loads, daemon.state.reads) == (loads, reads)  # as remembered: nothing loaded or read

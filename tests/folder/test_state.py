@@ -223,6 +223,9 @@ def test_a_save_by_a_fogsync_that_knows_no_scan_digest_forgets_it(tmp_path):
             old.execute("UPDATE share SET base=?, head_tag=?, synced_at=datetime('now') WHERE name=?", (B2, "t2", "s"))
         old.close()
         assert s.share("s") == ShareState("id1", B2, "t2", None)
+        s.save("s", B1, "t3", {}, [], scan_digest="d2")
+        s.save("s", B2, "t4", {}, [], scan_digest="d2")  # this one names the seal it keeps, though it is the same
+        assert s.share("s") == ShareState("id1", B2, "t4", "d2")
     finally:
         s.close()
 
@@ -253,6 +256,21 @@ def test_directory_digests_are_replaced_with_each_scan_remembered(db):
     assert db.scan_dirs("s") == {"": b"3", "b": b"4"} and db.share("s").scan_digest == "d2"
     db.forget("s")
     assert db.scan_dirs("s") == {}
+
+
+def test_a_change_to_the_directory_digests_is_written_only_while_the_seal_it_changes_holds(db):
+    db.ensure_share("s", "id1")
+    db.save("s", B1, "t", sample(), [], scan_digest="d1", scan_dirs={"": b"1", "a": b"2"})
+    db.remember_scan("s", "d2", delta=("d1", {"b": b"3", "": b"5"}, ["a"]))
+    assert db.scan_dirs("s") == {"": b"5", "b": b"3"} and db.share("s").scan_digest == "d2"
+    other = State(db.path)  # another process saves in between
+    other.remember_scan("s", "d3", {"": b"7"})
+    other.close()
+    db.save("s", B2, "t2", {}, ["x"], scan_digest="d4", scan_delta=("d2", {"c": b"4"}, ["b"]))
+    assert db.scan_dirs("s") == {"": b"7"} and db.share("s").scan_digest is None  # not sealed: not trusted
+    assert db.share("s").base == B2 and "x" not in db.load("s")[0]  # the rest of the save stands
+    db.remember_scan("s", "d5", delta=("d3", {"c": b"4"}, []))
+    assert db.scan_dirs("s") == {"": b"7"} and db.share("s").scan_digest is None
 
 
 def test_contents_of_sizes_finds_base_files_of_those_sizes(db):

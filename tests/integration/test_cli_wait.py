@@ -29,9 +29,10 @@ def daemon_host(cli_host, tmp_path):
     """A host whose daemon runs (quick debounce and poll); stopped with SIGTERM at the end."""
     started = []
 
-    def make(name: str = "alpha"):
+    def make(name: str = "alpha", debounce: float = 0.2):
         h = cli_host(name, str(tmp_path / "store"))
-        h.config.write_text(h.config.read_text().replace("\n[shares", "debounce = 0.2\nmax_delay = 1.0\n\n[shares", 1))
+        h.config.write_text(h.config.read_text().replace(
+            "\n[shares", f"debounce = {debounce}\nmax_delay = {max(1.0, 2 * debounce)}\n\n[shares", 1))
         h.state_dir.mkdir(parents=True, exist_ok=True)
         err = open(h.home / "daemon.err", "wb")
         h.daemon = subprocess.Popen(h.command("daemon", "--poll", "0.5"), stdout=subprocess.DEVNULL, stderr=err,
@@ -103,6 +104,26 @@ def test_wait_returns_once_a_save_is_committed(daemon_host):
     cmdlines = family_cmdlines(a.daemon.pid)
     assert any("daemon" in c for c in cmdlines) and not any(KEY in c for c in cmdlines)
     assert KEY not in (a.state_dir / "fogsync.log").read_text() + (a.home / "daemon.err").read_text()
+
+
+def test_status_counts_what_the_watcher_saw_before_a_pass_takes_it(daemon_host):
+    a = daemon_host(debounce=60)  # no pass but the start pass and the ones asked for
+    run(a, "wait", "--timeout", str(TIMEOUT))
+    (a.folder / "sub").mkdir()
+    for rel, text in (("sub/f.txt", "12345"), ("top.txt", "1")):
+        (a.folder / rel).write_text(text)
+        os.utime(a.folder / rel, (1_700_000_000, 1_700_000_000))  # not still being written (the debounce is long)
+    deadline = time.monotonic() + TIMEOUT
+    while (s := json.loads(run(a, "--json", "status").stdout)["shares"][0])["waiting_files"] != 2:
+        assert time.monotonic() < deadline, s  # until the watcher has said so
+        time.sleep(0.1)
+    assert (s["state"], s["waiting_bytes"], s["in_step"]) == ("idle", 6, False)
+    assert "docs: 2 file(s) (6 B) waiting to sync" in run(a, "status").stdout
+    run(a, "sync")  # the daemon's pass, now
+    s = json.loads(run(a, "--json", "status").stdout)["shares"][0]
+    assert (s["waiting_files"], s["waiting_bytes"]) == (0, 0)
+    run(a, "wait", "--timeout", str(TIMEOUT))
+    assert sorted(head_files(a)) == ["sub", "top.txt"]
 
 
 def test_wait_also_waits_for_another_hosts_commit_to_be_pulled(daemon_host, cli_host, tmp_path):
