@@ -63,3 +63,11 @@ def test_s3_latency_smoke():
     rows = [r for r in _table_rows(out, "connections delay-ms phase") if r[0].isdigit()]
     assert {(r[1], r[2]) for r in rows} == {(d, p) for d in ("0", "10") for p in ("initial", "restore")}, out
     assert all(int(r[6]) > 0 and int(r[8]) >= 1 for r in rows), out  # requests made, some in flight
+
+
+def test_compare_smoke_many(cache):
+    out = _run("compare.py", "--smoke", "--only", "many", "--tools", "fogsync", "--runs", "1", "--cache", cache)
+    assert "WARNING" not in out, out
+    rows = [r for r in _table_rows(out, "corpus op tool") if r[0] == "many"]
+    assert {r[1] for r in rows if r[2] == "fogsync"} == {"initial", "no-op", "restore"}, out
+    assert all(r[3] != "failed" for r in rows), out
