@@ -651,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"note: {t} is not installed; running without it")
 
     SUBREAPER = adopt_orphans()
+    args.cache = os.path.abspath(args.cache)  # commands run in their work dirs
     os.makedirs(args.cache, exist_ok=True)
     work_root = args.work or tempfile.mkdtemp(prefix="work-", dir=args.cache)
     os.makedirs(work_root, exist_ok=True)
