@@ -35,8 +35,10 @@ wait was not enough: mixed-corpus restores taken seconds to a few minutes
 after a cleanup spent 14-38% of their CPU there, and none 6 minutes after.)
 
 fogsync's package is byte-compiled first, as a ``pip install`` leaves it
-(``compile_bytecode``). Each command runs as a child process, timed with a
-monotonic clock and reaped with ``os.wait4`` for its peak RSS (ru_maxrss).
+(``compile_bytecode``). Each command runs as a child of a small launcher
+process (``Launcher``), timed with a monotonic clock and reaped with
+``os.wait4`` for its peak RSS (ru_maxrss), and with every process it started
+for the CPU of the whole tree (user + system, the ``cpu s`` column).
 ``sync(2)`` runs before every timed command, and the corpus is read once
 (warm page cache) before each tool's turn; the tools take turns going first,
 run by run. The table shows the median over
@@ -253,56 +255,80 @@ class Measure:
     cpu: float | None = None  # user + system seconds of the command and every process it started
 
 
-def adopt_orphans() -> bool:
-    """Become the reaper of every process our children start (Linux), so their CPU time counts.
+# Every timed command starts from this small process, not from compare.py: Linux carries the
+# high-water RSS of the process that execs into the new program's ru_maxrss, and compare.py
+# holds the corpus's file list (on many1m, 800 MB at a restore). The launcher is also the
+# subreaper of what the command starts (PR_SET_CHILD_SUBREAPER), so fogsync's workers, children
+# of its forkserver that nobody waits for, count in the CPU column.
+_LAUNCHER = r"""
+import ctypes, json, os, resource, sys, time
 
-    fogsync's worker processes are children of its forkserver, which nobody
-    waits for: without this their CPU would be missing from the ``cpu s`` column.
-    """
-    try:
-        import ctypes
+try:
+    reaper = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+except (OSError, AttributeError):
+    reaper = False
 
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
+def children_cpu():
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
 
-
-def _children_cpu() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _reap_orphans() -> None:
-    """Wait for the processes a command left behind (adopted by ``adopt_orphans``)."""
-    while True:
+for line in sys.stdin:
+    job = json.loads(line)
+    cpu_before = children_cpu()
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(job["cwd"])
+            out = os.open(job["log"], os.O_WRONLY | os.O_APPEND)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.execvpe(job["cmd"][0], job["cmd"], job["env"])
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    while reaper:
         try:
             os.wait()
         except ChildProcessError:
-            return
+            break
+    cpu = children_cpu() - cpu_before if reaper else None
+    print(json.dumps([wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu]), flush=True)
+"""
+
+
+class Launcher:
+    """The small process timed commands start from (``_LAUNCHER``)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, cmd: list[str], env: dict, cwd: str, logfile: str) -> tuple[float, int, int, float | None]:
+        """(wall s, peak RSS KiB, exit code, CPU s of the whole tree or None)."""
+        self.proc.stdin.write(json.dumps({"cmd": cmd, "env": env, "cwd": cwd, "log": logfile}) + "\n")
+        self.proc.stdin.flush()
+        wall, rss_kib, code, cpu = json.loads(self.proc.stdout.readline())
+        return wall, rss_kib, code, cpu
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def run_timed(cmd: list[str], env: dict, cwd: str, logfile: str) -> Measure:
-    """Run ``cmd``; wall seconds, the child's peak RSS from wait4, and the CPU of its whole tree."""
+    """Run ``cmd`` from the launcher; wall seconds, its peak RSS from wait4, and the CPU of its whole tree."""
     os.sync()
     with open(logfile, "ab") as out:
         out.write(("\n$ " + " ".join(cmd) + "\n").encode())
-        out.flush()
-        cpu_before = _children_cpu()
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        if SUBREAPER:
-            _reap_orphans()
-        cpu = _children_cpu() - cpu_before if SUBREAPER else None
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    wall, rss_kib, code, cpu = LAUNCHER.run(cmd, env, cwd, logfile)
+    if code != 0:
         with open(logfile, "rb") as f:
             tail = f.read()[-1500:].decode(errors="replace")
-        log(f"  FAILED (exit {proc.returncode}): {' '.join(cmd)}\n  ... {tail.strip()[-800:]}")
-    return Measure(wall, usage.ru_maxrss / 1024, proc.returncode == 0, cpu)
+        log(f"  FAILED (exit {code}): {' '.join(cmd)}\n  ... {tail.strip()[-800:]}")
+    return Measure(wall, rss_kib / 1024, code == 0, cpu)
 
 
 def run_quiet(cmd: list[str], env: dict, cwd: str | None = None, input: str | None = None) -> str:
@@ -613,11 +639,11 @@ def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -
 
 
 ARGS: argparse.Namespace
-SUBREAPER = False
+LAUNCHER: Launcher
 
 
 def main(argv: list[str] | None = None) -> int:
-    global ARGS, SUBREAPER
+    global ARGS, LAUNCHER
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="runs per tool and corpus; the table shows the median")
     ap.add_argument("--only", default=",".join(CORPORA),
@@ -650,7 +676,6 @@ def main(argv: list[str] | None = None) -> int:
     for t in sorted(set(tools) - set(present)):
         log(f"note: {t} is not installed; running without it")
 
-    SUBREAPER = adopt_orphans()
     args.cache = os.path.abspath(args.cache)  # commands run in their work dirs
     os.makedirs(args.cache, exist_ok=True)
     work_root = args.work or tempfile.mkdtemp(prefix="work-", dir=args.cache)
@@ -660,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = corpus_dirs(args.cache, corpora, scale)
     trash = Trash(work_root)
     speeds: list[tuple[str, Gauge | None]] = []
+    LAUNCHER = Launcher()
     try:
         for name, path in paths.items():
             sizes[name] = sum(corpus_files(path).values())
@@ -668,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_corpus(name, path, present, args.runs, work_root, results, trash)
         speeds.append(("at the end", gauge()))
     finally:
+        LAUNCHER.close()
         trash.empty(wait=False)
         if not args.keep and not args.work:
             shutil.rmtree(work_root, ignore_errors=True)
