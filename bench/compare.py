@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fogsync beside restic, borg and rclone crypt on the issue's corpora.
 
-    python bench/compare.py [--runs 3] [--only mixed,small,big]
+    python bench/compare.py [--runs 3] [--only mixed,small,big,many,many1m]
                             [--tools fogsync,restic,borg,rclone] [--smoke]
 
 Builds the corpora with ``bench/make_corpus.py`` into a cache directory
@@ -17,6 +17,10 @@ through the same sequence, each run on a fresh repository/store:
     change    (small corpus only) one file appended to, then a backup/sync;
               the file is put back afterwards
 
+By default the issue's three corpora (mixed, small, big) run; ``--only many``
+adds 300,000 files of 0-1 KiB in 3,000 directories and ``--only many1m`` the
+same recipe at 1,000,000 files (the slow mode), which take minutes a tool.
+
 Nothing is deleted while the tools run: a tool's work dir is moved aside
 and the pile is deleted at the end, or, when the disk would not hold it
 all, after every tool of a corpus and run is done, followed by ``sync(2)``
@@ -31,8 +35,10 @@ wait was not enough: mixed-corpus restores taken seconds to a few minutes
 after a cleanup spent 14-38% of their CPU there, and none 6 minutes after.)
 
 fogsync's package is byte-compiled first, as a ``pip install`` leaves it
-(``compile_bytecode``). Each command runs as a child process, timed with a
-monotonic clock and reaped with ``os.wait4`` for its peak RSS (ru_maxrss).
+(``compile_bytecode``). Each command runs as a child of a small launcher
+process (``Launcher``), timed with a monotonic clock and reaped with
+``os.wait4`` for its peak RSS (ru_maxrss), and with every process it started
+for the CPU of the whole tree (user + system, the ``cpu s`` column).
 ``sync(2)`` runs before every timed command, and the corpus is read once
 (warm page cache) before each tool's turn; the tools take turns going first,
 run by run. The table shows the median over
@@ -63,7 +69,8 @@ from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CORPUS = os.path.join(HERE, "make_corpus.py")
-CORPORA = ("mixed", "small", "big")
+CORPORA = ("mixed", "small", "big")  # what runs without --only
+MORE_CORPORA = ("many", "many1m")  # many small files: on request only (minutes a tool)
 TOOLS = ("fogsync", "restic", "borg", "rclone")
 SMOKE_SCALE = 0.002
 PASSWORD = "fogsync-bench-password"
@@ -245,24 +252,83 @@ class Measure:
     wall: float
     rss_mb: float
     ok: bool
+    cpu: float | None = None  # user + system seconds of the command and every process it started
+
+
+# Every timed command starts from this small process, not from compare.py: Linux carries the
+# high-water RSS of the process that execs into the new program's ru_maxrss, and compare.py
+# holds the corpus's file list (on many1m, 800 MB at a restore). The launcher is also the
+# subreaper of what the command starts (PR_SET_CHILD_SUBREAPER), so fogsync's workers, children
+# of its forkserver that nobody waits for, count in the CPU column.
+_LAUNCHER = r"""
+import ctypes, json, os, resource, sys, time
+
+try:
+    reaper = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+except (OSError, AttributeError):
+    reaper = False
+
+def children_cpu():
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+for line in sys.stdin:
+    job = json.loads(line)
+    cpu_before = children_cpu()
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(job["cwd"])
+            out = os.open(job["log"], os.O_WRONLY | os.O_APPEND)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.execvpe(job["cmd"][0], job["cmd"], job["env"])
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    while reaper:
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    cpu = children_cpu() - cpu_before if reaper else None
+    print(json.dumps([wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu]), flush=True)
+"""
+
+
+class Launcher:
+    """The small process timed commands start from (``_LAUNCHER``)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, cmd: list[str], env: dict, cwd: str, logfile: str) -> tuple[float, int, int, float | None]:
+        """(wall s, peak RSS KiB, exit code, CPU s of the whole tree or None)."""
+        self.proc.stdin.write(json.dumps({"cmd": cmd, "env": env, "cwd": cwd, "log": logfile}) + "\n")
+        self.proc.stdin.flush()
+        wall, rss_kib, code, cpu = json.loads(self.proc.stdout.readline())
+        return wall, rss_kib, code, cpu
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def run_timed(cmd: list[str], env: dict, cwd: str, logfile: str) -> Measure:
-    """Run ``cmd``; wall seconds and the child's peak RSS from wait4."""
+    """Run ``cmd`` from the launcher; wall seconds, its peak RSS from wait4, and the CPU of its whole tree."""
     os.sync()
     with open(logfile, "ab") as out:
         out.write(("\n$ " + " ".join(cmd) + "\n").encode())
-        out.flush()
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    wall, rss_kib, code, cpu = LAUNCHER.run(cmd, env, cwd, logfile)
+    if code != 0:
         with open(logfile, "rb") as f:
             tail = f.read()[-1500:].decode(errors="replace")
-        log(f"  FAILED (exit {proc.returncode}): {' '.join(cmd)}\n  ... {tail.strip()[-800:]}")
-    return Measure(wall, usage.ru_maxrss / 1024, proc.returncode == 0)
+        log(f"  FAILED (exit {code}): {' '.join(cmd)}\n  ... {tail.strip()[-800:]}")
+    return Measure(wall, rss_kib / 1024, code == 0, cpu)
 
 
 def run_quiet(cmd: list[str], env: dict, cwd: str | None = None, input: str | None = None) -> str:
@@ -444,6 +510,7 @@ class Result:
     tool: str
     walls: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
     failed: int = 0
     bad_restore: list[str] = field(default_factory=list)
 
@@ -454,6 +521,10 @@ class Result:
     @property
     def peak(self) -> float | None:
         return statistics.median(self.rss) if self.rss else None
+
+    @property
+    def cpu(self) -> float | None:
+        return statistics.median(self.cpus) if self.cpus else None
 
 
 RECENTLY_DELETED_S = 60 + 300 + 1  # ext4 (no journal): RECENTCY_MIN + RECENTCY_DIRTY in fs/ext4/ialloc.c
@@ -496,9 +567,12 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
         if m.ok:
             r.walls.append(m.wall)
             r.rss.append(m.rss_mb)
+            if m.cpu is not None:
+                r.cpus.append(m.cpu)
         else:
             r.failed += 1
-        log(f"  {name:6} {op:8} {tool:8} {m.wall:8.2f} s  {m.rss_mb:7.1f} MB" + ("" if m.ok else "  FAILED"))
+        cpu = f"  cpu {m.cpu:7.2f} s" if m.cpu is not None else ""
+        log(f"  {name:6} {op:8} {tool:8} {m.wall:8.2f} s  {m.rss_mb:7.1f} MB{cpu}" + ("" if m.ok else "  FAILED"))
 
     for run in range(runs):
         log(f"corpus {name}: run {run + 1}/{runs}")
@@ -537,7 +611,7 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
 
 
 def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -> str:
-    head = ("corpus", "op", "tool", "wall s", "MB/s", "peak RSS MB", "x restic", "goal s")
+    head = ("corpus", "op", "tool", "wall s", "MB/s", "peak RSS MB", "x restic", "goal s", "cpu s", "cpu x restic")
     rows = []
     for name in sizes:
         for op in OPS:
@@ -547,14 +621,16 @@ def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -
                 if r is None:
                     continue
                 if r.wall is None:
-                    rows.append((name, op, tool, "failed", "-", "-", "-", "-"))
+                    rows.append((name, op, tool, "failed", "-", "-", "-", "-", "-", "-"))
                     continue
                 mbps = f"{sizes[name] / 1e6 / r.wall:.0f}" if op in ("initial", "restore") else "-"
                 ratio = f"{r.wall / restic.wall:.2f}" if restic and restic.wall else "-"
                 goal = GOALS.get((name, op)) if tool == "fogsync" and not smoke else None
                 flag = " !" if r.bad_restore else ""
+                cpu = f"{r.cpu:.2f}" if r.cpu is not None else "-"
+                cpu_ratio = f"{r.cpu / restic.cpu:.2f}" if r.cpu and restic and restic.cpu else "-"
                 rows.append((name, op, tool, f"{r.wall:.2f}{flag}", mbps, f"{r.peak:.0f}", ratio,
-                             f"{goal:.2f}" if goal else "-"))
+                             f"{goal:.2f}" if goal else "-", cpu, cpu_ratio))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = "  ".join("{:<%d}" % w if i < 3 else "{:>%d}" % w for i, w in enumerate(widths))
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
@@ -563,13 +639,15 @@ def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -
 
 
 ARGS: argparse.Namespace
+LAUNCHER: Launcher
 
 
 def main(argv: list[str] | None = None) -> int:
-    global ARGS
+    global ARGS, LAUNCHER
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="runs per tool and corpus; the table shows the median")
-    ap.add_argument("--only", default=",".join(CORPORA), help="corpora (mixed,small,big)")
+    ap.add_argument("--only", default=",".join(CORPORA),
+                    help=f"corpora (default {','.join(CORPORA)}; also {','.join(MORE_CORPORA)})")
     ap.add_argument("--tools", default=",".join(TOOLS), help="tools (fogsync,restic,borg,rclone)")
     ap.add_argument("--smoke", action="store_true", help="tiny corpora, installed peers only (CI)")
     ap.add_argument("--scale", type=float, help=f"corpus scale (default 1, or {SMOKE_SCALE} with --smoke)")
@@ -584,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     corpora = [c for c in args.only.split(",") if c]
     tools = [t for t in args.tools.split(",") if t]
     for c in corpora:
-        if c not in CORPORA:
+        if c not in CORPORA + MORE_CORPORA:
             ap.error(f"unknown corpus {c!r}")
     for t in tools:
         if t not in TOOL_CLASSES:
@@ -598,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in sorted(set(tools) - set(present)):
         log(f"note: {t} is not installed; running without it")
 
+    args.cache = os.path.abspath(args.cache)  # commands run in their work dirs
     os.makedirs(args.cache, exist_ok=True)
     work_root = args.work or tempfile.mkdtemp(prefix="work-", dir=args.cache)
     os.makedirs(work_root, exist_ok=True)
@@ -606,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = corpus_dirs(args.cache, corpora, scale)
     trash = Trash(work_root)
     speeds: list[tuple[str, Gauge | None]] = []
+    LAUNCHER = Launcher()
     try:
         for name, path in paths.items():
             sizes[name] = sum(corpus_files(path).values())
@@ -614,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_corpus(name, path, present, args.runs, work_root, results, trash)
         speeds.append(("at the end", gauge()))
     finally:
+        LAUNCHER.close()
         trash.empty(wait=False)
         if not args.keep and not args.work:
             shutil.rmtree(work_root, ignore_errors=True)
@@ -629,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{"corpus": r.corpus, "op": r.op, "tool": r.tool, "walls": r.walls, "rss_mb": r.rss,
-                        "failed": r.failed, "bad_restore": r.bad_restore} for r in results.values()],
+                        "cpu_s": r.cpus, "failed": r.failed, "bad_restore": r.bad_restore} for r in results.values()],
                       f, indent=1)
     failed = any(r.failed for r in results.values() if r.tool == "fogsync")
     return 1 if failed else 0

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Deterministic benchmark corpus generator (seeded RNG).
 
-Usage: make_corpus.py OUTDIR [--seed N] [--only mixed,small,big] [--scale F]
+Usage: make_corpus.py OUTDIR [--seed N] [--only mixed,small,big,many,many1m] [--scale F]
 
-Creates OUTDIR/mixed, OUTDIR/small, OUTDIR/big and prints file counts and byte
-totals (also written to OUTDIR/MANIFEST.txt).
+Creates OUTDIR/mixed, OUTDIR/small, OUTDIR/big (the default), and on request
+OUTDIR/many and OUTDIR/many1m, and prints file counts and byte totals (also
+written to OUTDIR/MANIFEST.txt).
 
   mixed  ~1 GiB:
          * 10,000 small text files (1-64 KiB).  Real text files copied from this
@@ -22,6 +23,12 @@ totals (also written to OUTDIR/MANIFEST.txt).
   small  50,000 files of 0-4096 bytes in nested dirs (depth 0..5, fanout 4);
          85% text-pool slices, 15% random bytes.
   big    one 2 GiB random file.
+  many   300,000 files of 0-1024 bytes in 3,000 directories: 30 top
+         directories holding 99 subdirectories each; each file goes into one
+         of the 3,000 at random (about 100 a directory); 85% text-pool
+         slices, 15% random bytes, as in small (this repository's addition).
+  many1m the same recipe at 1,000,000 files in 10,000 directories (100 top
+         directories of 99): the slow mode.
 
 --scale F (default 1) shrinks every corpus by the same recipe: file counts
 and byte sizes are multiplied by F (at least one file of each kind), so
@@ -236,6 +243,42 @@ def make_small(out, seed, pool, scale=1):
     return n_files, total
 
 
+def many_dir(i, tops):
+    """The i-th directory of a many corpus: the tops first, then their subdirectories in turn."""
+    if i < tops:
+        return "d%03d" % i
+    j = i - tops
+    return os.path.join("d%03d" % (j % tops), "e%03d" % (j // tops))
+
+
+def make_many(out, seed, pool, n_files, n_dirs, scale=1):
+    """``n_files`` files of 0-1024 bytes spread at random over ``n_dirs`` directories (scaled: the counts only)."""
+    rng = random.Random(seed * 1000 + 4)
+    n_files, n_dirs = scaled(n_files, scale), scaled(n_dirs, scale)
+    tops = max(1, n_dirs // 100)
+    dirs = [os.path.join(out, many_dir(i, tops)) for i in range(n_dirs)]
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)
+    total = 0
+    for i in range(n_files):
+        d = dirs[rng.randrange(n_dirs)]
+        n = rng.randint(0, 1024)
+        if rng.random() < 0.85:
+            data = pool_slice(pool, rng, n)
+            name = "f%06d.txt" % i
+        else:
+            data = hashlib.shake_256(b"%d|many|%d" % (seed, i)).digest(n) if n else b""
+            name = "f%06d.bin" % i
+        p = os.path.join(d, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        set_mtime(p, rng)
+        total += n
+    for d in dirs:  # once every file is in: the directories' mtimes are fixed too
+        set_mtime(d, rng)
+    return n_files, total
+
+
 def make_big(out, seed, scale=1):
     os.makedirs(out, exist_ok=True)
     p = os.path.join(out, "big.bin")
@@ -249,7 +292,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--only", default="mixed,small,big")
+    ap.add_argument("--only", default="mixed,small,big", help="corpora to make (of mixed,small,big,many,many1m)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply file counts and sizes by this (default 1: the full corpora)")
     a = ap.parse_args()
@@ -269,6 +312,10 @@ def main():
             c, t = make_small(d, a.seed, pool, a.scale)
         elif w == "big":
             c, t = make_big(d, a.seed, a.scale)
+        elif w == "many":
+            c, t = make_many(d, a.seed, pool, 300_000, 3_000, a.scale)
+        elif w == "many1m":
+            c, t = make_many(d, a.seed, pool, 1_000_000, 10_000, a.scale)
         else:
             sys.exit("unknown corpus " + w)
         line = "%s files=%d bytes=%d (%.1f MiB)" % (w, c, t, t / MiB)

@@ -77,3 +77,13 @@ def test_latency_smoke():
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 300 |")]
     assert [r[2].strip() for r in rows] == ["before (HEAD)", "after (this)"], out
     assert all(r[3].strip().endswith(" s") and r[8].strip().endswith(" MB") for r in rows), out
+
+
+def test_compare_smoke_many(cache):
+    out = _run("compare.py", "--smoke", "--only", "many", "--tools", "fogsync", "--runs", "1", "--cache", cache)
+    assert "WARNING" not in out, out
+    rows = [r for r in _table_rows(out, "corpus op tool") if r[0] == "many"]
+    assert {r[1] for r in rows if r[2] == "fogsync"} == {"initial", "no-op", "restore"}, out
+    assert all(r[3] != "failed" for r in rows), out
+    if sys.platform == "linux":  # the CPU of the whole process tree, workers included (a subreaper)
+        assert all(float(r[8]) > 0 for r in rows), out

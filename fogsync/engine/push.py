@@ -21,8 +21,7 @@ from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from fogsync.engine.progress import NO_PROGRESS, PUSHING, Progress
-from fogsync.folder.scan import Stat
-from fogsync.folder.state import stat_of
+from fogsync.folder.scan import Scanned, Stat
 from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
 from fogsync.format.roots import Root, format_date, inherited
@@ -126,26 +125,29 @@ class _Changing(Exception):
 def seal_files(
     folder: str, paths: list[str], writer: BlobWriter, keys: crypto.ShareKeys,
     index: ContentIndex, host: str, workers: int = 3, sizes: Mapping[str, int] | None = None,
-    processes_min: int = PROCESSES_MIN, progress: Progress = NO_PROGRESS,
+    processes_min: int = PROCESSES_MIN, progress: Progress = NO_PROGRESS, scanned: Mapping[str, Scanned] | None = None,
 ) -> Sealed:
     """Read and seal ``paths``; call ``resolve_sealed`` once every tail may be flushed.
 
-    Files of at least ``PARALLEL_MIN`` bytes (by ``sizes``, as scanned) are
+    Files of at least ``PARALLEL_MIN`` bytes (by ``sizes`` as scanned) are
     sealed on ``workers`` threads, which spend their time in C with the GIL
     released. For smaller ones the Python overhead dominates and threads
     would only fight over the GIL: they are sealed in this thread, except
     that many files of at most ``PROBE`` bytes (``processes_min`` or more)
     go to worker processes (``processes``). ``progress`` counts each file
     done with its size as scanned, so the counts reach the phase's totals.
+    ``scanned`` (``Snapshot.items``) stands in for ``sizes`` without a dict
+    of its own, and a file a worker read with the stat it was scanned with
+    shares the scan's int objects: on a first sync, one of each per file.
     """
     out = Sealed()
-    sizes = sizes or {}
-    progress.phase(PUSHING, len(paths), sum(sizes.get(p, 0) for p in paths))
+    size_of = _scanned_size(scanned) if scanned is not None else (sizes or {}).get
+    progress.phase(PUSHING, len(paths), sum(size_of(p, 0) for p in paths))
 
     def one(path: str) -> None:
         progress.current = path
         result = _read_one(folder, path, writer, keys, index, host)
-        progress.add(1, sizes.get(path, 0))
+        progress.add(1, size_of(path, 0))
         if isinstance(result, str):
             out.problems.append(result)
             return
@@ -162,11 +164,11 @@ def seal_files(
         if isinstance(result, str):
             out.problems.append(result)
         else:
-            _take_pooled(path, result, out, writer, index)
+            _take_pooled(path, result, out, writer, index, host, scanned.get(path) if scanned is not None else None)
         progress.current = path
-        progress.add(1, sizes.get(path, 0))
+        progress.add(1, size_of(path, 0))
 
-    big, tiny, rest = _by_size(paths, sizes)
+    big, tiny, rest = _by_size(paths, size_of)
     if workers <= 1 or len(big) < 2:
         big, rest = [], big + rest
     if not worth_processes(len(tiny), workers, processes_min):
@@ -185,35 +187,51 @@ def seal_files(
     return out
 
 
-def _by_size(paths: list[str], sizes: Mapping[str, int]) -> tuple[list[str], list[str], list[str]]:
+def _scanned_size(scanned: Mapping[str, Scanned]) -> Callable[[str, int], int]:
+    def size_of(path: str, default: int) -> int:
+        item = scanned.get(path)
+        return default if item is None else item.size
+    return size_of
+
+
+def _by_size(paths: list[str], size_of: Callable[[str, int], int]) -> tuple[list[str], list[str], list[str]]:
     """``paths`` as (big: ``PARALLEL_MIN`` or more, or of unknown size; tiny: ``PROBE`` or less; the rest)."""
     big: list[str] = []
     tiny: list[str] = []
     rest: list[str] = []
     for p in paths:
-        n = sizes.get(p, PARALLEL_MIN)
+        n = size_of(p, PARALLEL_MIN)
         (big if n >= PARALLEL_MIN else tiny if n <= PROBE else rest).append(p)
     return big, tiny, rest
 
 
-def _take_pooled(path: str, result: tuple, out: Sealed, writer: BlobWriter, index: ContentIndex) -> None:
-    """A file a worker process read and sealed: reuse known content, else pack its sealed bytes."""
-    entry, stat, sealed = result
+def _take_pooled(
+    path: str, result: tuple, out: Sealed, writer: BlobWriter, index: ContentIndex, host: str, item: Scanned | None,
+) -> None:
+    """A file a worker process read and sealed: reuse known content, else pack its sealed bytes.
+
+    Read with the stat it was scanned with (``item``), its entry and stat
+    take the scan's int objects rather than the unpickled copies.
+    """
+    sha, executable, size, mtime_ns, ino, sealed = result
+    if item is not None and item[1:4] == (size, mtime_ns, ino):
+        size, mtime_ns, ino = item[1:4]
+    entry = Entry(FILE, mtime_ns, host, size, None, sha, executable)
     if sealed is not None:
-        ref = index.get(entry.sha256) if index.might_hold(entry.size) else None
+        ref = index.get(sha) if index.might_hold(size) else None
         if ref is not None:
             entry = entry.with_bptr(ref)
         else:
             out.pending[path] = writer.write_bytes(sealed)
     out.entries[path] = entry
-    out.stats[path] = stat_of(entry, *stat)  # unpickled, the two hold equal ints, not the same ones
+    out.stats[path] = Stat(size, mtime_ns, ino)
 
 
 # --- sealing in worker processes ----------------------------------------------------
 
-# What a worker sends back per file: its entry (no bptr yet), stat and sealed
-# bytes (None when empty); or a problem; or None: "seal it yourself".
-_PoolResult = tuple[Entry, tuple[int, int, int], bytes | None] | str | None
+# What a worker sends back per file: (sha256, exec, size, mtime_ns, ino, sealed bytes or None when
+# empty), a plain tuple (it unpickles in C, a NamedTuple in Python); or a problem; or None: "seal it yourself".
+_PoolResult = tuple[str | None, bool, int, int, int, bytes | None] | str | None
 
 class _GrewLarge(Exception):
     """The file is no longer small: the calling process seals it, streaming (or a chunk per thread)."""
@@ -241,7 +259,7 @@ def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
             result = None
         if isinstance(result, tuple):
             entry, stat, sealed = result
-            result = entry, tuple(stat), sealed  # a plain tuple unpickles in C, a NamedTuple in Python
+            result = entry.sha256, entry.exec, *stat, sealed
         out.append(result)
     return out
 
@@ -440,7 +458,8 @@ def write_listings(
         made: list[tuple[int, str]] = []
         pendings = []
         for d in level:
-            blob = encode_listing((name_of(c), out[c]) for c in kids.get(d, ()))
+            cut = len(d) + 1 if d else 0  # a child's name: its path after the directory's
+            blob = encode_listing((c[cut:], out[c]) for c in kids.get(d, ()))
             made.append((len(blob), hashlib.sha256(blob).hexdigest()))
             pendings.append(writer.write_bytes(crypto.seal(writer.keys, blob, compress=True)))
         for d, (size, sha), ref in zip(level, made, writer.resolve(pendings)):

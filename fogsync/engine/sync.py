@@ -229,12 +229,12 @@ class Pass:
     def _read_and_seal(self) -> Sealed:
         share, base_tree = self.share, self.base_tree
         index = self.rules.content_index(base_tree, self.remote_tree)  # only what FORMAT.md 8 lets a writer reuse
-        sizes = {p: self.snap.items[p].size for p in self.to_read}
-        wanted = sizes_worth_finding(sizes.values()) if self.vouch.loaded is not None else []
+        items = self.snap.items
+        wanted = sizes_worth_finding(items[p].size for p in self.to_read) if self.vouch.loaded is not None else []
         if wanted:  # a copy of a file in a directory not loaded still reuses its blocks
             index.add_contents(self.rules.vetted(self.state.contents_of_sizes(self.name, wanted)))
-        return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers, sizes,
-                          progress=share.progress)
+        return seal_files(share.folder, self.to_read, self.writer, self.repo.keys, index, share.host, share.workers,
+                          progress=share.progress, scanned=items)
 
     def merge(self) -> None:
         """The tree the folder should hold: its own, or merged with what other hosts committed."""

@@ -34,7 +34,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Collection, Iterable, Mapping
+from typing import Collection, Iterable, Iterator, Mapping
 
 from fogsync.errors import LocalError
 from fogsync.folder.scan import Stat
@@ -313,7 +313,7 @@ class State:
             self._db.executemany(
                 "INSERT OR REPLACE INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 # in key order: fewer page splits; sorting the keys alone, not 50,000 (key, value) pairs
-                (_row(name, p, *changed[p]) for p in sorted(changed)),
+                _rows_in_order(name, changed),
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO content VALUES (?,?,?,?)",
@@ -469,6 +469,19 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+_NO_STAT = (None, None, None)
+
+
+def _rows_in_order(name: str, changed: Mapping[str, tuple[Entry, Stat | None]]) -> Iterator[tuple]:
+    """``_row`` of every changed path, by path: built by slicing, one per file of a first sync.
+
+    ``exec`` goes in as the bool itself, which SQLite stores as the int ``_row`` writes.
+    """
+    for path in sorted(changed):
+        e, s = changed[path]
+        yield (name, path, *e[:8], json.dumps(e.extra) if e.extra else None, *(s or _NO_STAT))
 
 
 def _row(name: str, path: str, e: Entry, s: Stat | None) -> tuple:

@@ -9,6 +9,7 @@ listing JSON. It does no I/O: storing and fetching listings is ``repo``'s.
 from __future__ import annotations
 
 import json
+import operator
 from typing import Container, Iterable, Iterator, Mapping, NamedTuple
 
 from fogsync.errors import FormatError
@@ -152,8 +153,11 @@ def encode_listing(entries: Iterable[tuple[str, Entry]]) -> bytes:
     Keys are written in a fixed order with no spaces (docs/format.md), so
     the same directory always gives the same bytes and the same sha256.
     """
-    items = sorted(entries, key=lambda ne: ne[0])
+    items = sorted(entries, key=_by_name)
     return ("[" + ",".join([_entry_text(n, e) for n, e in items]) + "]").encode("utf-8")
+
+
+_by_name = operator.itemgetter(0)
 
 
 def _entry_text(name: str, e: Entry) -> str:

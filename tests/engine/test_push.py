@@ -9,6 +9,8 @@ import pytest
 
 from fogsync.engine import push
 from fogsync.engine.push import ContentIndex, resolve_sealed, seal_files
+from fogsync.folder.ignore import Ignore
+from fogsync.folder.scan import scan
 from fogsync.format import crypto
 from fogsync.repo import bigblob
 from fogsync.repo.repository import Repo
@@ -67,6 +69,24 @@ def test_worker_processes_seal_what_this_process_would(repo, tmp_path):
         assert b.sha256 == (hashlib.sha256(data).hexdigest() if data else None)
         assert content(repo, b) == data
     assert pooled.entries["d1/f001.txt"].exec
+
+
+def test_files_sealed_in_processes_share_the_scans_ints(repo, tmp_path):
+    folder = tmp_path / "folder"
+    files = make_files(folder)
+    snap = scan(str(folder), Ignore.for_folder(str(folder)))
+    paths = [p for p in sorted(files) if 0 < len(files[p]) <= push.PROBE]  # what workers seal
+    os.utime(folder / paths[0], ns=(1, 1))  # changed since the scan: its own ints, the stat as read
+    writer = repo.writer()
+    out = seal_files(str(folder), paths, writer, KEYS, ContentIndex(guesses=0), "host", scanned=snap.items,
+                     processes_min=1)
+    resolve_sealed(out, writer)
+    assert not out.problems
+    for path in paths[1:]:
+        item, entry, stat = snap.items[path], out.entries[path], out.stats[path]
+        assert (entry.size, entry.mtime, stat) == (item.size, item.mtime_ns, item.stat)
+        assert entry.mtime is item.mtime_ns and stat.mtime_ns is item.mtime_ns and stat.ino is item.ino
+    assert out.stats[paths[0]].mtime_ns == out.entries[paths[0]].mtime == 1
 
 
 def test_known_content_is_reused_not_stored_again(repo, tmp_path):
