@@ -475,21 +475,15 @@ _NO_STAT = (None, None, None)
 
 
 def _rows_in_order(name: str, changed: Mapping[str, tuple[Entry, Stat | None]]) -> Iterator[tuple]:
-    """``_row`` of every changed path, by path: built by slicing, one per file of a first sync.
-
-    ``exec`` goes in as the bool itself, which SQLite stores as the int ``_row`` writes.
-    """
+    """``_row`` of every changed path, by path."""
     for path in sorted(changed):
-        e, s = changed[path]
-        yield (name, path, *e[:8], json.dumps(e.extra) if e.extra else None, *(s or _NO_STAT))
+        yield _row(name, path, *changed[path])
 
 
 def _row(name: str, path: str, e: Entry, s: Stat | None) -> tuple:
-    return (
-        name, path, e.type, e.mtime, e.host, e.size, e.bptr, e.sha256, int(e.exec), e.target,
-        json.dumps(e.extra) if e.extra else None,
-        s.size if s else None, s.mtime_ns if s else None, s.ino if s else None,
-    )
+    """One ``entry`` row, built by slicing: one per file of a first sync. ``exec`` goes in as the bool
+    itself, which SQLite stores as an int."""
+    return (name, path, *e[:8], json.dumps(e.extra) if e.extra else None, *(s or _NO_STAT))
 
 
 def _thaw(extra: str | None) -> tuple:
