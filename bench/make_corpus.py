@@ -218,6 +218,18 @@ def make_mixed(out, seed, cands, pool, scale=1):
     return count, total
 
 
+def write_text_or_random(d, stem, n, rng, pool, seed_bytes):
+    """One small file of ``n`` bytes in ``d``: text from the pool (85%), else random bytes from ``seed_bytes``."""
+    if rng.random() < 0.85:
+        data, name = pool_slice(pool, rng, n), stem + ".txt"
+    else:
+        data, name = (hashlib.shake_256(seed_bytes).digest(n) if n else b""), stem + ".bin"
+    p = os.path.join(d, name)
+    with open(p, "wb") as f:
+        f.write(data)
+    set_mtime(p, rng)
+
+
 def make_small(out, seed, pool, scale=1):
     rng = random.Random(seed * 1000 + 2)
     total = 0
@@ -229,16 +241,7 @@ def make_small(out, seed, pool, scale=1):
         d = os.path.join(out, *comps)
         os.makedirs(d, exist_ok=True)
         n = rng.randint(0, 4096)
-        if rng.random() < 0.85:
-            data = pool_slice(pool, rng, n)
-            name = "f%05d.txt" % i
-        else:
-            data = hashlib.shake_256(b"%d|small|%d" % (seed, i)).digest(n) if n else b""
-            name = "f%05d.bin" % i
-        p = os.path.join(d, name)
-        with open(p, "wb") as f:
-            f.write(data)
-        set_mtime(p, rng)
+        write_text_or_random(d, "f%05d" % i, n, rng, pool, b"%d|small|%d" % (seed, i))
         total += n
     return n_files, total
 
@@ -263,16 +266,7 @@ def make_many(out, seed, pool, n_files, n_dirs, scale=1):
     for i in range(n_files):
         d = dirs[rng.randrange(n_dirs)]
         n = rng.randint(0, 1024)
-        if rng.random() < 0.85:
-            data = pool_slice(pool, rng, n)
-            name = "f%06d.txt" % i
-        else:
-            data = hashlib.shake_256(b"%d|many|%d" % (seed, i)).digest(n) if n else b""
-            name = "f%06d.bin" % i
-        p = os.path.join(d, name)
-        with open(p, "wb") as f:
-            f.write(data)
-        set_mtime(p, rng)
+        write_text_or_random(d, "f%06d" % i, n, rng, pool, b"%d|many|%d" % (seed, i))
         total += n
     for d in dirs:  # once every file is in: the directories' mtimes are fixed too
         set_mtime(d, rng)

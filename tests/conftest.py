@@ -7,6 +7,7 @@ backend is exercised through boto3, botocore's retries and the wire format.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import uuid
 from typing import Callable, Iterator
@@ -181,3 +182,33 @@ def share_store(request, tmp_path) -> str:
     if request.param == "local":
         return str(tmp_path / "store")
     return request.getfixturevalue("s3_url")
+
+
+class ScandirCounter:
+    """How many times one thread calls ``os.scandir`` while counting (Python's audit hook: the real calls)."""
+
+    def __init__(self) -> None:
+        self.counting, self.calls, self.thread = False, 0, threading.get_ident()
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if event == "os.scandir" and self.counting and threading.get_ident() == self.thread:
+            self.calls += 1
+
+    def during(self, fn):
+        """``fn()``, counting this thread's scandir calls in it."""
+        self.thread, self.counting, self.calls = threading.get_ident(), True, 0
+        try:
+            return fn()
+        finally:
+            self.counting = False
+
+
+_SCANDIRS: list[ScandirCounter] = []  # an audit hook cannot be removed: one for the whole session
+
+
+@pytest.fixture
+def scandirs() -> ScandirCounter:
+    if not _SCANDIRS:
+        _SCANDIRS.append(ScandirCounter())
+    return _SCANDIRS[0]

@@ -5,8 +5,6 @@ hook for ``os.scandir``: the real calls."""
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import time
 
 import pytest
@@ -18,35 +16,6 @@ from fogsync.daemon.service import ShareWorker
 TIMEOUT = 30.0
 SETTLED = 1_700_000_000_000_000_000
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)]
-
-
-class _Scandirs:
-    """How many times one thread called os.scandir while counting."""
-
-    def __init__(self) -> None:
-        self.counting, self.calls, self.thread = False, 0, threading.get_ident()
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple) -> None:
-        if event == "os.scandir" and self.counting and threading.get_ident() == self.thread:
-            self.calls += 1
-
-    def during(self, fn):
-        self.thread, self.counting, self.calls = threading.get_ident(), True, 0
-        try:
-            return fn()
-        finally:
-            self.counting = False
-
-
-_SCANDIRS: list[_Scandirs] = []  # an audit hook cannot be removed: one for the whole session
-
-
-@pytest.fixture
-def scandirs() -> _Scandirs:
-    if not _SCANDIRS:
-        _SCANDIRS.append(_Scandirs())
-    return _SCANDIRS[0]
 
 
 def settled(h, rel: str, data: str) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import sys
-import threading
 
 import pytest
 from helpers import remembered_scan_holds
@@ -21,37 +19,6 @@ from fogsync.folder.state import State
 
 SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)] + ["deep/a/b/c"]
-
-
-class _Scandirs:
-    """How many times this thread called os.scandir while counting."""
-
-    def __init__(self) -> None:
-        self.counting, self.calls, self.thread = False, 0, threading.get_ident()
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple) -> None:
-        if event == "os.scandir" and self.counting and threading.get_ident() == self.thread:
-            self.calls += 1
-
-    def during(self, fn):
-        self.counting, self.calls = True, 0
-        try:
-            return fn()
-        finally:
-            self.counting = False
-
-
-_SCANDIRS: _Scandirs | None = None
-
-
-@pytest.fixture
-def scandirs() -> _Scandirs:
-    global _SCANDIRS
-    if _SCANDIRS is None:  # an audit hook cannot be removed: one for the whole session
-        _SCANDIRS = _Scandirs()
-    _SCANDIRS.thread = threading.get_ident()
-    return _SCANDIRS
 
 
 def settled(h, rel: str, data: str) -> None:
