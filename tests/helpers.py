@@ -8,6 +8,8 @@ import os
 import resource
 import signal
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 from fogsync.folder.marker import MARKER
@@ -130,3 +132,20 @@ def remembered_scan_holds(share) -> bool:
         "a vouched directory hides an added or removed path")
     assert all(changes.tree[p] is base[p] for p in inside if p in base), "a vouched directory hides a changed entry"
     return vouched == dirs
+
+
+def signalled_when(h, args: tuple[str, ...], ready, sig: int, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The CLI command ``args`` of host ``h`` on pipes, sent ``sig`` once ``ready(pid)`` holds (within 60 s)."""
+    proc = subprocess.Popen(h.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=h.env())
+    try:
+        deadline = time.monotonic() + 60
+        while not ready(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.005)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -73,9 +73,9 @@ def _now() -> datetime:
 
 def _policy(args, cfg):
     from fogsync.config.retention import policy_for
-    from fogsync.engine.forget import Duration, Policy, parse_duration
+    from fogsync.engine.forget import COUNT_RULES, Duration, Policy, parse_duration
 
-    counts = {rule: getattr(args, f"keep_{rule}") for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly")}
+    counts = {rule: getattr(args, f"keep_{rule}") for rule in COUNT_RULES}
     if all(v is None for v in counts.values()) and args.keep_within is None:
         policy = policy_for(cfg, args.name)
         if policy is None:

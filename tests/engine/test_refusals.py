@@ -254,24 +254,25 @@ def test_a_deleted_directory_counts_its_files(hosts, store):
         a.sync_here()
 
 
-def test_a_mass_deletion_pulled_from_another_host_is_not_refused(hosts, store):
+def mass_deleted_by_another_host(hosts, store):
+    """(a, b): b deleted all 30 of a's files (consenting) and committed it; a has not pulled it yet."""
     a, b = hosts("laptop", store), hosts("desktop", store)
     with_files(a, 30)
     b.sync_here()
     b.remove("d")
     b.share().allow_mass_delete = True
     b.sync_here()
+    return a, b
+
+
+def test_a_mass_deletion_pulled_from_another_host_is_not_refused(hosts, store):
+    a, _ = mass_deleted_by_another_host(hosts, store)
     r = a.sync_here()
     assert r.removed == 31 and not a.path("d").exists()  # 30 files and their directory
 
 
 def test_files_both_hosts_deleted_are_not_this_hosts_deletion(hosts, store):
-    a, b = hosts("laptop", store), hosts("desktop", store)
-    with_files(a, 30)
-    b.sync_here()
-    b.remove("d")
-    b.share().allow_mass_delete = True
-    b.sync_here()
+    a, _ = mass_deleted_by_another_host(hosts, store)
     a.remove("d")  # the same deletion here, before pulling it
     a.sync_here()
     assert head_files(a) == {}

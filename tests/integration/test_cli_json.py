@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from helpers import signalled_when
 
 KEY = "11" * 32
 FULL_ID = re.compile(r"[0-9a-f]{96}")
@@ -204,19 +205,8 @@ def test_sigint_exits_130(cli_host, tmp_path):
     run(a, "add-share", "docs", KEY, "--path", str(a.folder), "--store", a.store)
     text = a.config.read_text().replace(f'key = "{KEY}"', f'key_command = "touch {mark}; exec sleep 60"')
     a.config.write_text(text)
-    proc = subprocess.Popen(a.command("sync"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=a.env())
-    try:
-        deadline = time.monotonic() + 60
-        while not mark.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130 and err == "fogsync: error: interrupted\n", (proc.returncode, err)
+    p = signalled_when(a, ("sync",), lambda pid: mark.exists(), signal.SIGINT)
+    assert p.returncode == 130 and p.stderr == "fogsync: error: interrupted\n", (p.returncode, p.stderr)
 
 
 def test_conflicts_lists_copies_with_their_originals(cli_host, tmp_path):

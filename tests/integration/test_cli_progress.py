@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+from helpers import signalled_when
 
 from fogsync.daemon import control
 
@@ -122,20 +123,10 @@ def caught_signals(pid: int) -> int:
 
 def sync_signalled(h, *args: str) -> subprocess.CompletedProcess:
     """``sync`` on pipes, sent SIGUSR1 once it listens for it."""
-    proc = subprocess.Popen(h.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=h.env())
-    try:
-        deadline = time.monotonic() + 60
-        while not caught_signals(proc.pid) & (1 << (signal.SIGUSR1 - 1)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGUSR1)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, (out, err)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    listening = 1 << (signal.SIGUSR1 - 1)
+    p = signalled_when(h, args, lambda pid: caught_signals(pid) & listening, signal.SIGUSR1, timeout=120)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    return p
 
 
 def test_sigusr1_prints_one_status_line_even_when_quiet(cli_host, tmp_path):

@@ -38,16 +38,19 @@ def one_error_line(p) -> str:
     return line
 
 
-def rolled_back(a, store: str) -> None:
-    """The issue's steps: three commits, a copy of the head, two more (f4, f5), the old head put back."""
+def rolled_back(a, store: str, after_three=lambda: None):
+    """The issue's steps: three commits (then ``after_three()``), a copy of the head, two more (f4, f5),
+    the old head put back; returns that old head."""
     for name in ("f1", "f2", "f3"):
         commit(a, name)
+    after_three()
     s = open_store(store)
     old_head = s.get(head_key())
     for name in ("f4", "f5"):
         commit(a, name)
     s.put(head_key(), old_head)
     s.close()
+    return old_head
 
 
 # --- 1. a store that goes back in time ----------------------------------------------------------
@@ -56,15 +59,7 @@ def rolled_back(a, store: str) -> None:
 def test_a_rolled_back_store_is_refused_then_accepted(cli_host, share_store):
     a = cli_host("alpha", share_store)
     b = cli_host("beta", share_store)
-    for name in ("f1", "f2", "f3"):
-        commit(a, name)
-    b.sync()  # beta last saw v3
-    s = open_store(share_store)
-    old_head = s.get(head_key())
-    for name in ("f4", "f5"):
-        commit(a, name)
-    s.put(head_key(), old_head)
-    s.close()
+    old_head = rolled_back(a, share_store, after_three=b.sync)  # beta last saw v3
     line = one_error_line(a.run("sync", check=False))
     assert "'docs'" in line and "v3" in line and "v5" in line and "fogsync sync docs --accept-rollback" in line
     assert (a.folder / "f4").read_text() == "f4\n" and (a.folder / "f5").read_text() == "f5\n"
