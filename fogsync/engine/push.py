@@ -146,7 +146,7 @@ def seal_files(
 
     def one(path: str) -> None:
         progress.current = path
-        result = _read_one(folder, path, writer, keys, index, host)
+        result = read_one(folder, path, writer, keys, index, host)
         progress.add(1, size_of(path, 0))
         if isinstance(result, str):
             out.problems.append(result)
@@ -164,7 +164,7 @@ def seal_files(
         if isinstance(result, str):
             out.problems.append(result)
         else:
-            _take_pooled(path, result, out, writer, index, host, scanned.get(path) if scanned is not None else None)
+            take_pooled(path, result, out, writer, index, host, scanned.get(path) if scanned is not None else None)
         progress.current = path
         progress.add(1, size_of(path, 0))
 
@@ -176,9 +176,7 @@ def seal_files(
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="fogsync-seal") as pool:
         done = [pool.submit(one, p) for p in big]
         if tiny:
-            for path, result in map_in_processes(
-                functools.partial(_seal_batch, folder, host), tiny, keep_in_worker, (keys,)
-            ):
+            for path, result in seal_in_processes(folder, host, keys, tiny):
                 take(path, result)
         for p in rest:
             one(p)
@@ -205,10 +203,11 @@ def _by_size(paths: list[str], size_of: Callable[[str, int], int]) -> tuple[list
     return big, tiny, rest
 
 
-def _take_pooled(
+def take_pooled(
     path: str, result: tuple, out: Sealed, writer: BlobWriter, index: ContentIndex, host: str, item: Scanned | None,
 ) -> None:
-    """A file a worker process read and sealed: reuse known content, else pack its sealed bytes.
+    """A file a worker process read and sealed (``seal_in_processes``): reuse known content, else pack
+    its sealed bytes. ``out`` is anything with a ``Sealed``'s ``entries``, ``stats`` and ``pending``.
 
     Read with the stat it was scanned with (``item``), its entry and stat
     take the scan's int objects rather than the unpickled copies.
@@ -247,6 +246,12 @@ class _Capture:
         raise _GrewLarge()
 
 
+def seal_in_processes(folder: str, host: str, keys: crypto.ShareKeys, paths: Iterable[str]) -> Iterator[tuple[str, _PoolResult]]:
+    """``(path, result)`` for each of ``paths`` (taken lazily), read and sealed by worker processes, in
+    order: for ``take_pooled``; a problem; or None, where the caller is to seal it itself (``read_one``)."""
+    return map_in_processes(functools.partial(_seal_batch, folder, host), paths, keep_in_worker, (keys,))
+
+
 def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
     (keys,) = worker_given()
     no_index = ContentIndex(guesses=0)  # reuse is decided by the caller, which knows the store
@@ -254,7 +259,7 @@ def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:
     out: list[_PoolResult] = []
     for path in paths:
         try:
-            result = _read_one(folder, path, capture, keys, no_index, host, small_only=True)
+            result = read_one(folder, path, capture, keys, no_index, host, small_only=True)
         except _GrewLarge:
             result = None
         if isinstance(result, tuple):
@@ -275,7 +280,9 @@ def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[str]:
     return paths
 
 
-def _read_one(folder, path, writer, keys, index, host, small_only: bool = False):
+def read_one(folder, path, writer, keys, index, host, small_only: bool = False):
+    """(entry, stat as read, Pending or None) of one file read and sealed, or a problem; a file that
+    changes while it is read is read again."""
     full = os.path.join(folder, path)
     for _ in range(READ_ATTEMPTS):
         try:

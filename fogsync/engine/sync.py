@@ -25,6 +25,7 @@ from fogsync.engine.entry_checks import (
     settle_refused,
 )
 from fogsync.engine.excluded import keep_excluded, outside_excluded
+from fogsync.engine.first import FirstSync
 from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.progress import NO_PROGRESS, SCANNING, UPLOADING, Progress
@@ -158,6 +159,8 @@ class Pass:
     def run(self) -> bool:
         """True once the folder and the store agree; False when the pass raced with a change."""
         self.read_head()
+        if self.head.root is None and self.info.base is None and not self.state.count_files(self.name):
+            return self.first_sync()
         self.scan()
         if self.vouch.whole_folder():  # the folder is as a scan that matched the base: no need to load it
             return self.in_step()
@@ -169,6 +172,34 @@ class Pass:
         self.seal()
         self.merge()
         return self.apply() and self.commit() and self.save()
+
+    def first_sync(self) -> bool:
+        """Nothing to load, merge or write: the folder walked, sealed, listed and staged a directory at a
+        time (``first``), committed, and saved; False when another host's first commit came first."""
+        self.writer = self.repo.writer()
+        self.rules = Rules.of(self.repo, self.state, self.name, self.info, None, None, True)
+        first = FirstSync(self.share, self.rules, self.writer)
+        try:
+            top = first.run()
+            _remove_stale_temps(self.share, first.snap)
+            self.report.problems, self.report.deferred = list(first.snap.problems) + first.problems, first.deferred
+            self.remote_root, self.new_root, self.committed, self.tag = None, None, None, self.head.tag
+            if top is not None and not self._commit_top(top):
+                self.state.drop_staged(self.name)
+                return False
+        except BaseException:
+            self.state.drop_staged(self.name)
+            raise
+        self.state.save(self.name, self.new_root, self.tag, {}, (), staged=True,
+                        gc_seen=self.rules.gc_seen(self.committed, True), drop_contents=self.rules.drop_contents,
+                        **first.vouched())
+        self.memo.forget()
+        remember_seen(self.share, self.new_root, self.committed)
+        report = self.report
+        report.root, report.committed = self.new_root, self.committed
+        if self.committed:
+            report.pushed, report.pushed_bytes = first.pushed, first.pushed_bytes
+        return True
 
     def in_step(self) -> bool:
         self.report.root = self.head.root
@@ -268,6 +299,11 @@ class Pass:
             return True
         dir_mtimes = {p: i.mtime_ns for p, i in self.snap.items.items() if i.type == DIR}
         top, self.final_tree = write_listings(self.writer, self.target, self.remote_tree, self.share.host, dir_mtimes)
+        return self._commit_top(top)
+
+    def _commit_top(self, top: bytes) -> bool:
+        """A root naming the listing ``top``, on the head; False when the head swap is lost."""
+        head = self.head
         prev = (head.root, self.remote_root or self.repo.read_root(head.root)) if head.root else None
         merged = (self.info.base,) if self.info.base is not None and not self.on_base else ()
         check_writable(prev and prev[1], f"share {self.name!r}")

@@ -92,15 +92,7 @@ class Snapshot:
         """
         if self.unreadable:
             return None
-        out = {}
-        for where, paths, items in self._by_dir():
-            # Names hold no NUL, a Scanned has a fixed number of fields, and marshal says its own
-            # length: the bytes parse one way only.
-            h = hashlib.sha256(where.encode() + b"\0%d\0" % len(paths))
-            h.update("\0".join(paths).encode())
-            h.update(marshal.dumps(list(itertools.chain.from_iterable(items)), 2))
-            out[where] = h.digest()
-        return out
+        return {where: dir_digest(where, paths, items) for where, paths, items in self._by_dir()}
 
     def only(self, dirs: Container[str]) -> "Snapshot":
         """The scan of just the entries directly in ``dirs`` ('' is the top), as if nothing else were there."""
@@ -131,6 +123,17 @@ class Snapshot:
                 groups.setdefault(path, ([], []))
         for where, (paths, items) in groups.items():
             yield where, paths, items
+
+
+def dir_digest(where: str, paths: list[str], items: list[Scanned]) -> bytes:
+    """One directory's fingerprint (``Snapshot.dir_digests``): its path, and its entries' paths and
+    items in scan order."""
+    # Names hold no NUL, a Scanned has a fixed number of fields, and marshal says its own
+    # length: the bytes parse one way only.
+    h = hashlib.sha256(where.encode() + b"\0%d\0" % len(paths))
+    h.update("\0".join(paths).encode())
+    h.update(marshal.dumps(list(itertools.chain.from_iterable(items)), 2))
+    return h.digest()
 
 
 def digest_of(dirs: Mapping[str, bytes]) -> str:
@@ -175,22 +178,49 @@ def scan(
     walk of its whole path, and a
     directory below the folder that became a symlink is not followed.
     """
-    if not os.path.isdir(folder):
-        raise LocalError(f"share folder {folder} does not exist or is not a directory")
+    _check_folder(folder)
     snap = Snapshot(taken_ns=clock(), listed=[])
     stack = [""]
     while stack:
         rel = stack.pop()
         if rel in skip:
             continue
-        try:
-            with _listed(os.path.join(folder, rel) if rel else folder, below=bool(rel)) as (entries, dir_fd):
-                before = len(snap.items)
-                _add_entries(snap, rel + "/" if rel else "", entries, ignore, stack, dir_fd)
-                snap.listed.append((rel, len(snap.items) - before))
-        except OSError as e:
-            _unreadable(snap, rel, e)
+        before = len(snap.items)
+        if _list_dir(snap, snap.items, folder, rel, ignore, stack):
+            snap.listed.append((rel, len(snap.items) - before))
     return snap
+
+
+def walk(folder: str, ignore: Ignore, snap: Snapshot) -> Iterator[tuple[str, dict[str, Scanned] | None]]:
+    """``scan``, a directory at a time: each directory with its entries (path -> Scanned), in scan
+    order; None for one that could not be listed. What else a scan finds (problems, unreadable
+    paths, stale temporary files) goes into ``snap``, whose ``taken_ns`` says when the walk began;
+    its ``items`` stay as they are."""
+    _check_folder(folder)
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        items: dict[str, Scanned] = {}
+        yield rel, items if _list_dir(snap, items, folder, rel, ignore, stack) else None
+
+
+def _check_folder(folder: str) -> None:
+    if not os.path.isdir(folder):
+        raise LocalError(f"share folder {folder} does not exist or is not a directory")
+
+
+def _list_dir(
+    snap: Snapshot, items: dict[str, Scanned], folder: str, rel: str, ignore: Ignore, stack: list[str],
+) -> bool:
+    """The entries of directory ``rel`` into ``items``, its subdirectories onto ``stack``; False if
+    it could not be listed (``snap`` says so)."""
+    try:
+        with _listed(os.path.join(folder, rel) if rel else folder, below=bool(rel)) as (entries, dir_fd):
+            _add_entries(snap, items, rel + "/" if rel else "", entries, ignore, stack, dir_fd)
+        return True
+    except OSError as e:
+        _unreadable(snap, rel, e)
+        return False
 
 
 _BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd and os.readlink in os.supports_dir_fd
@@ -215,14 +245,15 @@ def _listed(where: str, below: bool) -> Iterator[tuple[list[os.DirEntry], int | 
 
 
 def _add_entries(
-    snap: Snapshot, prefix: str, entries: list[os.DirEntry], ignore: Ignore, stack: list[str], dir_fd: int | None,
+    snap: Snapshot, items: dict[str, Scanned], prefix: str, entries: list[os.DirEntry], ignore: Ignore,
+    stack: list[str], dir_fd: int | None,
 ) -> None:
-    """One directory's entries into the snapshot; subdirectories onto ``stack``.
+    """One directory's entries into ``items``; subdirectories onto ``stack``; problems into ``snap``.
 
     The loop body runs once per path (50,000 in the small corpus), so the
     common case, a regular file or directory, is decided inline.
     """
-    items, ignored = snap.items, ignore.ignored_name
+    ignored = ignore.ignored_name
     for de in entries:
         name = de.name
         path = prefix + name

@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS entry (
     st_size INTEGER, st_mtime INTEGER, st_ino INTEGER,
     PRIMARY KEY (share, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged_entry (
+    share TEXT NOT NULL, path TEXT NOT NULL,
+    type TEXT NOT NULL, mtime INTEGER NOT NULL, host TEXT NOT NULL, size INTEGER NOT NULL,
+    bptr BLOB, sha256 TEXT, exec INTEGER NOT NULL, target TEXT, extra TEXT,
+    st_size INTEGER, st_mtime INTEGER, st_ino INTEGER
+);
 CREATE TABLE IF NOT EXISTS content (
     share TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, bptr BLOB NOT NULL,
     PRIMARY KEY (share, sha256)
@@ -282,6 +288,7 @@ class State:
         gc_seen: tuple[int, str] | None = None,
         drop_contents: bool = False,
         scan_delta: tuple[str, Mapping[str, bytes], Collection[str]] | None = None,
+        staged: bool = False,
     ) -> None:
         """Record a finished pass: the new base and the rows that changed, atomically.
 
@@ -296,6 +303,8 @@ class State:
         head's ``gc`` changed drops what it remembers beyond the head's tree).
         ``scan_delta`` instead of ``scan_dirs``: a change to the remembered
         digests (``_change_scan_dirs``), which ``scan_digest`` then seals.
+        ``staged``: the share's rows become those ``stage`` put aside, and
+        only those (a first sync's).
         """
         with self._lock, self._transaction():
             if scan_delta is not None and not self._change_scan_dirs(name, *scan_delta):
@@ -309,6 +318,8 @@ class State:
                 self._db.execute("UPDATE share SET gc_epoch=?, gc_state=? WHERE name=?", (*gc_seen, name))
             if drop_contents:
                 self._db.execute("DELETE FROM content WHERE share=?", (name,))
+            if staged:
+                self._take_staged(name)
             self._db.executemany("DELETE FROM entry WHERE share=? AND path=?", ((name, p) for p in removed))
             self._db.executemany(
                 "INSERT OR REPLACE INTO entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -321,6 +332,23 @@ class State:
             )
             if scan_dirs is not None:
                 self._replace_scan_dirs(name, scan_dirs)
+
+    def stage(self, name: str, rows: Mapping[str, tuple[Entry, Stat | None]]) -> None:
+        """Put rows aside for a ``save(staged=True)`` to come: until then they are no part of the base,
+        and a pass that never saves leaves them for ``drop_staged``."""
+        with self._lock, self._transaction():
+            self._db.executemany("INSERT INTO staged_entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 _rows_in_order(name, rows))
+
+    def drop_staged(self, name: str) -> None:
+        """Forget the rows a pass put aside and did not save (it failed, or lost its head swap)."""
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM staged_entry WHERE share=?", (name,))
+
+    def _take_staged(self, name: str) -> None:
+        self._db.execute("DELETE FROM entry WHERE share=?", (name,))
+        self._db.execute("INSERT INTO entry SELECT * FROM staged_entry WHERE share=? ORDER BY path", (name,))
+        self._db.execute("DELETE FROM staged_entry WHERE share=?", (name,))
 
     def remember_scan(self, name: str, digest: str | None, dirs: Mapping[str, bytes] | None = None,
                       delta: tuple[str, Mapping[str, bytes], Collection[str]] | None = None) -> None:
@@ -416,8 +444,8 @@ class State:
 
     def forget(self, name: str) -> None:
         with self._lock, self._transaction():
-            for table, col in (("share", "name"), ("entry", "share"), ("content", "share"), ("own_root", "share"),
-                               ("scan_dir", "share"), ("upkeep", "share")):
+            for table, col in (("share", "name"), ("entry", "share"), ("staged_entry", "share"), ("content", "share"),
+                               ("own_root", "share"), ("scan_dir", "share"), ("upkeep", "share")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     # --- plumbing -----------------------------------------------------------

@@ -135,12 +135,20 @@ def test_a_pass_reports_each_phase_and_reaches_its_totals(hosts):
     p = laptop.share().progress = Recorder()
     laptop.sync_here()
     ends = p.ends()
-    assert [s.phase for s in p.ended] + [p.snapshot().phase] == ["scanning", "pushing", "uploading"]
+    # A first sync pushes as it walks (``first``): its totals grow with the walk, and end equal.
+    assert [s.phase for s in p.ended] + [p.snapshot().phase] == ["pushing", "uploading"]
     assert ends["pushing"] == (41, 41, total, total)
 
     p = desktop.share().progress = Recorder()
     desktop.sync_here()
     assert p.ends()["pulling"] == (41, 41, total, total)
+
+    laptop.write("docs/0.txt", b"changed")
+    p = laptop.share().progress = Recorder()
+    laptop.sync_here()
+    assert [s.phase for s in p.ended] + [p.snapshot().phase] == ["scanning", "pushing", "uploading"]
+    files, files_total, nbytes, bytes_total = p.ends()["pushing"]
+    assert files == files_total > 0 and nbytes == bytes_total
 
 
 def test_check_counts_each_content_once_with_totals_found_as_it_walks(hosts):

@@ -981,6 +981,8 @@ def test_a_file_too_fresh_to_trust_is_read_again_though_its_stat_is_the_same(mak
 
 def test_a_file_edited_between_scan_and_read_is_not_taken_for_in_step(make, monkeypatch):
     a = make("laptop")
+    settled(a, "other.txt", "first")
+    a.sync_here()  # a first sync walks and reads at once (``first``): the edit comes in the pass after
     settled(a, "f.txt", "one")
     real = syncmod.seal_files
 

@@ -1,0 +1,227 @@
+"""First: a share's first sync into an empty store, one directory at a time.
+
+When the state holds no base for a share and the store no head, a pass has
+nothing to load, compare, merge or write into the folder: it reads, seals
+and lists everything. ``FirstSync`` does so as it walks the folder
+(``scan.walk``), so that it holds the directories on the walk's way and the
+files being sealed, not the share: a directory's listing is written once its
+files are stored and its subdirectories listed, and its entries go to the
+state as staged rows (``State.stage``), which become the base only with the
+pass's save (``State.save(staged=True)``), in one transaction as after any
+pass. It reaches the tree, the rows and the vouched directory digests that
+the whole-tree pass (``sync.Pass``) would, and does the same work; the
+single-threaded part of it (walking, listing, saving rows) now runs while
+worker processes seal.
+
+Small files go to worker processes as the walk finds them; files of
+``PARALLEL_MIN`` bytes or more to threads; the rest are sealed in this
+thread, as ``seal_files`` does. Blobs are resolved in rounds of
+``RESOLVE_AT``: a round closes the few partial blocks still open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from fogsync.engine.gcrules import Rules
+from fogsync.engine.progress import PUSHING
+from fogsync.engine.push import PARALLEL_MIN, PROBE, read_one, seal_in_processes, take_pooled
+from fogsync.engine.vouch import UNSURE
+from fogsync.folder.ignore import Ignore
+from fogsync.folder.scan import RACY_NS, Scanned, Snapshot, Stat, digest_of, dir_digest, walk
+from fogsync.format import crypto
+from fogsync.format.blocks import BlobWriter, Pending
+from fogsync.format.tree import DIR, SYMLINK, Entry, encode_listing, parent_of
+from fogsync.platform.processes import PROCESSES_MIN, worth_processes
+
+RESOLVE_AT = 16384  # blobs written before a round resolves them and lists their directories
+
+
+@dataclass(slots=True)
+class _Dir:
+    """A directory on the walk's way: its entries so far, and how many more it waits for."""
+
+    path: str
+    mtime: int  # as its parent's listing found it
+    waiting: int = 1  # files still being sealed and subdirectories still to list; 1 while it is being walked
+    digest: bytes = UNSURE  # its scan's (``Snapshot.dir_digests``), while its rows match that scan
+    entries: dict[str, Entry] = field(default_factory=dict)  # by path; a blob's bptr once resolved
+    stats: dict[str, Stat] = field(default_factory=dict)  # the files', as read
+    pending: dict[str, Pending] = field(default_factory=dict)  # blobs written, their bptrs to come
+
+
+class FirstSync:
+    """One share's folder walked, sealed, listed and staged into a store with no head."""
+
+    def __init__(self, share: Any, rules: Rules, writer: BlobWriter) -> None:
+        self.share, self.writer = share, writer
+        self.host, self.progress = share.host, share.progress
+        self.index = rules.content_index({}, {})
+        self.snap = Snapshot(taken_ns=share.clock_ns())
+        self.racy = self.snap.taken_ns - RACY_NS
+        self.open: dict[str, _Dir] = {"": _Dir("", 0)}
+        self.ready: list[_Dir] = []  # every blob in them written: to resolve and list
+        self.ready_blobs = 0
+        self.sealing: dict[str, Scanned] = {}  # small files handed to the workers, as scanned
+        self.threaded: deque[tuple[str, Scanned, Future]] = deque()
+        self.digests: dict[str, bytes] = {}
+        self.top: Pending | None = None
+        self.problems: list[str] = []
+        self.deferred: list[str] = []
+        self.pushed = self.pushed_bytes = 0
+
+    def run(self) -> bytes | None:
+        """The top listing's ref once every row is staged; None for a folder with nothing to commit."""
+        share = self.share
+        share.state.drop_staged(share.name)  # a first sync's that failed
+        self.progress.phase(PUSHING, 0, 0)  # the totals grow as the walk finds files
+        with ThreadPoolExecutor(max(1, share.workers), thread_name_prefix="fogsync-seal") as self.pool:
+            self._seal(self._walk(Ignore.for_folder(share.folder, share.exclude)))
+            while self.threaded:
+                self._take_threaded()
+        while self.ready:
+            self._resolve()
+        return self.writer.resolve([self.top])[0] if self.top is not None else None
+
+    def vouched(self) -> dict:
+        """``State.save``'s keywords for the directory digests: none when part of the folder was unreadable."""
+        if self.snap.unreadable:
+            return {"scan_digest": None}
+        return {"scan_digest": digest_of(self.digests), "scan_dirs": self.digests}
+
+    # --- walking and sealing ------------------------------------------------------------------
+
+    def _walk(self, ignore: Ignore) -> Iterator[str]:
+        """The small files to seal, as the walk finds them; the others it seals here, or on threads."""
+        share = self.share
+        settled = self.snap.taken_ns - share.settle_ns if share.settle_ns else None
+        for where, items in walk(share.folder, ignore, self.snap):
+            d = self.open[where]
+            if items is not None:
+                d.digest = dir_digest(where, list(items), list(items.values()))
+                for path, item in items.items():
+                    if item.type == DIR:
+                        d.waiting += 1
+                        self.open[path] = _Dir(path, item.mtime_ns)
+                    elif item.type == SYMLINK:
+                        d.entries[path] = Entry(SYMLINK, item.mtime_ns, self.host, item.size, target=item.target)
+                    elif settled is not None and item.mtime_ns > settled:
+                        self.deferred.append(path)  # still being written: a later pass takes it
+                        d.digest = UNSURE
+                    else:
+                        d.waiting += 1
+                        self.progress.grow(1, item.size)
+                        if item.size <= PROBE:
+                            self.sealing[path] = item
+                            yield path
+                        elif item.size >= PARALLEL_MIN:
+                            self._on_thread(path, item)
+                        else:
+                            self._took(path, item, self._read(path))
+            self._done_with(d)
+            self._step()
+
+    def _seal(self, small: Iterator[str]) -> None:
+        """Seal the small files: on worker processes when there are enough of them to pay for starting them."""
+        first = list(itertools.islice(small, PROCESSES_MIN))
+        if not worth_processes(len(first), self.share.workers):
+            for path in itertools.chain(first, small):
+                self._took(path, self.sealing.pop(path), self._read(path))
+                self._step()
+            return
+        share = self.share
+        for path, result in seal_in_processes(share.folder, self.host, share.repo.keys, itertools.chain(first, small)):
+            item = self.sealing.pop(path)
+            if result is None or isinstance(result, str):
+                self._took(path, item, result if result is not None else self._read(path))
+            else:
+                d = self.open[parent_of(path)]
+                take_pooled(path, result, d, self.writer, self.index, self.host, item)
+                self._took(path, item, None)
+            self._step()
+
+    def _read(self, path: str):
+        return read_one(self.share.folder, path, self.writer, self.share.repo.keys, self.index, self.host)
+
+    def _on_thread(self, path: str, item: Scanned) -> None:
+        if len(self.threaded) >= 2 * max(1, self.share.workers):  # a few ahead of the threads, not the whole share
+            self._take_threaded()
+        self.threaded.append((path, item, self.pool.submit(self._read, path)))
+
+    def _take_threaded(self) -> None:
+        path, item, future = self.threaded.popleft()
+        self._took(path, item, future.result())
+
+    def _took(self, path: str, item: Scanned, result) -> None:
+        """A file sealed: ``result`` is ``read_one``'s, or None when ``take_pooled`` put it in place."""
+        d = self.open[parent_of(path)]
+        self.progress.current = path
+        self.progress.add(1, item.size)
+        if isinstance(result, str):
+            self.problems.append(result)
+            d.digest = UNSURE
+        else:
+            if result is not None:
+                entry, stat, pending = result
+                d.entries[path], d.stats[path] = entry, stat
+                if pending is not None:
+                    d.pending[path] = pending
+            entry, stat = d.entries[path], d.stats[path]
+            self.pushed += 1
+            self.pushed_bytes += entry.size
+            if stat != item[1:4] or entry.exec != item.exec or stat.mtime_ns >= self.racy:
+                d.digest = UNSURE  # the next pass's compare would not find it as scanned: read again
+        self._done_with(d, 1)
+
+    def _step(self) -> None:
+        """Between files: take what the threads finished, and resolve a round when it is due."""
+        while self.threaded and self.threaded[0][2].done():
+            self._take_threaded()
+        if self.ready_blobs >= RESOLVE_AT:
+            self._resolve()
+
+    # --- listing and staging ------------------------------------------------------------------
+
+    def _done_with(self, d: _Dir, n: int = 1) -> None:
+        """``n`` of what ``d`` waits for is done; with nothing left, it is ready to list."""
+        d.waiting -= n
+        if not d.waiting:
+            self.ready.append(d)
+            self.ready_blobs += len(d.pending)
+
+    def _resolve(self) -> None:
+        """A round: the ready directories' blobs resolved, their listings written, their rows staged."""
+        dirs, self.ready, self.ready_blobs = self.ready, [], 0
+        refs = iter(self.writer.resolve([p for d in dirs for p in d.pending.values()]))
+        rows: dict[str, tuple[Entry, Stat | None]] = {}
+        for d in dirs:
+            entries = d.entries
+            for path in d.pending:
+                entries[path] = entries[path].with_bptr(next(refs))
+            for path, entry in entries.items():
+                stat = d.stats.get(path)
+                rows[path] = (entry, stat if stat is not None and stat.mtime_ns < self.racy else None)
+            self._list(d)
+        self.share.state.stage(self.share.name, rows)
+
+    def _list(self, d: _Dir) -> None:
+        """``d``'s listing written; its entry handed to its parent, which may then be ready too."""
+        del self.open[d.path]
+        self.digests[d.path] = d.digest
+        if not d.path and not d.entries:
+            return  # nothing to commit
+        cut = len(d.path) + 1 if d.path else 0  # a child's name: its path after the directory's
+        blob = encode_listing((path[cut:], entry) for path, entry in d.entries.items())
+        pending = self.writer.write_bytes(crypto.seal(self.writer.keys, blob, compress=True))
+        if not d.path:
+            self.top = pending
+            return
+        parent = self.open[parent_of(d.path)]
+        parent.entries[d.path] = Entry(DIR, d.mtime, self.host, len(blob), None, hashlib.sha256(blob).hexdigest())
+        parent.pending[d.path] = pending
+        self._done_with(parent)
