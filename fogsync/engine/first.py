@@ -134,8 +134,9 @@ class FirstSync:
                 self._took(path, self.sealing.pop(path), self._read(path))
                 self._step()
             return
-        share = self.share
-        for path, result in seal_in_processes(share.folder, self.host, share.repo.keys, itertools.chain(first, small)):
+        share, failed = self.share, []
+        for path, result in seal_in_processes(share.folder, self.host, share.repo.keys,
+                                              _kept_apart(itertools.chain(first, small), failed)):
             item = self.sealing.pop(path)
             if result is None or isinstance(result, str):
                 self._took(path, item, result if result is not None else self._read(path))
@@ -144,6 +145,8 @@ class FirstSync:
                 take_pooled(path, result, d, self.writer, self.index, self.host, item)
                 self._took(path, item, None)
             self._step()
+        if failed:
+            raise failed[0]
 
     def _read(self, path: str):
         return read_one(self.share.folder, path, self.writer, self.share.repo.keys, self.index, self.host)
@@ -225,3 +228,12 @@ class FirstSync:
         parent.entries[d.path] = Entry(DIR, d.mtime, self.host, len(blob), None, hashlib.sha256(blob).hexdigest())
         parent.pending[d.path] = pending
         self._done_with(parent)
+
+
+def _kept_apart(paths: Iterator[str], failed: list[BaseException]) -> Iterator[str]:
+    """``paths``, but an error of the walk that yields them ends them and goes into ``failed``, to be
+    raised once the workers are done: the pool takes an OSError from its input for its own breaking."""
+    try:
+        yield from paths
+    except Exception as e:
+        failed.append(e)
