@@ -138,7 +138,9 @@ def test_a_first_sync_commits_every_path_of_a_varied_tree_as_it_is(laptop, deskt
     make_varied(laptop)
     report = laptop.sync_here()
     assert report.committed is not None and report.committed.version == 1 and report.problems == []
-    tree = committed_tree(laptop.share().repo)
+    repo = laptop.share().repo
+    assert [root.version for _, root in repo.history(repo.read_head().root)] == [1]  # one root, the whole tree
+    tree = committed_tree(repo)
     assert described(tree) == expected(VARIED, VARIED_DIRS, VARIED_LINKS, execs={"run.sh"})
     assert report.pushed == len(VARIED) and report.pushed_bytes == sum(map(len, VARIED.values()))
 
