@@ -278,8 +278,7 @@ def test_two_hosts_first_syncing_at_once_lose_nothing_and_converge(laptop, deskt
     assert tree["desktop-only/deep/x.bin"][1] == data(100_000, 9)
     edits = sorted(v[1] for p, v in tree.items() if p.startswith("both/edited"))
     assert edits == [b"desktop's version\n", b"laptop's version\n"]  # one under the name, one as a conflict copy
-    assert described(committed_tree(laptop.share().repo)) == described(
-        {p: e for p, e in laptop.share().state.load(laptop.share().name)[0].items()})
+    assert file_rows(laptop)[0] == committed_tree(laptop.share().repo) == file_rows(desktop)[0]
 
 
 # --- 6. an unreadable directory --------------------------------------------------------------
