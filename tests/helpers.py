@@ -12,13 +12,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from fogsync.engine.progress import Progress, Snapshot
 from fogsync.folder.marker import MARKER
+from fogsync.folder.state import State
 from fogsync.format import crypto
 from fogsync.format.tree import FILE, Entry
 from fogsync.repo.repository import Repo
 
 KEYS = crypto.ShareKeys.derive(bytes(range(32)))
 MTIME = 1_700_000_000_123_456_789
+SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 
 
 def folder_tree(folder, mtimes: bool = False) -> dict[str, tuple]:
@@ -149,3 +152,45 @@ def signalled_when(h, args: tuple[str, ...], ready, sig: int, timeout: float = 6
         if proc.poll() is None:
             proc.kill()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def settled(h, rel: str, data: str | bytes, ns: int = SETTLED) -> None:
+    """Write ``rel`` in host ``h``'s folder with an mtime of ``ns`` (by default old enough to trust at once)."""
+    h.write(rel, data)
+    os.utime(h.path(rel), ns=(ns, ns))
+
+
+def committed_tree(repo: Repo) -> dict[str, Entry]:
+    """The tree of the root the store's head names, read back from the store."""
+    return repo.load_tree(repo.read_root(repo.read_head().root).root)
+
+
+class Recorder(Progress):
+    """A Progress that keeps each phase's last snapshot: ``ends()`` once the work is over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[Snapshot] = []
+
+    def phase(self, name: str, files_total: int | None = None, bytes_total: int | None = None) -> None:
+        if self.snapshot().phase is not None:
+            self.ended.append(self.snapshot())
+        super().phase(name, files_total, bytes_total)
+
+    def ends(self) -> dict[str, tuple]:
+        last = self.ended + [self.snapshot()]
+        return {s.phase: (s.files_done, s.files_total, s.bytes_done, s.bytes_total) for s in last}
+
+
+class CountingState(State):
+    """A state database that counts the loads of its base rows, whole (``load``) or by directory (``load_dirs``)."""
+
+    loads = dir_loads = 0
+
+    def load(self, name):
+        self.loads += 1
+        return super().load(name)
+
+    def load_dirs(self, name, dirs):
+        self.dir_loads += 1
+        return super().load_dirs(name, dirs)

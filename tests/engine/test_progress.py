@@ -8,31 +8,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from helpers import small_tree
+from helpers import Recorder, small_tree
 
 from fogsync.engine import restore
 from fogsync.engine.check import check_share
 from fogsync.engine.forget import Policy, forget_share
-from fogsync.engine.progress import NO_PROGRESS, Progress, Snapshot, as_progress
+from fogsync.engine.progress import NO_PROGRESS, Progress, as_progress
 from fogsync.engine.prune import prune_share
 from fogsync.engine.push import PARALLEL_MIN, ContentIndex, seal_files
-
-
-class Recorder(Progress):
-    """A Progress that keeps each phase's last snapshot: ``ends()`` once the work is over."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ended: list[Snapshot] = []
-
-    def phase(self, name: str, files_total: int | None = None, bytes_total: int | None = None) -> None:
-        if self.snapshot().phase is not None:
-            self.ended.append(self.snapshot())
-        super().phase(name, files_total, bytes_total)
-
-    def ends(self) -> dict[str, tuple]:
-        last = self.ended + [self.snapshot()]
-        return {s.phase: (s.files_done, s.files_total, s.bytes_done, s.bytes_total) for s in last}
 
 
 def test_counts_add_up_across_threads():
