@@ -30,10 +30,24 @@ from typing import Any, Iterator
 
 from fogsync.engine.gcrules import Rules
 from fogsync.engine.progress import PUSHING
-from fogsync.engine.push import PARALLEL_MIN, PROBE, read_one, seal_in_processes, take_pooled
+from fogsync.engine.push import (
+    PARALLEL_MIN,
+    PROBE,
+    read_one,
+    seal_in_processes,
+    take_pooled,
+)
 from fogsync.engine.vouch import UNSURE
 from fogsync.folder.ignore import Ignore
-from fogsync.folder.scan import RACY_NS, Scanned, Snapshot, Stat, digest_of, dir_digest, walk
+from fogsync.folder.scan import (
+    RACY_NS,
+    Scanned,
+    Snapshot,
+    Stat,
+    digest_of,
+    dir_digest,
+    walk,
+)
 from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
 from fogsync.format.tree import DIR, SYMLINK, Entry, encode_listing, parent_of

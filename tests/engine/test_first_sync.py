@@ -334,26 +334,6 @@ def test_a_first_sync_commits_all_but_a_directory_it_cannot_list_and_a_later_pas
     assert not [p for p in tree if LONG in p] and "deep/visible.txt" in tree
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses file permissions")
-def test_a_first_sync_commits_all_but_a_directory_without_permissions_and_a_later_pass_takes_it(laptop):
-    laptop.write("top.txt", "top\n")
-    laptop.write("locked/inner/a.txt", "a\n")
-    laptop.write("locked/b.txt", "b\n")
-    laptop.path("locked").chmod(0)
-    try:
-        report = laptop.sync_here()
-    finally:
-        laptop.path("locked").chmod(0o755)
-    assert report.committed is not None
-    assert any("cannot read" in p and "locked" in p for p in report.problems)
-    tree = committed_tree(laptop.share().repo)
-    assert "top.txt" in tree and not [p for p in tree if p.startswith("locked/")]
-    report = laptop.sync_here()
-    assert report.committed is not None and report.problems == []
-    assert described(committed_tree(laptop.share().repo)) == expected(
-        {"top.txt": b"top\n", "locked/inner/a.txt": b"a\n", "locked/b.txt": b"b\n"})
-
-
 # --- 7. files still being written, and files too fresh to trust ------------------------------
 
 
