@@ -54,6 +54,9 @@ from fogsync.format.tree import DIR, SYMLINK, Entry, encode_listing, parent_of
 from fogsync.platform.processes import PROCESSES_MIN, worth_processes
 
 RESOLVE_AT = 16384  # blobs written before a round resolves them and lists their directories
+# Batches queued per worker process: a round keeps this thread from the workers' answers for a
+# while, and they should not run dry meanwhile.
+AHEAD = 16
 
 
 @dataclass(slots=True)
@@ -150,7 +153,7 @@ class FirstSync:
             return
         share, failed = self.share, []
         for path, result in seal_in_processes(share.folder, self.host, share.repo.keys,
-                                              _kept_apart(itertools.chain(first, small), failed)):
+                                              _kept_apart(itertools.chain(first, small), failed), AHEAD):
             item = self.sealing.pop(path)
             if result is None or isinstance(result, str):
                 self._took(path, item, result if result is not None else self._read(path))

@@ -36,6 +36,7 @@ from fogsync.format.tree import (
     touched,
 )
 from fogsync.platform.processes import (
+    AHEAD_PER_WORKER,
     PROCESSES_MIN,
     keep_in_worker,
     map_in_processes,
@@ -246,10 +247,13 @@ class _Capture:
         raise _GrewLarge()
 
 
-def seal_in_processes(folder: str, host: str, keys: crypto.ShareKeys, paths: Iterable[str]) -> Iterator[tuple[str, _PoolResult]]:
+def seal_in_processes(
+    folder: str, host: str, keys: crypto.ShareKeys, paths: Iterable[str], ahead: int = AHEAD_PER_WORKER,
+) -> Iterator[tuple[str, _PoolResult]]:
     """``(path, result)`` for each of ``paths`` (taken lazily), read and sealed by worker processes, in
-    order: for ``take_pooled``; a problem; or None, where the caller is to seal it itself (``read_one``)."""
-    return map_in_processes(functools.partial(_seal_batch, folder, host), paths, keep_in_worker, (keys,))
+    order: for ``take_pooled``; a problem; or None, where the caller is to seal it itself (``read_one``).
+    ``ahead``: batches a worker has queued (``map_in_processes``)."""
+    return map_in_processes(functools.partial(_seal_batch, folder, host), paths, keep_in_worker, (keys,), ahead=ahead)
 
 
 def _seal_batch(folder: str, host: str, paths: list[str]) -> list[_PoolResult]:

@@ -38,7 +38,7 @@ R = TypeVar("R")
 
 BATCH = 256  # items per message to a worker
 PROCESSES_MIN = 2000  # this many small items are worth starting worker processes for
-_AHEAD_PER_WORKER = 2  # batches queued per worker, so none waits for the next
+AHEAD_PER_WORKER = 2  # batches queued per worker, so none waits for the next
 
 
 def _context() -> Any:
@@ -127,11 +127,13 @@ def worth_processes(count: int, workers: int, processes_min: int = PROCESSES_MIN
 
 def map_in_processes(
     fn: Callable[[list[T]], list[R]], items: Iterable[T], initializer: Callable[..., None],
-    initargs: tuple = (), workers: int | None = None, batch: int = BATCH,
+    initargs: tuple = (), workers: int | None = None, batch: int = BATCH, ahead: int = AHEAD_PER_WORKER,
 ) -> Iterator[tuple[T, R | None]]:
     """``(item, fn's result for it)`` for every item, in order; ``None`` where no worker answered.
 
-    ``items`` is consumed lazily, a few batches ahead of the answers.
+    ``items`` is consumed lazily, ``ahead`` batches per worker ahead of the
+    answers: more for a caller that does long stretches of its own work
+    between answers, so that the workers do not wait for it.
     ``fn`` takes a list of items and returns one result per item; it and
     ``initializer`` must be importable module-level functions.
     """
@@ -144,7 +146,7 @@ def map_in_processes(
             initargs=(initializer, initargs, _fogsync_file()),
         ) as pool:
             try:
-                for b in itertools.islice(batches, workers * _AHEAD_PER_WORKER):
+                for b in itertools.islice(batches, workers * ahead):
                     _send(pool, fn, b, sent)
                 while sent:
                     results = sent[0][1].result()
