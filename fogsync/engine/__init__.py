@@ -1,9 +1,10 @@
 """What a pass does: push, pull, merge, restore, check, status.
 
-``sync`` runs one pass for one share, as named steps (``Pass``); ``vouch``
-is its directory-digest shortcut (look only where the folder moved), which
-``status`` reuses to count what waits to sync; ``rows`` chooses what the
-pass saves to the state; ``push`` seals changed files and writes listings
+``sync`` runs one pass for one share, as named steps (``Pass``), and
+``first`` a share's first sync into an empty store, a directory at a
+time; ``vouch`` is its directory-digest shortcut (look only where the
+folder moved), which ``status`` reuses to count what waits to sync;
+``rows`` chooses what the pass saves to the state; ``push`` seals changed files and writes listings
 and roots; ``merge`` is a pure three-way merge of trees; ``pull`` makes
 the folder hold a tree, placing batches through ``place``; ``prepare``
 writes one entry to a verified temporary file and splits the work between

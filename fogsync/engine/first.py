@@ -26,7 +26,7 @@ import itertools
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from fogsync.engine.gcrules import Rules
 from fogsync.engine.progress import PUSHING
@@ -53,6 +53,9 @@ from fogsync.format.blocks import BlobWriter, Pending
 from fogsync.format.tree import DIR, SYMLINK, Entry, encode_listing, parent_of
 from fogsync.platform.processes import PROCESSES_MIN, worth_processes
 
+if TYPE_CHECKING:
+    from fogsync.engine.sync import Share
+
 RESOLVE_AT = 16384  # blobs written before a round resolves them and lists their directories
 # Batches queued per worker process: a round keeps this thread from the workers' answers for a
 # while, and they should not run dry meanwhile.
@@ -75,7 +78,7 @@ class _Dir:
 class FirstSync:
     """One share's folder walked, sealed, listed and staged into a store with no head."""
 
-    def __init__(self, share: Any, rules: Rules, writer: BlobWriter) -> None:
+    def __init__(self, share: Share, rules: Rules, writer: BlobWriter) -> None:
         self.share, self.writer = share, writer
         self.host, self.progress = share.host, share.progress
         self.index = rules.content_index({}, {})
@@ -151,9 +154,9 @@ class FirstSync:
                 self._took(path, self.sealing.pop(path), self._read(path))
                 self._step()
             return
-        share, failed = self.share, []
-        for path, result in seal_in_processes(share.folder, self.host, share.repo.keys,
-                                              _kept_apart(itertools.chain(first, small), failed), AHEAD):
+        share = self.share
+        for path, result in seal_in_processes(share.folder, self.host, share.repo.keys, itertools.chain(first, small),
+                                              AHEAD):
             item = self.sealing.pop(path)
             if result is None or isinstance(result, str):
                 self._took(path, item, result if result is not None else self._read(path))
@@ -162,8 +165,6 @@ class FirstSync:
                 take_pooled(path, result, d, self.writer, self.index, self.host, item)
                 self._took(path, item, None)
             self._step()
-        if failed:
-            raise failed[0]
 
     def _read(self, path: str):
         return read_one(self.share.folder, path, self.writer, self.share.repo.keys, self.index, self.host)
@@ -246,11 +247,3 @@ class FirstSync:
         parent.pending[d.path] = pending
         self._done_with(parent)
 
-
-def _kept_apart(paths: Iterator[str], failed: list[BaseException]) -> Iterator[str]:
-    """``paths``, but an error of the walk that yields them ends them and goes into ``failed``, to be
-    raised once the workers are done: the pool takes an OSError from its input for its own breaking."""
-    try:
-        yield from paths
-    except Exception as e:
-        failed.append(e)

@@ -11,7 +11,9 @@ pass to remove. ``Snapshot.dir_digests``
 fingerprints what ``compare`` looks at, directory by directory, so that a
 pass can tell which directories are as a scan already compared found them,
 and load the base for the others only; ``scan``'s ``skip`` leaves such
-directories out of the walk altogether (a partial pass).
+directories out of the walk altogether (a partial pass). ``walk`` is the
+same scan handed out a directory at a time, for a pass that works as it
+walks (a first sync).
 """
 
 from __future__ import annotations

@@ -24,7 +24,10 @@ folder's marker (``folder_marked``); ``rebase`` makes a rolled-back
 store's head the base, on consent.
 
 All writes of one sync pass happen in one transaction, so a crash leaves
-the previous base intact; the next pass rescans.
+the previous base intact; the next pass rescans. A first sync, which does
+not hold its whole tree at once, puts its rows aside as it goes
+(``stage``, the ``staged_entry`` table); they become the base only in its
+save's transaction, and are dropped otherwise.
 """
 
 from __future__ import annotations

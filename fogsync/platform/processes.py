@@ -133,12 +133,20 @@ def map_in_processes(
 
     ``items`` is consumed lazily, ``ahead`` batches per worker ahead of the
     answers: more for a caller that does long stretches of its own work
-    between answers, so that the workers do not wait for it.
-    ``fn`` takes a list of items and returns one result per item; it and
+    between answers, so that the workers do not wait for it; what ``items``
+    raises is raised here. ``fn`` takes a list of items and returns one result per item; it and
     ``initializer`` must be importable module-level functions.
     """
-    batches = _batches(items, batch)
-    workers = workers or os.cpu_count() or 1
+    try:
+        yield from _answered(fn, _batches(items, batch), initializer, initargs, workers or os.cpu_count() or 1, ahead)
+    except _ItemsFailed as e:
+        raise e.__cause__ from None
+
+
+def _answered(
+    fn: Callable, batches: Iterator[list[T]], initializer: Callable[..., None], initargs: tuple, workers: int,
+    ahead: int,
+) -> Iterator[tuple[T, R | None]]:
     sent: deque[tuple[list[T], Future | None]] = deque()  # in order, oldest first
     try:
         with ProcessPoolExecutor(
@@ -175,7 +183,18 @@ def _send(pool: ProcessPoolExecutor, fn: Callable, b: list, sent: deque) -> None
     sent[-1] = (b, pool.submit(fn, b))
 
 
+class _ItemsFailed(Exception):
+    """The caller's items raised (their ``__cause__``): not to be taken for the pool breaking, which
+    an OSError would be, and the items after it handed back unanswered."""
+
+
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
-    while b := list(itertools.islice(it, size)):
+    while True:
+        try:
+            b = list(itertools.islice(it, size))
+        except Exception as e:
+            raise _ItemsFailed() from e
+        if not b:
+            return
         yield b

@@ -63,6 +63,18 @@ def test_a_batch_answered_just_before_the_pool_broke_is_not_lost():
     assert {i for i, r in out if r is not None} >= set(range(12))
 
 
+def test_what_the_items_raise_is_raised_not_taken_for_a_broken_pool():
+    def items():
+        yield from range(600)
+        raise OSError(28, "No space left on device")  # an OSError, as the pool's own breaking would be
+
+    taken = []
+    with pytest.raises(OSError, match="No space left"):
+        for item, result in map_in_processes(_add, items(), _init, (1,), workers=2, batch=100):
+            taken.append((item, result))
+    assert all(result == item + 1 for item, result in taken)  # nothing handed back unanswered
+
+
 def test_worker_processes_are_worth_it_only_for_enough_items_and_cores(monkeypatch):
     from fogsync.platform import processes
 
