@@ -194,3 +194,24 @@ class CountingState(State):
     def load_dirs(self, name, dirs):
         self.dir_loads += 1
         return super().load_dirs(name, dirs)
+
+
+TOO_DEEP = 20  # directories nested by ``nest_past_path_max``
+LONG_NAME = "L" * 250
+
+
+def nest_past_path_max(h, rel: str, file: bytes | None = None) -> None:
+    """Directories nested past PATH_MAX under ``rel`` (made through descriptors; opened by path by
+    nobody, not even root), with ``hidden.txt`` holding ``file`` in the deepest if given."""
+    fd = os.open(h.path(rel), os.O_RDONLY)
+    try:
+        for _ in range(TOO_DEEP):
+            os.mkdir(LONG_NAME, dir_fd=fd)
+            inner = os.open(LONG_NAME, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        if file is not None:
+            with open(os.open("hidden.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+                f.write(file)
+    finally:
+        os.close(fd)

@@ -1,8 +1,8 @@
 """Refusals: a pass stops before one host's mistake, or the store's, becomes every host's loss.
 
-This module adds three checks to a pass (CLI.md, "Refusals that protect
-the share"), each made before the pass touches the folder or the store,
-each raising a ``Refusal`` whose one line says why and what to run:
+This module adds the checks a pass makes before it touches the folder or
+the store. Three of them (CLI.md, "Refusals that protect the share") raise
+a ``Refusal`` whose one line says why and what to run:
 
 - ``check_folder``: the folder must hold the marker ``add-share`` left
   (``folder.marker``): an unmounted disk or a folder put in its place lacks
@@ -19,6 +19,11 @@ each raising a ``Refusal`` whose one line says why and what to run:
 - ``check_deletions``: local changes that delete more than half of the
   files of a share holding more than 20 wait for ``Share.allow_mass_delete``
   (rclone bisync's ``--max-delete`` default).
+
+And two refuse a store or a host name that cannot be this share's as this
+host knew it: ``check_head_kept`` (a store with no head where this host
+synced before) and ``check_namesake`` (another host committing under this
+host's name).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import logging
 import os
 from typing import Mapping
 
-from fogsync.errors import FogsyncError, Refusal
+from fogsync.errors import ConfigError, FogsyncError, Refusal
 from fogsync.folder.marker import MARKER, has_marker, holds_most, write_marker
 from fogsync.folder.scan import Changes
 from fogsync.folder.state import ShareState
@@ -110,6 +115,41 @@ def remember_seen(share, ref: bytes | None, root: Root | None) -> None:
     """After a pass: ``ref`` (``root``) is the newest root this host has committed or synced."""
     if ref is not None and root is not None:
         share.state.remember_seen(share.name, ref, root.version)
+
+
+def check_head_kept(share, base: bytes | None, head: Head) -> None:
+    """A store that lost a share this host synced must not make the folder look deleted."""
+    if base is not None and head.root is None:
+        raise FogsyncError(
+            f"{share.repo.where()} has no head, but this host synced it before: wrong store, or the "
+            f"store lost the share; refusing to touch {share.folder} (remove-share and add-share to start over)"
+        )
+
+
+def check_namesake(share, base: bytes | None, head: bytes | None) -> None:
+    """A root since the base made under this host's name, but not by this host: two hosts share a name.
+
+    Only the roots between the base and the head are read; the store learns nothing.
+    """
+    if base is None or head is None or head == base:
+        return
+    try:
+        floor = share.repo.read_root(base).version  # a store rolled back below the base: stop there too
+    except FogsyncError:
+        return
+    mine = {}
+    for ref, root in share.repo.history(head):
+        if ref == base or root.version <= floor:
+            break
+        if root.host == share.host:
+            mine[ref] = root
+    own = share.state.own_roots(share.name, mine)
+    for ref, root in mine.items():
+        if ref not in own:
+            raise ConfigError(
+                f"another host also calls itself {share.host!r} in share {share.name!r} (root v{root.version}): "
+                "give each host its own name with --host or 'host' in the config"
+            )
 
 
 def check_deletions(share, base: Mapping[str, Entry], changes: Changes, remote: Mapping[str, Entry]) -> None:

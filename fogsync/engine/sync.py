@@ -42,6 +42,8 @@ from fogsync.engine.refusals import (
     check_deletions,
     check_descent,
     check_folder,
+    check_head_kept,
+    check_namesake,
     remember_seen,
 )
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
@@ -53,7 +55,7 @@ from fogsync.engine.vouch import (
     sizes_worth_finding,
     unvouched,
 )
-from fogsync.errors import ConfigError, FogsyncError, SwapConflict
+from fogsync.errors import FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare
@@ -61,7 +63,7 @@ from fogsync.folder.state import State
 from fogsync.format.roots import Root, check_writable
 from fogsync.format.tree import DIR, FILE, Entry, touched
 from fogsync.platform.processes import start_early
-from fogsync.repo.repository import Head, Repo
+from fogsync.repo.repository import Repo
 
 log = logging.getLogger(__name__)
 
@@ -175,21 +177,28 @@ class Pass:
 
     def first_sync(self) -> bool:
         """Nothing to load, merge or write: the folder walked, sealed, listed and staged a directory at a
-        time (``first``), committed, and saved; False when another host's first commit came first."""
+        time (``first``), committed and saved; False when another host's first commit came first."""
         self.writer = self.repo.writer()
         self.rules = Rules.of(self.repo, self.state, self.name, self.info, None, None, True)
         first = FirstSync(self.share, self.rules, self.writer)
+        saved = False
         try:
-            top = first.run()
-            _remove_stale_temps(self.share, first.snap)
-            self.report.problems, self.report.deferred = list(first.snap.problems) + first.problems, first.deferred
-            self.remote_root, self.new_root, self.committed, self.tag = None, None, None, self.head.tag
-            if top is not None and not self._commit_top(top):
+            if self._commit_first(first):
+                self._save_first(first)
+                saved = True
+        finally:
+            if not saved:
                 self.state.drop_staged(self.name)
-                return False
-        except BaseException:
-            self.state.drop_staged(self.name)
-            raise
+        return saved
+
+    def _commit_first(self, first: FirstSync) -> bool:
+        top = first.run()
+        _remove_stale_temps(self.share, first.snap)
+        self.report.problems, self.report.deferred = list(first.snap.problems) + first.problems, first.deferred
+        self.remote_root, self.new_root, self.committed, self.tag = None, None, None, self.head.tag
+        return top is None or self._commit_top(top)  # an empty folder: nothing to commit
+
+    def _save_first(self, first: FirstSync) -> None:
         self.state.save(self.name, self.new_root, self.tag, {}, (), staged=True,
                         gc_seen=self.rules.gc_seen(self.committed, True), drop_contents=self.rules.drop_contents,
                         **first.vouched())
@@ -199,7 +208,6 @@ class Pass:
         report.root, report.committed = self.new_root, self.committed
         if self.committed:
             report.pushed, report.pushed_bytes = first.pushed, first.pushed_bytes
-        return True
 
     def in_step(self) -> bool:
         self.report.root = self.head.root
@@ -210,17 +218,17 @@ class Pass:
         check_folder(self.share, self.info)
         self.head = self.repo.read_head()
         self.on_base = self.head.root == self.info.base
-        _refuse_vanished_head(self.share, self.info.base, self.head)
+        check_head_kept(self.share, self.info.base, self.head)
         if check_descent(self.share, self.info, self.head):  # rolled back, and accepted: the head is the base now
             self.info, self.on_base = self.state.share(self.name), True
-        _refuse_namesake(self.share, self.info.base, self.head.root)
+        check_namesake(self.share, self.info.base, self.head.root)
 
     def scan(self) -> None:
         """The folder's stats, and what the state vouches for of them."""
         share = self.share
         share.progress.phase(SCANNING)
         self.ignore = Ignore.for_folder(share.folder, share.exclude)
-        scope = Scope.of(self.memo, self.state, self.name, self.info, self.only_dirs if self.on_base else None)
+        scope = Scope.of(self.memo, self.state, self.name, self.info, self.only_dirs, self.on_base)
         self.snap = scope.scan(share.folder, self.ignore, share.clock_ns)
         self.report.problems = list(self.snap.problems)
         self.report.listed_dirs = len(self.snap.listed) if scope.partial else None
@@ -366,41 +374,6 @@ def _remove_stale_temps(share: Share, snap: Snapshot) -> None:
         if removed:
             log.info("%s: removed %d temporary file(s) an interrupted pull left, such as %s",
                      share.name, len(removed), removed[0])
-
-
-def _refuse_vanished_head(share: Share, base: bytes | None, head: Head) -> None:
-    """A store that lost a share this host synced must not make the folder look deleted."""
-    if base is not None and head.root is None:
-        raise FogsyncError(
-            f"{share.repo.where()} has no head, but this host synced it before: wrong store, or the "
-            f"store lost the share; refusing to touch {share.folder} (remove-share and add-share to start over)"
-        )
-
-
-def _refuse_namesake(share: Share, base: bytes | None, head: bytes | None) -> None:
-    """A root since the base made under this host's name, but not by this host: two hosts share a name.
-
-    Only the roots between the base and the head are read; the store learns nothing.
-    """
-    if base is None or head is None or head == base:
-        return
-    try:
-        floor = share.repo.read_root(base).version  # a store rolled back below the base: stop there too
-    except FogsyncError:
-        return
-    mine = {}
-    for ref, root in share.repo.history(head):
-        if ref == base or root.version <= floor:
-            break
-        if root.host == share.host:
-            mine[ref] = root
-    own = share.state.own_roots(share.name, mine)
-    for ref, root in mine.items():
-        if ref not in own:
-            raise ConfigError(
-                f"another host also calls itself {share.host!r} in share {share.name!r} (root v{root.version}): "
-                "give each host its own name with --host or 'host' in the config"
-            )
 
 
 def _folder_tree(

@@ -196,13 +196,17 @@ class Scope:
     A partial scope lists the directories hinted at, every directory above
     them, each directory the state holds ``UNSURE``, and every directory the
     state does not vouch for at all (new ones); the others are skipped, and
-    ``complete`` puts their vouched digests back beside the scan's.
+    ``complete`` puts their vouched digests back beside the scan's. A full
+    scope on the base lists everything but keeps only the entries a pass
+    may load (``scan``'s ``vouched``): a big share's no-op pass holds its
+    directory digests, not its entries.
     """
 
     def __init__(self, vouched: Vouched | None = None, listed: Collection[str] = (),
-                 trees: tuple[str, ...] = ()) -> None:
+                 trees: tuple[str, ...] = (), known: Vouched | None = None) -> None:
         self.vouched = vouched  # the state's digests; None for a full scan
         self.skip = _Skipped(vouched.dirs, listed, trees) if vouched is not None else ()
+        self.known = known  # the state's digests, for a full scan on the base to trust (``scan``'s ``vouched``)
 
     @property
     def partial(self) -> bool:
@@ -210,16 +214,19 @@ class Scope:
 
     @classmethod
     def of(cls, memo: VouchMemo, state: State, name: str, info: ShareState | None,
-           hints: DirHints | None) -> "Scope":
-        """A partial scope for ``hints`` if the state vouches for a whole scan; else a full one.
+           hints: DirHints | None, on_base: bool = True) -> "Scope":
+        """A partial scope for ``hints`` if the state vouches for a whole scan; else a full one, which
+        trusts the state's digests (``known``) when there are any and the pass is on its base.
 
-        Pass None as ``hints`` for a full scan (and when not on the base).
+        Pass None as ``hints`` for a full scan.
         """
         # Read before any scan, also for a full one: what the memo keeps between passes then lies
         # apart from what the scan frees, which the process can give back.
         vouched = memo.vouched(state, name, info)
-        if hints is None or vouched is None or "" in hints.trees or not vouched.whole:
+        if vouched is None or not on_base:
             return cls()
+        if hints is None or "" in hints.trees or not vouched.whole:
+            return cls(known=vouched)
         listed = _with_parents(itertools.chain(hints.dirs, hints.trees, vouched.unsure))
         return cls(vouched, listed, tuple(t + "/" for t in hints.trees))
 
@@ -230,6 +237,11 @@ class Scope:
             if not snap.unreadable:
                 return snap
             self.vouched, self.skip = None, ()
+        elif self.known is not None:
+            snap = scan(folder, ignore, clock, vouched=self.known.dirs)
+            if not snap.unreadable:
+                return snap
+            # Part of the folder unreadable: no digest vouches, and the pass compares every entry.
         return scan(folder, ignore, clock)
 
     def complete(self, digests: dict[str, bytes], snap: Snapshot) -> ScanDigests:

@@ -79,8 +79,10 @@ class Snapshot:
     taken_ns: int = 0
     stale_temps: list[str] = field(default_factory=list)  # pulls' temporary files left for a day: to remove
     # Each directory listed, in scan order, with how many of ``items`` (which follow in that
-    # order) it added; None for a snapshot not made by ``scan``.
+    # order) it added; None for a snapshot not made by ``scan``. A scan given ``vouched`` leaves
+    # out the directories whose entries it did not keep.
     listed: list[tuple[str, int]] | None = None
+    digests: dict[str, bytes] | None = None  # every directory's, taken as it was listed (``vouched``)
 
     def dir_digests(self) -> dict[str, bytes] | None:
         """Each directory's fingerprint: its path and everything ``compare`` looks at in its entries.
@@ -94,6 +96,8 @@ class Snapshot:
         """
         if self.unreadable:
             return None
+        if self.digests is not None:
+            return self.digests
         return {where: dir_digest(where, paths, items) for where, paths, items in self._by_dir()}
 
     def only(self, dirs: Container[str]) -> "Snapshot":
@@ -168,6 +172,7 @@ def _seal(count: int, total: int) -> str:
 
 def scan(
     folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns, skip: Container[str] = (),
+    vouched: Mapping[str, bytes] | None = None,
 ) -> Snapshot:
     """Every syncable path under ``folder`` (relative POSIX paths).
 
@@ -175,11 +180,20 @@ def scan(
     has them, but nothing in or below them is looked at (a partial scan,
     for directories the caller knows as they were: ``vouch.Scope``).
 
+    ``vouched``: directory digests the caller trusts (``vouch.Scope``). The
+    scan then takes each directory's digest as it lists it (``digests``),
+    and keeps the entries of a directory only if its digest moved or it
+    holds a subdirectory: a pass loads a directory whose digest did not
+    move only as the parent of one that did, so the others' entries would
+    only be dropped later, and they are most of a big share's scan.
+
     Each directory is listed through a file descriptor where the platform
     allows, so each entry's lstat is an fstatat on its name rather than a
     walk of its whole path, and a
     directory below the folder that became a symlink is not followed.
     """
+    if vouched is not None:
+        return _scan_trusting(folder, ignore, clock(), vouched)
     _check_folder(folder)
     snap = Snapshot(taken_ns=clock(), listed=[])
     stack = [""]
@@ -204,6 +218,19 @@ def walk(folder: str, ignore: Ignore, snap: Snapshot) -> Iterator[tuple[str, dic
         rel = stack.pop()
         items: dict[str, Scanned] = {}
         yield rel, items if _list_dir(snap, items, folder, rel, ignore, stack) else None
+
+
+def _scan_trusting(folder: str, ignore: Ignore, taken_ns: int, vouched: Mapping[str, bytes]) -> Snapshot:
+    """``scan`` with ``vouched``: every directory's digest, the entries of those that moved or hold a subdirectory."""
+    snap = Snapshot(taken_ns=taken_ns, listed=[], digests={})
+    for where, items in walk(folder, ignore, snap):
+        if items is None:
+            continue
+        digest = snap.digests[where] = dir_digest(where, list(items), list(items.values()))
+        if digest != vouched.get(where) or any(item.type == DIR for item in items.values()):
+            snap.items.update(items)
+            snap.listed.append((where, len(items)))
+    return snap
 
 
 def _check_folder(folder: str) -> None:

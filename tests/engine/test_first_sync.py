@@ -16,16 +16,19 @@ import stat
 
 import pytest
 from helpers import (
+    LONG_NAME,
     SETTLED,
+    TOO_DEEP,
     CountingState,
     Recorder,
     committed_tree,
     folder_tree,
+    nest_past_path_max,
     remembered_scan_holds,
     settled,
 )
 
-from fogsync.engine import restore
+from fogsync.engine import first, restore
 from fogsync.engine.sync import sync_share
 from fogsync.errors import FogsyncError, StoreError
 from fogsync.folder.ignore import IGNORE_FILE
@@ -187,6 +190,25 @@ def test_a_pass_after_a_first_sync_that_changed_nothing_loads_no_state_rows(lapt
         counting.close()
 
 
+@pytest.mark.parametrize("resolve_at", [1, 7])
+def test_a_first_sync_resolving_in_small_rounds_leaves_the_same_tree_rows_and_vouched_scan(
+        laptop, desktop, monkeypatch, resolve_at):
+    # Rounds come mid-walk (while worker processes still seal), and parents complete in later rounds.
+    monkeypatch.setattr(first, "RESOLVE_AT", resolve_at)
+    files = {**VARIED, **{f"many/d{i % 30:02d}/f{i:04d}.txt": data(i % 700, i) for i in range(PROCESSES_MIN + 100)}}
+    for path, content in files.items():
+        settled(laptop, path, content)
+    report = laptop.sync_here()
+    assert report.pushed == len(files) and report.problems == []
+    tree = committed_tree(laptop.share().repo)
+    assert described(tree) == expected(files)
+    assert file_rows(laptop)[0] == tree
+    assert remembered_scan_holds(laptop.share())
+    assert laptop.sync_here().committed is None
+    desktop.sync_here()
+    assert desktop.tree() == laptop.tree()
+
+
 # --- 3. many small files ---------------------------------------------------------------------
 
 
@@ -283,46 +305,27 @@ def test_two_hosts_first_syncing_at_once_lose_nothing_and_converge(laptop, deskt
 
 # --- 6. an unreadable directory --------------------------------------------------------------
 
-DEPTH = 20
-LONG = "L" * 250
-
-
-def _nest_too_deep(h, rel: str) -> None:
-    """Directories nested past PATH_MAX under ``rel``, a file in the deepest: opened by path by nobody, not even root."""
-    fd = os.open(h.path(rel), os.O_RDONLY)
-    try:
-        for _ in range(DEPTH):
-            os.mkdir(LONG, dir_fd=fd)
-            inner = os.open(LONG, os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        with open(os.open("hidden.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
-            f.write(b"deep down\n")
-    finally:
-        os.close(fd)
-
-
 def _shorten(h, rel: str) -> str:
     """Each of those directories renamed to one letter: every one can be opened. Returns the file's path now."""
     fd = os.open(h.path(rel), os.O_RDONLY)
     try:
-        for _ in range(DEPTH):
-            os.rename(LONG, "s", src_dir_fd=fd, dst_dir_fd=fd)
+        for _ in range(TOO_DEEP):
+            os.rename(LONG_NAME, "s", src_dir_fd=fd, dst_dir_fd=fd)
             inner = os.open("s", os.O_RDONLY, dir_fd=fd)
             os.close(fd)
             fd = inner
     finally:
         os.close(fd)
-    return rel + "/s" * DEPTH + "/hidden.txt"
+    return rel + "/s" * TOO_DEEP + "/hidden.txt"
 
 
 def test_a_first_sync_commits_all_but_a_directory_it_cannot_list_and_a_later_pass_takes_it(laptop):
     laptop.write("top.txt", "top\n")
     laptop.write("deep/visible.txt", "visible\n")
-    _nest_too_deep(laptop, "deep")
+    nest_past_path_max(laptop, "deep", b"deep down\n")
     report = laptop.sync_here()
     assert report.committed is not None
-    assert any("cannot read" in p and LONG in p for p in report.problems)
+    assert any("cannot read" in p and LONG_NAME in p for p in report.problems)
     tree = committed_tree(laptop.share().repo)
     assert tree["top.txt"].type == FILE and tree["deep/visible.txt"].type == FILE
     assert not [p for p in tree if p.endswith("hidden.txt")]
@@ -331,7 +334,7 @@ def test_a_first_sync_commits_all_but_a_directory_it_cannot_list_and_a_later_pas
     assert report.committed is not None and report.problems == []
     tree = committed_tree(laptop.share().repo)
     assert tree[now].sha256 == hashlib.sha256(b"deep down\n").hexdigest()
-    assert not [p for p in tree if LONG in p] and "deep/visible.txt" in tree
+    assert not [p for p in tree if LONG_NAME in p] and "deep/visible.txt" in tree
 
 
 # --- 7. files still being written, and files too fresh to trust ------------------------------

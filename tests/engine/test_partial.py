@@ -11,7 +11,7 @@ import hashlib
 import os
 
 import pytest
-from helpers import remembered_scan_holds
+from helpers import LONG_NAME, nest_past_path_max, remembered_scan_holds
 
 from fogsync.engine.sync import sync_share
 from fogsync.engine.vouch import DirHints, VouchMemo
@@ -147,25 +147,23 @@ def test_a_directory_a_pass_could_not_vouch_for_is_listed_by_the_next_partial_pa
     assert head(host)["d2/e2/fresh.txt"][1] == sha("rewritten, same mtime\n")
 
 
-def _too_long_to_open(h, rel: str) -> None:
-    """Directories nested past PATH_MAX under ``rel``: made through descriptors, opened by path by nobody."""
-    fd = os.open(h.path(rel), os.O_RDONLY)
-    try:
-        for _ in range(20):
-            os.mkdir("L" * 250, dir_fd=fd)
-            inner = os.open("L" * 250, os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-    finally:
-        os.close(fd)
-
-
 def test_an_unreadable_directory_makes_a_partial_pass_scan_everything(host, scandirs):
-    _too_long_to_open(host, "d1")  # unreadable even for root: its path is too long to open
+    nest_past_path_max(host, "d1")  # unreadable even for root: its path is too long to open
     settled(host, "d0/e0/f0.txt", "x\n")
-    report = scandirs.during(lambda: sync_share(host.share(), DirHints({"d0/e0"}, {"d1/" + "L" * 250})))
+    report = scandirs.during(lambda: sync_share(host.share(), DirHints({"d0/e0"}, {"d1/" + LONG_NAME})))
     assert report.listed_dirs is None and any("cannot read" in p for p in report.problems)
     assert scandirs.calls > 2 * 21  # the partial scan, then the whole folder's
+    assert head(host)["d0/e0/f0.txt"][1] == sha("x\n") and "d3/e2/f4.txt" in head(host)
+
+
+def test_an_unreadable_directory_makes_a_full_pass_on_the_base_keep_every_entry(host, scandirs):
+    # A full scan trusting the vouched digests keeps only what a pass may load; with part of the
+    # folder unreadable no digest vouches, so it scans again and keeps everything.
+    nest_past_path_max(host, "d1")
+    settled(host, "d0/e0/f0.txt", "x\n")
+    report = scandirs.during(lambda: sync_share(host.share()))
+    assert report.listed_dirs is None and any("cannot read" in p for p in report.problems)
+    assert scandirs.calls >= 2 * (all_dirs(host) - 1)  # twice over all it could list (all but the top-most too deep)
     assert head(host)["d0/e0/f0.txt"][1] == sha("x\n") and "d3/e2/f4.txt" in head(host)
 
 

@@ -387,3 +387,18 @@ def test_only_keeps_the_entries_directly_in_the_directories_named(tmp_path):
     assert part.taken_ns == NOW and part.unreadable == set()
     assert part.dir_digests() == {d: v for d, v in snap.dir_digests().items() if d in ("", "sub/deep")}
     assert all(part.items[p] is snap.items[p] for p in part.items)
+
+
+def test_a_scan_trusting_vouched_digests_keeps_only_what_a_pass_may_load(tmp_path):
+    make(tmp_path)  # '' holds sub and empty-dir; sub holds deep; deep and empty-dir hold no directory
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "b.txt").write_bytes(b"b")
+    vouched = scan(str(tmp_path), Ignore(), clock=lambda: NOW).dir_digests()
+    (tmp_path / "other" / "b.txt").write_bytes(b"bee")  # other's digest moves; deep's and empty-dir's do not
+
+    trusting = scan(str(tmp_path), Ignore(), clock=lambda: NOW, vouched=vouched)
+    full = scan(str(tmp_path), Ignore(), clock=lambda: NOW)
+    assert trusting.dir_digests() == full.dir_digests() != vouched
+    assert sorted(where for where, _ in trusting.listed) == ["", "other", "sub"]  # moved, or holding a directory
+    assert trusting.items == {p: i for p, i in full.items.items() if not p.startswith(("sub/deep/", "empty-dir/"))}
+    assert trusting.only({"", "other"}).items == full.only({"", "other"}).items
