@@ -183,9 +183,10 @@ class Recorder(Progress):
 
 
 class CountingState(State):
-    """A state database that counts the loads of its base rows, whole (``load``) or by directory (``load_dirs``)."""
+    """A state database that counts the loads of its base rows, whole (``load``) or by directory
+    (``load_dirs``), and the reads of its directory digests (``scan_dirs``)."""
 
-    loads = dir_loads = 0
+    loads = dir_loads = digest_reads = 0
 
     def load(self, name):
         self.loads += 1
@@ -194,6 +195,10 @@ class CountingState(State):
     def load_dirs(self, name, dirs):
         self.dir_loads += 1
         return super().load_dirs(name, dirs)
+
+    def scan_dirs(self, name):
+        self.digest_reads += 1
+        return super().scan_dirs(name)
 
 
 TOO_DEEP = 20  # directories nested by ``nest_past_path_max``

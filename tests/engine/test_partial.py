@@ -11,11 +11,10 @@ import hashlib
 import os
 
 import pytest
-from helpers import LONG_NAME, nest_past_path_max, remembered_scan_holds
+from helpers import LONG_NAME, CountingState, nest_past_path_max, remembered_scan_holds
 
 from fogsync.engine.sync import sync_share
 from fogsync.engine.vouch import DirHints, VouchMemo
-from fogsync.folder.state import State
 
 SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)] + ["deep/a/b/c"]
@@ -167,24 +166,10 @@ def test_an_unreadable_directory_makes_a_full_pass_on_the_base_keep_every_entry(
     assert head(host)["d0/e0/f0.txt"][1] == sha("x\n") and "d3/e2/f4.txt" in head(host)
 
 
-class _CountingState(State):
-    """A state that counts the reads of its directory digests and of directories' rows."""
-
-    reads = loads = 0
-
-    def scan_dirs(self, name):
-        self.reads += 1
-        return super().scan_dirs(name)
-
-    def load_dirs(self, name, dirs):
-        self.loads += 1
-        return super().load_dirs(name, dirs)
-
-
 @pytest.fixture
 def daemon(host):
     """The host's share as the daemon holds it: its own connection to the state, and a memo."""
-    state = _CountingState(host.share().state.path)
+    state = CountingState(host.share().state.path)
     yield dataclasses.replace(host.share(), state=state, memo=VouchMemo())
     state.close()
 
@@ -193,12 +178,12 @@ def test_a_memo_reads_the_vouched_digests_once_and_again_after_another_process_s
     for k in range(3):
         settled(host, f"d0/e0/m{k}.txt", f"{k}\n")
         assert sync_share(daemon, DirHints({"d0/e0"})).committed is not None
-    assert daemon.state.reads == 1
+    assert daemon.state.digest_reads == 1
     settled(host, "d3/e2/f4.txt", "by the CLI\n")
     sync_share(host.share())  # another process's pass, through its own connection: the seal moves
     settled(host, "d1/e1/f0.txt", "by the daemon\n")
     assert sync_share(daemon, DirHints({"d1/e1"})).listed_dirs == 3
-    assert daemon.state.reads == 2  # its copy no longer sealed by the state: read again
+    assert daemon.state.digest_reads == 2  # its copy no longer sealed by the state: read again
     assert remembered_scan_holds(daemon)
     tree = head(host)
     assert tree["d1/e1/f0.txt"][1] == sha("by the daemon\n") and tree["d3/e2/f4.txt"][1] == sha("by the CLI\n")
@@ -211,6 +196,6 @@ def test_a_pass_that_found_only_directory_stats_moved_remembers_them_for_the_nex
     host.remove("d0/e0/brief.txt")  # d0/e0's mtime moved, so d0's digest did; nothing to commit
     assert sync_share(daemon, DirHints({"d0/e0"})).committed is None
     assert remembered_scan_holds(daemon)
-    loads, reads = daemon.state.loads, daemon.state.reads
+    loads, reads = daemon.state.dir_loads, daemon.state.digest_reads
     assert sync_share(daemon, DirHints({"d0/e0"})).committed is None
-    assert (daemon.state.loads, daemon.state.reads) == (loads, reads)  # as remembered: nothing loaded or read
+    assert (daemon.state.dir_loads, daemon.state.digest_reads) == (loads, reads)  # as remembered: nothing loaded or read
