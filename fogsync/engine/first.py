@@ -15,8 +15,9 @@ worker processes seal.
 
 Small files go to worker processes as the walk finds them; files of
 ``PARALLEL_MIN`` bytes or more to threads; the rest are sealed in this
-thread, as ``seal_files`` does. Blobs are resolved in rounds of
-``RESOLVE_AT``: a round closes the few partial blocks still open.
+thread, as ``seal_files`` does. Blobs are resolved in rounds, once the
+directories ready hold ``RESOLVE_AT`` entries: a round closes the few
+partial blocks still open.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from fogsync.platform.processes import PROCESSES_MIN, worth_processes
 if TYPE_CHECKING:
     from fogsync.engine.sync import Share
 
-RESOLVE_AT = 16384  # blobs written before a round resolves them and lists their directories
+RESOLVE_AT = 16384  # entries of ready directories before a round resolves their blobs and lists them
 # Batches queued per worker process: a round keeps this thread from the workers' answers for a
 # while, and they should not run dry meanwhile.
 AHEAD = 16
@@ -86,7 +87,7 @@ class FirstSync:
         self.racy = self.snap.taken_ns - RACY_NS
         self.open: dict[str, _Dir] = {"": _Dir("", 0)}
         self.ready: list[_Dir] = []  # every blob in them written: to resolve and list
-        self.ready_blobs = 0
+        self.ready_entries = 0
         self.sealing: dict[str, Scanned] = {}  # small files handed to the workers, as scanned
         self.threaded: deque[tuple[str, Scanned, Future]] = deque()
         self.digests: dict[str, bytes] = {}
@@ -203,7 +204,7 @@ class FirstSync:
         """Between files: take what the threads finished, and resolve a round when it is due."""
         while self.threaded and self.threaded[0][2].done():
             self._take_threaded()
-        if self.ready_blobs >= RESOLVE_AT:
+        if self.ready_entries >= RESOLVE_AT:
             self._resolve()
 
     # --- listing and staging ------------------------------------------------------------------
@@ -213,11 +214,11 @@ class FirstSync:
         d.waiting -= n
         if not d.waiting:
             self.ready.append(d)
-            self.ready_blobs += len(d.pending)
+            self.ready_entries += len(d.entries)
 
     def _resolve(self) -> None:
         """A round: the ready directories' blobs resolved, their listings written, their rows staged."""
-        dirs, self.ready, self.ready_blobs = self.ready, [], 0
+        dirs, self.ready, self.ready_entries = self.ready, [], 0
         refs = iter(self.writer.resolve([p for d in dirs for p in d.pending.values()]))
         rows: dict[str, tuple[Entry, Stat | None]] = {}
         for d in dirs:
