@@ -88,7 +88,7 @@ class FirstSync:
         self.open: dict[str, _Dir] = {"": _Dir("", 0)}
         self.ready: list[_Dir] = []  # every blob in them written: to resolve and list
         self.ready_entries = 0
-        self.sealing: dict[str, Scanned] = {}  # small files handed to the workers, as scanned
+        self.sealing: dict[str, Scanned] = {}  # small files on their way to be sealed, as scanned
         self.threaded: deque[tuple[str, Scanned, Future]] = deque()
         self.digests: dict[str, bytes] = {}
         self.top: Pending | None = None
@@ -198,7 +198,7 @@ class FirstSync:
             self.pushed_bytes += entry.size
             if stat != item[1:4] or entry.exec != item.exec or stat.mtime_ns >= self.racy:
                 d.digest = UNSURE  # the next pass's compare would not find it as scanned: read again
-        self._done_with(d, 1)
+        self._done_with(d)
 
     def _step(self) -> None:
         """Between files: take what the threads finished, and resolve a round when it is due."""
@@ -209,9 +209,9 @@ class FirstSync:
 
     # --- listing and staging ------------------------------------------------------------------
 
-    def _done_with(self, d: _Dir, n: int = 1) -> None:
-        """``n`` of what ``d`` waits for is done; with nothing left, it is ready to list."""
-        d.waiting -= n
+    def _done_with(self, d: _Dir) -> None:
+        """One more of what ``d`` waits for is done; with nothing left, it is ready to list."""
+        d.waiting -= 1
         if not d.waiting:
             self.ready.append(d)
             self.ready_entries += len(d.entries)
