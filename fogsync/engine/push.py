@@ -284,9 +284,13 @@ def resolve_sealed(sealed: Sealed, writer: BlobWriter) -> list[str]:
     return paths
 
 
-def read_one(folder, path, writer, keys, index, host, small_only: bool = False):
+def read_one(
+    folder: str, path: str, writer: BlobWriter, keys: crypto.ShareKeys, index: ContentIndex, host: str,
+    small_only: bool = False,
+) -> tuple[Entry, Stat, Pending | None] | str:
     """(entry, stat as read, Pending or None) of one file read and sealed, or a problem; a file that
-    changes while it is read is read again."""
+    changes while it is read is read again. ``small_only``: one of more than ``PROBE`` bytes raises
+    ``_GrewLarge`` (a worker process's ``writer`` only captures small blobs)."""
     full = os.path.join(folder, path)
     for _ in range(READ_ATTEMPTS):
         try:
