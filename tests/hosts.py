@@ -15,7 +15,7 @@ class Host:
 
     ``run``/``start``/``sync`` drive the installed CLI as a subprocess (the
     host name comes from the config's ``host``); ``share()`` builds the same
-    host in-process as a ``sync.Share`` (same state database), ``sync_here``
+    host in-process as a ``share.Share`` (same state database), ``sync_here``
     runs one pass with it.
     """
 
@@ -126,7 +126,7 @@ class Host:
     # --- in-process ----------------------------------------------------------------
 
     def share(self):
-        """This host as a ``sync.Share`` (opened once; closed by the ``hosts`` fixture)."""
+        """This host as a ``share.Share`` (opened once; closed by the ``hosts`` fixture)."""
         if self._share is None:
             from fogsync.config import file as config
             from fogsync.config.shares import open_share, open_state

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from fogsync.config.file import Config, ShareConfig
-from fogsync.engine.sync import Share
+from fogsync.engine.share import Share
 from fogsync.folder.state import State
 from fogsync.format.crypto import ShareKeys
 from fogsync.repo.repository import Repo, spool_dir_for

@@ -55,7 +55,8 @@ from fogsync.daemon.process import lock_state_dir, setup_logging
 from fogsync.daemon.upkeep import Upkeep, upkeep_doc
 from fogsync.daemon.watch import Debouncer, ShareWatcher
 from fogsync.engine.progress import SCANNING, Progress
-from fogsync.engine.sync import Report, Share, sync_share
+from fogsync.engine.share import Share
+from fogsync.engine.sync import Report, sync_share
 from fogsync.engine.vouch import DirHints, VouchMemo
 from fogsync.errors import ConfigError, FogsyncError, Refusal
 from fogsync.folder.state import Upkept

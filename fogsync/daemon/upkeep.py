@@ -19,7 +19,7 @@ from typing import Callable
 
 from fogsync.engine.forget import ForgetResult, Policy, forget_share
 from fogsync.engine.prune import DEFAULT_GRACE, MARKED, PruneResult, prune_share
-from fogsync.engine.sync import Share
+from fogsync.engine.share import Share
 from fogsync.folder.state import State, Upkept
 from fogsync.format.roots import format_date, parse_date
 

@@ -1,6 +1,6 @@
 """What a pass does: push, pull, merge, restore, check, status.
 
-``sync`` runs one pass for one share, as named steps (``Pass``), and
+``sync`` runs one pass for one ``share``, as named steps (``Pass``), and
 ``first`` a share's first sync into an empty store, a directory at a
 time; ``vouch`` is its directory-digest shortcut (look only where the
 folder moved), which ``status`` reuses to count what waits to sync;

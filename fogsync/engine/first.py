@@ -27,7 +27,7 @@ import itertools
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from fogsync.engine.gcrules import Rules
 from fogsync.engine.progress import PUSHING
@@ -38,6 +38,7 @@ from fogsync.engine.push import (
     seal_in_processes,
     take_pooled,
 )
+from fogsync.engine.share import Share
 from fogsync.engine.vouch import UNSURE
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import (
@@ -53,9 +54,6 @@ from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
 from fogsync.format.tree import DIR, SYMLINK, Entry, encode_listing, parent_of
 from fogsync.platform.processes import PROCESSES_MIN, worth_processes
-
-if TYPE_CHECKING:
-    from fogsync.engine.sync import Share
 
 RESOLVE_AT = 16384  # entries of ready directories before a round resolves their blobs and lists them
 # Batches queued per worker process: a round keeps this thread from the workers' answers for a

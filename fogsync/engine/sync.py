@@ -14,10 +14,9 @@ at any point is safe. A pass on its base looks only where the folder moved
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Mapping
+from datetime import datetime
+from typing import Mapping
 
 from fogsync.engine.entry_checks import (
     leave_refused_alone,
@@ -28,7 +27,7 @@ from fogsync.engine.excluded import keep_excluded, outside_excluded
 from fogsync.engine.first import FirstSync
 from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
-from fogsync.engine.progress import NO_PROGRESS, SCANNING, UPLOADING, Progress
+from fogsync.engine.progress import SCANNING, UPLOADING
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.push import (
     Sealed,
@@ -47,6 +46,7 @@ from fogsync.engine.refusals import (
     remember_seen,
 )
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
+from fogsync.engine.share import Share
 from fogsync.engine.vouch import (
     DirHints,
     Scope,
@@ -59,35 +59,13 @@ from fogsync.errors import FogsyncError, SwapConflict
 from fogsync.folder.guarded import remove_stale
 from fogsync.folder.ignore import Ignore
 from fogsync.folder.scan import STALE_TEMP_NS, Scanned, Snapshot, Stat, compare
-from fogsync.folder.state import State
 from fogsync.format.roots import Root, check_writable
 from fogsync.format.tree import DIR, FILE, Entry, touched
 from fogsync.platform.processes import start_early
-from fogsync.repo.repository import Repo
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-
-
-@dataclass
-class Share:
-    """What a pass needs to know about one share."""
-
-    name: str
-    folder: str
-    repo: Repo
-    state: State
-    host: str
-    exclude: tuple[str, ...] = ()
-    workers: int = 3
-    settle_ns: int = 0  # files modified more recently than this wait for a later pass
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    clock_ns: Callable[[], int] = time.time_ns
-    progress: Progress = NO_PROGRESS  # what the pass has done so far, for whoever shows it
-    accept_rollback: bool = False  # a store whose head does not descend from what this host saw is taken as it is
-    allow_mass_delete: bool = False  # local changes may delete more than half of the files (``refusals``)
-    memo: VouchMemo | None = None  # a long-lived process's: the vouched digests kept between passes
 
 
 @dataclass
