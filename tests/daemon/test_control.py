@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
+from helpers import SETTLED
+
 from fogsync.daemon import control
 from fogsync.daemon.control import waiting
 from fogsync.engine.progress import Progress
 from fogsync.folder.state import State
-
-SETTLED = 1_700_000_000_000_000_000
 
 
 def counts(h) -> tuple[int, int]:

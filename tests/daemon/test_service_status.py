@@ -4,23 +4,17 @@ hook for ``os.scandir``: the real calls."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+from helpers import settled
 
 from fogsync.config import file as configmod
 from fogsync.daemon import control
 from fogsync.daemon.service import ShareWorker
 
 TIMEOUT = 30.0
-SETTLED = 1_700_000_000_000_000_000
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)]
-
-
-def settled(h, rel: str, data: str) -> None:
-    h.write(rel, data)
-    os.utime(h.path(rel), ns=(SETTLED, SETTLED))
 
 
 @pytest.fixture

@@ -11,18 +11,19 @@ import hashlib
 import os
 
 import pytest
-from helpers import LONG_NAME, CountingState, nest_past_path_max, remembered_scan_holds
+from helpers import (
+    LONG_NAME,
+    SETTLED,
+    CountingState,
+    nest_past_path_max,
+    remembered_scan_holds,
+    settled,
+)
 
 from fogsync.engine.sync import sync_share
 from fogsync.engine.vouch import DirHints, VouchMemo
 
-SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 DIRS = [f"d{i}/e{j}" for i in range(4) for j in range(3)] + ["deep/a/b/c"]
-
-
-def settled(h, rel: str, data: str) -> None:
-    h.write(rel, data)
-    os.utime(h.path(rel), ns=(SETTLED, SETTLED))
 
 
 @pytest.fixture(params=["each pass reads the state", "a memo between passes"])

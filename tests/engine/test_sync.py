@@ -21,7 +21,7 @@ import weakref
 from datetime import datetime, timezone
 
 import pytest
-from helpers import remembered_scan_holds, vouched_dirs
+from helpers import SETTLED, remembered_scan_holds, settled, vouched_dirs
 
 from fogsync.engine import prepare, pull
 from fogsync.engine import sync as syncmod
@@ -924,14 +924,6 @@ def test_content_that_left_the_tree_is_reused_when_it_comes_back(make):
 
 
 # --- a pass that finds the folder as it left it -----------------------------------------------
-
-SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
-
-
-def settled(h, rel: str, data: str, ns: int = SETTLED) -> None:
-    h.write(rel, data)
-    os.utime(h.path(rel), ns=(ns, ns))
-
 
 @pytest.fixture
 def loads(monkeypatch) -> list[str]:

@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
-from helpers import remembered_scan_holds
+from helpers import SETTLED, remembered_scan_holds
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as s
 
@@ -54,7 +54,6 @@ from fogsync.store.memory import MemoryStore
 NAMES = ("laptop", "desktop", "server")
 NOW = datetime(2026, 11, 21, 23, 34, 58, tzinfo=timezone.utc)
 # A small world, so paths collide: "d" is a file on one host while "d/a" is written on another.
-SETTLED = 1_700_000_000_000_000_000  # mtimes this old are trusted at once (no racy wait)
 PATHS = ("a", "b.txt", "d", "d/a", "d/b.txt", "d/e/a", "e", "e/a", "e/d/b.txt")
 
 host_ix = s.integers(0, len(NAMES) - 1)

@@ -7,13 +7,11 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from helpers import SETTLED
 
 from fogsync.store.wrapper import Wrapper
 
 NOW = datetime(2026, 11, 21, 23, 34, 58, tzinfo=timezone.utc)
-SETTLED = 1_700_000_000_000_000_000  # an mtime this old is trusted at once (no racy wait)
-
-
 @pytest.fixture(params=["memory", "local"])
 def store(request, tmp_path) -> str:
     if request.param == "memory":
