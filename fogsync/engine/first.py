@@ -22,7 +22,6 @@ partial blocks still open.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +36,7 @@ from fogsync.engine.push import (
     read_one,
     seal_in_processes,
     take_pooled,
+    write_listing,
 )
 from fogsync.engine.share import Share
 from fogsync.engine.vouch import UNSURE
@@ -48,11 +48,11 @@ from fogsync.folder.scan import (
     Stat,
     digest_of,
     dir_digest,
+    matches_base,
     walk,
 )
-from fogsync.format import crypto
 from fogsync.format.blocks import BlobWriter, Pending
-from fogsync.format.tree import DIR, SYMLINK, Entry, encode_listing, parent_of
+from fogsync.format.tree import DIR, SYMLINK, Entry, parent_of
 from fogsync.platform.processes import PROCESSES_MIN, worth_processes
 
 RESOLVE_AT = 16384  # entries of ready directories before a round resolves their blobs and lists them
@@ -70,7 +70,7 @@ class _Dir:
     waiting: int = 1  # files still being sealed and subdirectories still to list; 1 while it is being walked
     digest: bytes = UNSURE  # its scan's (``Snapshot.dir_digests``), while its rows match that scan
     entries: dict[str, Entry] = field(default_factory=dict)  # by path; a blob's bptr once resolved
-    stats: dict[str, Stat] = field(default_factory=dict)  # the files', as read
+    stats: dict[str, Stat | None] = field(default_factory=dict)  # the files', as read; None if too fresh to trust
     pending: dict[str, Pending] = field(default_factory=dict)  # blobs written, their bptrs to come
 
 
@@ -124,26 +124,32 @@ class FirstSync:
             if items is not None:
                 d.digest = dir_digest(where, list(items), list(items.values()))
                 for path, item in items.items():
-                    if item.type == DIR:
-                        d.waiting += 1
-                        self.open[path] = _Dir(path, item.mtime_ns)
-                    elif item.type == SYMLINK:
-                        d.entries[path] = Entry(SYMLINK, item.mtime_ns, self.host, item.size, target=item.target)
-                    elif settled is not None and item.mtime_ns > settled:
-                        self.deferred.append(path)  # still being written: a later pass takes it
-                        d.digest = UNSURE
-                    else:
-                        d.waiting += 1
-                        self.progress.grow(1, item.size)
-                        if item.size <= PROBE:
-                            self.sealing[path] = item
-                            yield path
-                        elif item.size >= PARALLEL_MIN:
-                            self._on_thread(path, item)
-                        else:
-                            self._took(path, item, self._read(path))
+                    if self._found(d, path, item, settled):
+                        yield path
             self._done_with(d)
             self._step()
+
+    def _found(self, d: _Dir, path: str, item: Scanned, settled: int | None) -> bool:
+        """One entry of ``d`` as the walk found it, put in hand; True for a small file, for the workers."""
+        if item.type == DIR:
+            d.waiting += 1
+            self.open[path] = _Dir(path, item.mtime_ns)
+        elif item.type == SYMLINK:
+            d.entries[path] = Entry(SYMLINK, item.mtime_ns, self.host, item.size, target=item.target)
+        elif settled is not None and item.mtime_ns > settled:
+            self.deferred.append(path)  # still being written: a later pass takes it
+            d.digest = UNSURE
+        else:
+            d.waiting += 1
+            self.progress.grow(1, item.size)
+            if item.size <= PROBE:
+                self.sealing[path] = item
+                return True
+            if item.size >= PARALLEL_MIN:
+                self._on_thread(path, item)
+            else:
+                self._took(path, item, self._read(path))
+        return False
 
     def _seal(self, small: Iterator[str]) -> None:
         """Seal the small files: on worker processes when there are enough of them to pay for starting them."""
@@ -191,11 +197,14 @@ class FirstSync:
                 d.entries[path], d.stats[path] = entry, stat
                 if pending is not None:
                     d.pending[path] = pending
-            entry, stat = d.entries[path], d.stats[path]
+            entry = d.entries[path]
             self.pushed += 1
             self.pushed_bytes += entry.size
-            if stat != item[1:4] or entry.exec != item.exec or stat.mtime_ns >= self.racy:
-                d.digest = UNSURE  # the next pass's compare would not find it as scanned: read again
+            stat = d.stats[path]
+            if stat.mtime_ns >= self.racy:
+                stat = d.stats[path] = None  # too fresh to trust: its row keeps none, and the next pass reads it
+            if not matches_base(item, entry, stat):
+                d.digest = UNSURE  # the next pass's compare would not find it as scanned
         self._done_with(d)
 
     def _step(self) -> None:
@@ -224,8 +233,7 @@ class FirstSync:
             for path in d.pending:
                 entries[path] = entries[path].with_bptr(next(refs))
             for path, entry in entries.items():
-                stat = d.stats.get(path)
-                rows[path] = (entry, stat if stat is not None and stat.mtime_ns < self.racy else None)
+                rows[path] = (entry, d.stats.get(path))
             self._list(d)
         self.share.state.stage(self.share.name, rows)
 
@@ -235,14 +243,12 @@ class FirstSync:
         self.digests[d.path] = d.digest
         if not d.path and not d.entries:
             return  # nothing to commit
-        cut = len(d.path) + 1 if d.path else 0  # a child's name: its path after the directory's
-        blob = encode_listing((path[cut:], entry) for path, entry in d.entries.items())
-        pending = self.writer.write_bytes(crypto.seal(self.writer.keys, blob, compress=True))
+        size, sha, pending = write_listing(self.writer, d.path, d.entries.items())
         if not d.path:
             self.top = pending
             return
         parent = self.open[parent_of(d.path)]
-        parent.entries[d.path] = Entry(DIR, d.mtime, self.host, len(blob), None, hashlib.sha256(blob).hexdigest())
+        parent.entries[d.path] = Entry(DIR, d.mtime, self.host, size, None, sha)
         parent.pending[d.path] = pending
         self._done_with(parent)
 

@@ -470,19 +470,21 @@ def write_listings(
         level = sorted(by_depth[depth])
         # Each listing's JSON goes once sealed, only its size and sha256 kept: a level's JSON held
         # until its refs were resolved was the peak memory of a first sync.
-        made: list[tuple[int, str]] = []
-        pendings = []
-        for d in level:
-            cut = len(d) + 1 if d else 0  # a child's name: its path after the directory's
-            blob = encode_listing((c[cut:], out[c]) for c in kids.get(d, ()))
-            made.append((len(blob), hashlib.sha256(blob).hexdigest()))
-            pendings.append(writer.write_bytes(crypto.seal(writer.keys, blob, compress=True)))
-        for d, (size, sha), ref in zip(level, made, writer.resolve(pendings)):
+        made = [write_listing(writer, d, ((c, out[c]) for c in kids.get(d, ()))) for d in level]
+        for d, (size, sha, _), ref in zip(level, made, writer.resolve([m[2] for m in made])):
             if not d:
                 top_ref = ref
                 continue
             out[d] = Entry(DIR, mtimes.get(d, out[d].mtime), host, size, ref, sha)
     return top_ref, out
+
+
+def write_listing(writer: BlobWriter, where: str, children: Iterable[tuple[str, Entry]]) -> tuple[int, str, Pending]:
+    """The listing of directory ``where`` from its children's (path, entry), sealed and written:
+    (its JSON's size, its JSON's sha256, the Pending of its blob)."""
+    cut = len(where) + 1 if where else 0  # a child's name: its path after the directory's
+    blob = encode_listing((path[cut:], entry) for path, entry in children)
+    return len(blob), hashlib.sha256(blob).hexdigest(), writer.write_bytes(crypto.seal(writer.keys, blob, compress=True))
 
 
 def write_root(
