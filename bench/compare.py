@@ -14,6 +14,10 @@ through the same sequence, each run on a fresh repository/store:
     no-op     the same again, nothing changed
     restore   the newest snapshot into an empty directory (checked against the
               corpus: file count, sizes, and content of a sample)
+    join      a second host's first sync of the share into an empty folder,
+              checked as a restore is; a backup tool has no second host, and
+              its row repeats its restore, which is how another machine gets
+              the files
     change    (small corpus only) one file appended to, then a backup/sync;
               the file is put back afterwards
 
@@ -74,7 +78,7 @@ MORE_CORPORA = ("many", "many1m")  # many small files: on request only (minutes 
 TOOLS = ("fogsync", "restic", "borg", "rclone")
 SMOKE_SCALE = 0.002
 PASSWORD = "fogsync-bench-password"
-OPS = ("initial", "no-op", "change", "restore")
+OPS = ("initial", "no-op", "change", "restore", "join")
 
 # The issue's goal column (wall seconds), for the full corpora only.
 GOALS = {
@@ -365,6 +369,10 @@ class Tool:
     def restore(self, dest: str) -> Measure:
         raise NotImplementedError
 
+    def join(self, dest: str) -> Measure | None:
+        """A second host's first sync into ``dest``; None for a tool with no second host (its restore is that)."""
+        return None
+
     def run(self, cmd: list[str], cwd: str | None = None) -> Measure:
         return run_timed(cmd, self.env, cwd or self.work, self.logfile)
 
@@ -409,15 +417,27 @@ class Fogsync(Tool):
         with open(self.config, "w") as f:
             f.write(f'state_dir = "{self.work}/state"\nhost = "bench"\n')
         os.chmod(self.config, 0o600)
-        key = os.urandom(32).hex()
-        run_quiet(self.cmd + ["--config", self.config, "add-share", self.corpus_name, key,
-                              "--path", self.corpus, "--store", os.path.join(self.work, "store")], self.env)
+        self.key = os.urandom(32).hex()
+        self.add_share(self.config, self.corpus)
+
+    def add_share(self, config: str, folder: str) -> None:
+        run_quiet(self.cmd + ["--config", config, "add-share", self.corpus_name, self.key,
+                              "--path", folder, "--store", os.path.join(self.work, "store")], self.env)
 
     def backup(self) -> Measure:
         return self.run(self.cmd + ["--config", self.config, "sync", self.corpus_name])
 
     def restore(self, dest: str) -> Measure:
         return self.run(self.cmd + ["--config", self.config, "restore", self.corpus_name, "--to", dest])
+
+    def join(self, dest: str) -> Measure:
+        config = os.path.join(self.work, "config-2.toml")
+        with open(config, "w") as f:
+            f.write(f'state_dir = "{self.work}/state-2"\nhost = "bench-2"\n')
+        os.chmod(config, 0o600)
+        os.makedirs(dest)
+        self.add_share(config, dest)
+        return self.run(self.cmd + ["--config", config, "sync", self.corpus_name])
 
 
 class Restic(Tool):
@@ -574,6 +594,14 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
         cpu = f"  cpu {m.cpu:7.2f} s" if m.cpu is not None else ""
         log(f"  {name:6} {op:8} {tool:8} {m.wall:8.2f} s  {m.rss_mb:7.1f} MB{cpu}" + ("" if m.ok else "  FAILED"))
 
+    def verify(tool: str, op: str, m: Measure, dest: str) -> None:
+        if m.ok and os.path.isdir(dest):
+            problem = verify_restore(corpus, files, dest)
+            if problem:
+                log(f"  WARNING: {tool} {op} of {name} differs from the corpus: {problem}")
+                results[(name, op, tool)].bad_restore.append(problem)
+            trash.add(dest)
+
     for run in range(runs):
         log(f"corpus {name}: run {run + 1}/{runs}")
         for tool in tools if run % 2 == 0 else tools[::-1]:  # neither tool always goes first
@@ -590,12 +618,11 @@ def bench_corpus(name: str, corpus: str, tools: list[str], runs: int, work_root:
                 dest = os.path.join(work, "restored")
                 m = t.restore(dest)
                 record(tool, "restore", m)
-                if m.ok:
-                    problem = verify_restore(corpus, files, dest)
-                    if problem:
-                        log(f"  WARNING: {tool} restore of {name} differs from the corpus: {problem}")
-                        results[(name, "restore", tool)].bad_restore.append(problem)
-                    trash.add(dest)
+                verify(tool, "restore", m, dest)
+                joined = os.path.join(work, "joined")
+                m = t.join(joined) or m
+                record(tool, "join", m)
+                verify(tool, "join", m, joined)
                 if change is not None:
                     with change:
                         m = t.backup()
@@ -623,7 +650,7 @@ def table(results: dict, sizes: dict[str, int], tools: list[str], smoke: bool) -
                 if r.wall is None:
                     rows.append((name, op, tool, "failed", "-", "-", "-", "-", "-", "-"))
                     continue
-                mbps = f"{sizes[name] / 1e6 / r.wall:.0f}" if op in ("initial", "restore") else "-"
+                mbps = f"{sizes[name] / 1e6 / r.wall:.0f}" if op in ("initial", "restore", "join") else "-"
                 ratio = f"{r.wall / restic.wall:.2f}" if restic and restic.wall else "-"
                 goal = GOALS.get((name, op)) if tool == "fogsync" and not smoke else None
                 flag = " !" if r.bad_restore else ""

@@ -35,7 +35,7 @@ def test_compare_smoke(cache):
     assert "WARNING" not in out, out
     rows = [r for r in _table_rows(out, "corpus op tool") if r[0] in ("mixed", "small", "big")]
     seen = {(r[0], r[1]) for r in rows if r[2] == "fogsync"}
-    expected = {(c, op) for c in ("mixed", "small", "big") for op in ("initial", "no-op", "restore")}
+    expected = {(c, op) for c in ("mixed", "small", "big") for op in ("initial", "no-op", "restore", "join")}
     assert expected | {("small", "change")} == seen, out
     assert all(r[3] != "failed" for r in rows), out
 
@@ -83,7 +83,7 @@ def test_compare_smoke_many(cache):
     out = _run("compare.py", "--smoke", "--only", "many", "--tools", "fogsync", "--runs", "1", "--cache", cache)
     assert "WARNING" not in out, out
     rows = [r for r in _table_rows(out, "corpus op tool") if r[0] == "many"]
-    assert {r[1] for r in rows if r[2] == "fogsync"} == {"initial", "no-op", "restore"}, out
+    assert {r[1] for r in rows if r[2] == "fogsync"} == {"initial", "no-op", "restore", "join"}, out
     assert all(r[3] != "failed" for r in rows), out
     if sys.platform == "linux":  # the CPU of the whole process tree, workers included (a subreaper)
         assert all(float(r[8]) > 0 for r in rows), out

@@ -55,15 +55,25 @@ def load_checked_tree(
     refused: dict[str, str] = {}
 
     def inspect(path: str, named_by: Entry | None, data: bytes, entries: list[tuple[str, Entry]]) -> None:
-        why = listing_flaw(named_by, data) if named_by is not None else None
-        if why is not None:
-            refused[path] = why
-        for name, entry in entries:
-            why = entry_flaw(entry)
-            if why is not None:
-                refused[join(path, name)] = why
+        refused.update(listing_refusals(path, named_by, data, entries))
 
     return repo.load_tree(listing, known, inspect), refused
+
+
+def listing_refusals(
+    path: str, named_by: Entry | None, data: bytes, entries: list[tuple[str, Entry]],
+) -> dict[str, str]:
+    """The refused paths of one listing: the directory ``path`` itself if ``named_by`` (its entry; None
+    for the top) does not describe ``data``, and each entry the format forbids; path -> why."""
+    refused = {}
+    why = listing_flaw(named_by, data) if named_by is not None else None
+    if why is not None:
+        refused[path] = why
+    for name, entry in entries:
+        why = entry_flaw(entry)
+        if why is not None:
+            refused[join(path, name)] = why
+    return refused
 
 
 def under_refused(path: str, refused: Mapping[str, str]) -> bool:
@@ -102,4 +112,9 @@ def settle_refused(applied: Applied, refused: Mapping[str, str], trees: Iterable
         return []
     for tree in trees:
         applied.left_alone.update(p for p in tree if under_refused(p, refused))
+    return refused_lines(refused)
+
+
+def refused_lines(refused: Mapping[str, str]) -> list[str]:
+    """A problem line for each refused path, in path order."""
     return [f"refused {path!r}: {why}; left as it is in the folder" for path, why in sorted(refused.items())]

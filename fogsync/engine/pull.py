@@ -121,7 +121,7 @@ def apply(
     repo: Repo, folder: str, last_seen: Mapping[str, Scanned], folder_tree: Mapping[str, Entry],
     target: Mapping[str, Entry], workers: int = WORKERS, processes_min: int = PROCESSES_MIN,
     batch: int = DURABLE_BATCH, durable: Callable[[str, list[str]], None] | None = None,
-    progress: Progress = NO_PROGRESS,
+    progress: Progress = NO_PROGRESS, growing: bool = False,
 ) -> Applied:
     """Make the folder hold ``target`` where it now holds ``folder_tree`` (the folder as entries).
 
@@ -132,7 +132,10 @@ def apply(
     Anything else found in the way is left alone and reported in ``left_alone``.
     Files are placed ``batch`` at a time, each batch first made durable by
     ``durable(folder, temporary files)`` (``make_durable`` unless given).
-    ``progress`` counts the files (and bytes) written, as each is prepared.
+    ``progress`` counts the files (and bytes) written, as each is prepared,
+    in a PULLING phase this call begins; ``growing``: in the phase under
+    way, whose totals grow by this call's (a pull that applies a tree a part
+    at a time).
     """
     out = Applied()
     if target is folder_tree:  # nobody else committed: the folder holds the target already
@@ -147,7 +150,7 @@ def apply(
     blocked = _blocked(writes, last_seen)
     first = [p for p in writes if p not in blocked and p not in last_seen]
     later = [p for p in writes if p in blocked or p in last_seen]
-    _pull_phase(progress, target, writes)
+    _pull_phase(progress, target, writes, growing)
     writing = _Writing(workers, processes_min, batch, durable or make_durable, progress)
     _Writer(repo, folder, last_seen, target, sources, out, writing).write(first)
     gone = _remove_all(folder, last_seen, removals, out)
@@ -158,9 +161,13 @@ def apply(
     return out
 
 
-def _pull_phase(progress: Progress, target: Mapping[str, Entry], writes: list[str]) -> None:
+def _pull_phase(progress: Progress, target: Mapping[str, Entry], writes: list[str], growing: bool) -> None:
     files = [target[p] for p in writes if target[p].type == FILE]
-    progress.phase(PULLING, len(files), sum(e.size for e in files))
+    count, size = len(files), sum(e.size for e in files)
+    if growing:
+        progress.grow(count, size)
+    else:
+        progress.phase(PULLING, count, size)
 
 
 def _same(e: Entry, in_folder: Entry | None) -> bool:

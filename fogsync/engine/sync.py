@@ -8,7 +8,8 @@ top of the head where it differs, and saves the new base in the state.
 A lost head swap, or a file that changed under the pass, starts the pass
 again; the state database advances only when a pass completes, so a crash
 at any point is safe. A pass on its base looks only where the folder moved
-(``vouch``).
+(``vouch``). A share's first pass into an empty store (``first``) or into
+an empty folder (``first_pull``) works a directory at a time instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fogsync.engine.entry_checks import (
 )
 from fogsync.engine.excluded import keep_excluded, outside_excluded
 from fogsync.engine.first import FirstSync
+from fogsync.engine.first_pull import FirstPull, into_empty
 from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.progress import SCANNING, UPLOADING
@@ -139,8 +141,12 @@ class Pass:
     def run(self) -> bool:
         """True once the folder and the store agree; False when the pass raced with a change."""
         self.read_head()
-        if self.head.root is None and self.info.base is None and not self.state.count_files(self.name):
-            return self.first_sync()
+        if self.info.base is None and not self.state.count_files(self.name):
+            if self.head.root is None:
+                return self.first_sync()
+            self.ignore = Ignore.for_folder(self.share.folder, self.share.exclude)
+            if into_empty(self.share, self.ignore):
+                return self.first_pull()
         self.scan()
         if self.vouch.whole_folder():  # the folder is as a scan that matched the base: no need to load it
             return self.in_step()
@@ -186,6 +192,27 @@ class Pass:
         report.root, report.committed = self.new_root, self.committed
         if self.committed:
             report.pushed, report.pushed_bytes = first.pushed, first.pushed_bytes
+
+    def first_pull(self) -> bool:
+        """Nothing to scan, merge or commit: the head's tree written into the empty folder and staged a
+        directory at a time (``first_pull``), then saved; False when something came in the way, and the
+        next attempt merges the head with what was written."""
+        self.remote_root = self.repo.read_root(self.head.root)
+        rules = Rules.of(self.repo, self.state, self.name, self.info, self.head.root, self.remote_root, False)
+        pull = FirstPull(self.share, self.remote_root.root, self.ignore)
+        try:
+            pull.run()
+        except BaseException:
+            self.state.drop_staged(self.name)
+            raise
+        settled = not pull.unsettled
+        self.state.save(self.name, self.head.root if settled else None, self.head.tag, {}, (), staged=True,
+                        gc_seen=rules.gc_seen(None, settled), drop_contents=rules.drop_contents, **pull.vouched())
+        self.memo.forget()
+        remember_seen(self.share, self.head.root, self.remote_root)
+        report = self.report
+        report.root, report.written, report.problems = self.head.root, pull.written, pull.problems
+        return not pull.skipped
 
     def in_step(self) -> bool:
         self.report.root = self.head.root

@@ -13,7 +13,8 @@ pass can tell which directories are as a scan already compared found them,
 and load the base for the others only; ``scan``'s ``skip`` leaves such
 directories out of the walk altogether (a partial pass). ``walk`` is the
 same scan handed out a directory at a time, for a pass that works as it
-walks (a first sync).
+walks (a first sync); ``listed`` lists one directory alone (a first pull
+vouching for what it wrote).
 """
 
 from __future__ import annotations
@@ -218,6 +219,13 @@ def walk(folder: str, ignore: Ignore, snap: Snapshot) -> Iterator[tuple[str, dic
         rel = stack.pop()
         items: dict[str, Scanned] = {}
         yield rel, items if _list_dir(snap, items, folder, rel, ignore, stack) else None
+
+
+def listed(folder: str, rel: str, ignore: Ignore, snap: Snapshot) -> dict[str, Scanned] | None:
+    """The entries directly in directory ``rel``, as ``walk`` finds them; None if it could not be
+    listed (``snap`` says why)."""
+    items: dict[str, Scanned] = {}
+    return items if _list_dir(snap, items, folder, rel, ignore, []) else None
 
 
 def _scan_trusting(folder: str, ignore: Ignore, taken_ns: int, vouched: Mapping[str, bytes]) -> Snapshot:

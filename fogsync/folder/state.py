@@ -343,6 +343,13 @@ class State:
             self._db.executemany("INSERT INTO staged_entry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  _rows_in_order(name, rows))
 
+    def unlist_staged(self, name: str, dirs: Collection[str]) -> None:
+        """Staged directory rows lose their bptr: the rows below them are not all the listing's (a path
+        was left unsettled), so the next pass reads the listing rather than take these rows for it."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE staged_entry SET bptr=NULL WHERE share=? AND path IN (SELECT value FROM json_each(?))",
+                             (name, json.dumps(sorted(dirs))))
+
     def drop_staged(self, name: str) -> None:
         """Forget the rows a pass put aside and did not save (it failed, or lost its head swap)."""
         with self._lock, self._transaction():

@@ -1142,6 +1142,10 @@ def test_directory_digests_no_seal_holds_are_not_trusted(make, loads, loaded_dir
 
 def test_a_pass_that_wrote_files_keeps_no_scan_and_the_next_finds_one(two, loads):
     a, b = two
+    settled(a, "e.txt", "from a")
+    a.sync_here()
+    b.sync_here()  # a first pull into an empty folder: it vouches for what it wrote (``first_pull``)
+    assert remembered_scan_holds(b.share())
     settled(a, "f.txt", "from a")
     a.sync_here()
     b.sync_here()  # pulls f.txt: the folder is no longer as scanned
