@@ -33,6 +33,7 @@ from helpers import (
 from fogsync.engine.progress import PULLING
 from fogsync.engine.sync import sync_share
 from fogsync.errors import FogsyncError, IntegrityError, StoreError
+from fogsync.folder.ignore import IGNORE_FILE
 from fogsync.folder.marker import MARKER
 from fogsync.format.tree import DIR, FILE, SYMLINK
 from fogsync.platform.processes import PROCESSES_MIN
@@ -344,6 +345,34 @@ def test_a_first_pull_leaves_out_what_this_host_ignores_and_never_deletes_it_fro
     assert laptop.read("x.tmp") == b"x\n" and laptop.read("d/y.tmp") == b"y\n"
     assert laptop.read("d/keep.txt") == b"kept, edited\n"
     assert not desktop.path("x.tmp").exists() and not desktop.path("d/y.tmp").exists()
+
+
+def test_a_first_pull_leaves_an_ignored_file_of_this_host_alone_where_the_head_has_one(laptop, desktop):
+    commit_files(laptop, {"x.tmp": b"x\n", "d/y.tmp": b"y\n", "d/keep.txt": b"keep\n"})
+    desktop.share().exclude = ("*.tmp",)
+    desktop.write("x.tmp", "desktop's own x\n")  # in the folder before the share was: ignored here
+    report = desktop.sync_here()
+    assert report.committed is None and report.problems == [] and report.conflicts == []
+    assert desktop.tree() == {"d": ("dir",), "d/keep.txt": ("file", b"keep\n", False),
+                              "x.tmp": ("file", b"desktop's own x\n", False)}
+    assert file_rows(desktop)[0] == committed_tree(desktop.share().repo) and base_of(desktop) == head_of(desktop)
+    assert desktop.sync_here().committed is None
+    laptop.sync_here()
+    assert laptop.read("x.tmp") == b"x\n" and laptop.read("d/y.tmp") == b"y\n"
+
+
+def test_a_first_pull_writes_the_paths_an_ignore_file_it_brings_names(laptop, desktop):
+    # The ignore rules are the folder's as the pass began: the ignore file the pull writes rules the next pass.
+    commit_files(laptop, {"x.tmp": b"x\n", "d/y.tmp": b"y\n", "d/keep.txt": b"keep\n"})
+    settled(laptop, IGNORE_FILE, "*.tmp\n")
+    assert laptop.sync_here().committed.version == 2
+    tree = committed_tree(laptop.share().repo)
+    assert {"x.tmp", "d/y.tmp", IGNORE_FILE} <= set(tree)  # laptop ignores them now, and keeps them
+    report = desktop.sync_here()
+    assert report.problems == [] and report.written == len(tree)
+    assert desktop.tree() == laptop.tree()
+    assert file_rows(desktop)[0] == tree and base_of(desktop) == head_of(desktop)
+    assert desktop.sync_here().committed is None and set(committed_tree(desktop.share().repo)) == set(tree)
 
 
 # --- 7. a file the person makes during the pull, where the pull writes later -----------------
