@@ -42,6 +42,7 @@ from fogsync.store.faulty import FaultyStore
 from fogsync.store.local import LocalStore
 
 SECOND = 1_000_000_000
+NOW_NS = SETTLED + 3600 * SECOND  # the share's clock in the tests that set one
 
 
 @pytest.fixture
@@ -213,6 +214,23 @@ def test_a_first_pull_leaves_the_head_as_base_one_row_per_path_and_the_written_f
     assert report.committed is None and report.written == report.removed == 0 and report.problems == []
     assert remembered_scan_holds(desktop.share())  # the pass in step vouched for every directory
     assert base_of(desktop) == head_of(desktop) and file_rows(desktop)[0] == tree
+
+
+def test_a_first_pull_keeps_no_stat_for_a_file_whose_mtime_is_too_close_to_its_clock(laptop, desktop):
+    settled(laptop, "old.txt", "old\n")
+    settled(laptop, "racy.txt", "racy\n", NOW_NS - SECOND)  # within RACY_NS of desktop's clock
+    laptop.sync_here()
+    desktop.share().clock_ns = lambda: NOW_NS
+    desktop.sync_here()
+    rows, stats = file_rows(desktop)
+    assert rows == committed_tree(desktop.share().repo) and set(stats) == {"old.txt"}
+    assert desktop.read("racy.txt") == b"racy\n" and os.lstat(desktop.path("racy.txt")).st_mtime_ns == NOW_NS - SECOND
+    report = desktop.sync_here()
+    assert report.committed is None and report.written == 0 and set(file_rows(desktop)[1]) == {"old.txt"}
+    desktop.share().clock_ns = lambda: NOW_NS + 10 * SECOND
+    assert desktop.sync_here().committed is None
+    s = os.lstat(desktop.path("racy.txt"))
+    assert file_rows(desktop)[1]["racy.txt"] == (s.st_size, s.st_mtime_ns, s.st_ino)  # read again later: trusted
 
 
 @pytest.mark.xfail(strict=True, reason="the first pull does not vouch yet (issue 25)")
