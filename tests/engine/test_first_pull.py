@@ -314,7 +314,7 @@ def test_a_first_pull_the_store_fails_keeps_no_base_and_no_rows_and_the_next_pas
 # --- 5. a tampered block ----------------------------------------------------------------------
 
 
-def test_a_first_pull_refuses_a_tampered_file_and_takes_it_once_rewritten(laptop, desktop, store_path):
+def test_a_first_pull_fails_on_a_tampered_block_keeps_nothing_and_takes_the_file_once_rewritten(laptop, desktop, store_path):
     commit_files(laptop, {"bad.bin": data(200 * 1024, 11)})  # a root of its own: no block shared with others
     others = {"a.txt": b"a\n", "sub/b.txt": b"b\n", "sub/big.bin": data(150 * 1024, 12)}
     commit_files(laptop, others)
