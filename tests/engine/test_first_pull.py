@@ -6,7 +6,7 @@ interfaces only (``sync_share``, ``Share``, the store read back through
 ``Repo``, the state through ``State.load`` / ``State.share``, faults through
 ``FaultyStore`` and ``Wrapper``, progress through a ``Progress``), so they
 hold whichever way the pass walks the remote tree: the whole tree at once,
-or a directory at a time.
+or a directory at a time (``first_pull``, whose rounds the last test makes small).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from helpers import (
     temporary_files,
 )
 
+from fogsync.engine import first_pull
 from fogsync.engine.progress import PULLING
 from fogsync.engine.sync import sync_share
 from fogsync.errors import FogsyncError, IntegrityError, StoreError
@@ -233,7 +234,6 @@ def test_a_first_pull_keeps_no_stat_for_a_file_whose_mtime_is_too_close_to_its_c
     assert file_rows(desktop)[1]["racy.txt"] == (s.st_size, s.st_mtime_ns, s.st_ino)  # read again later: trusted
 
 
-@pytest.mark.xfail(strict=True, reason="the first pull does not vouch yet (issue 25)")
 def test_the_pass_after_a_first_pull_loads_no_state_rows(laptop, desktop):
     files = {**VARIED, **{f"more/f{i:03d}.txt": data(i, 3000 + i) for i in range(200)}}
     make_varied(laptop, files)
@@ -521,3 +521,26 @@ def test_a_first_pull_of_thousands_of_files_in_three_levels_arrives_whole(laptop
     assert rows == tree and base_of(desktop) == head_of(desktop)
     assert stats == {p: (len(d), SETTLED, os.stat(desktop.path(p)).st_ino) for p, d in files.items()}
     assert desktop.sync_here().committed is None
+
+
+@pytest.mark.parametrize("round_at", [1, 7])
+def test_a_first_pull_in_small_rounds_writes_the_tree_its_rows_and_a_scan_that_vouches(
+        laptop, desktop, monkeypatch, round_at):
+    # Rounds come mid-walk, and a directory is vouched for rounds after its own was written.
+    monkeypatch.setattr(first_pull, "ROUND", round_at)
+    files = {f"many/d{i % 30:02d}/e{i % 3}/f{i:04d}.txt": data(i % 700, i) for i in range(PROCESSES_MIN + 100)}
+    files.update({"top.bin": data(200_000, 1), "a/b/c/deep.txt": b"deep", "empty.txt": b""})
+    for path, content in files.items():
+        settled(laptop, path, content)
+    os.makedirs(laptop.path("a/empty-dir"))
+    laptop.sync_here()
+    tree = committed_tree(laptop.share().repo)
+    report = desktop.sync_here()
+    assert report.problems == [] and report.committed is None
+    assert desktop.tree() == laptop.tree()
+    share = desktop.share()
+    rows, stats = share.state.load(share.name)
+    assert rows == tree
+    assert stats == {p: (len(c), SETTLED, os.stat(desktop.path(p)).st_ino) for p, c in files.items()}
+    assert share.state.share(share.name).base == share.repo.read_head().root
+    assert remembered_scan_holds(share)
