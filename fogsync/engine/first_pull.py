@@ -51,7 +51,7 @@ from fogsync.folder.scan import (
 )
 from fogsync.format.tree import DIR, FILE, Entry, decode_listing, join, parent_of
 
-ROUND = 16384  # entries listed before a round writes them (whole directories: a big one makes a big round)
+ROUND = 65536  # entries listed before a round writes them (whole directories: a big one makes a big round)
 
 
 def into_empty(share: Share, ignore: Ignore) -> bool:
