@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import resource
@@ -16,7 +17,7 @@ from fogsync.engine.progress import Progress, Snapshot
 from fogsync.folder.marker import MARKER
 from fogsync.folder.state import State
 from fogsync.format import crypto
-from fogsync.format.tree import FILE, Entry
+from fogsync.format.tree import DIR, FILE, SYMLINK, Entry
 from fogsync.repo.repository import Repo
 
 KEYS = crypto.ShareKeys.derive(bytes(range(32)))
@@ -220,3 +221,40 @@ def nest_past_path_max(h, rel: str, file: bytes | None = None) -> None:
                 f.write(file)
     finally:
         os.close(fd)
+
+
+def described(tree) -> dict[str, tuple]:
+    """A committed tree as what a folder shows of it: per path its type and, for files, size, sha256 and exec."""
+    out = {}
+    for path, e in tree.items():
+        if e.type == DIR:
+            out[path] = (DIR,)
+        elif e.type == SYMLINK:
+            out[path] = (SYMLINK, e.target)
+        else:
+            out[path] = (FILE, e.size, e.sha256, e.exec)
+    return out
+
+
+def expected(files: dict[str, bytes], dirs=(), links=None, execs=()) -> dict[str, tuple]:
+    """What ``described`` must give for a folder of ``files``, ``dirs``, ``links`` and executable ``execs``.
+
+    An empty file has no sha256 (FORMAT.md: sha256 for a file with size > 0)."""
+    out = {p: (FILE, len(d), hashlib.sha256(d).hexdigest() if d else None, p in execs) for p, d in files.items()}
+    out.update({p: (SYMLINK, t) for p, t in (links or {}).items()})
+    for p in [*files, *dirs, *(links or {})]:
+        parts = p.split("/")
+        for i in range(1, len(parts) + (p in dirs)):
+            out.setdefault("/".join(parts[:i]), (DIR,))
+    return out
+
+
+def file_rows(h) -> tuple[dict, dict]:
+    """The share's state rows (entries, and the stats of the files whose stat it trusts)."""
+    return h.share().state.load(h.share().name)
+
+
+def on_store(share, store) -> object:
+    """``share`` with its repo on ``store`` instead (the same share, keys and spool)."""
+    repo = share.repo
+    return dataclasses.replace(share, repo=Repo(store, repo.keys, share.name, repo.spool_dir))

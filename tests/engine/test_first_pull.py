@@ -24,7 +24,11 @@ from helpers import (
     CountingState,
     Recorder,
     committed_tree,
+    described,
+    expected,
+    file_rows,
     flip_last_block,
+    on_store,
     remembered_scan_holds,
     settled,
     temporary_files,
@@ -38,7 +42,6 @@ from fogsync.folder.ignore import IGNORE_FILE
 from fogsync.folder.marker import MARKER
 from fogsync.format.tree import DIR, FILE, SYMLINK
 from fogsync.platform.processes import PROCESSES_MIN
-from fogsync.repo.repository import Repo
 from fogsync.store.faulty import FaultyStore
 from fogsync.store.local import LocalStore
 
@@ -46,52 +49,8 @@ SECOND = 1_000_000_000
 NOW_NS = SETTLED + 3600 * SECOND  # the share's clock in the tests that set one
 
 
-@pytest.fixture
-def store_path(tmp_path) -> str:
-    return str(tmp_path / "store")
-
-
-@pytest.fixture
-def laptop(hosts, store_path):
-    return hosts("laptop", store_path)
-
-
-@pytest.fixture
-def desktop(hosts, store_path):
-    return hosts("desktop", store_path)
-
-
 def data(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def described(tree) -> dict[str, tuple]:
-    """A committed tree as what a folder shows of it: per path its type and, for files, size, sha256 and exec."""
-    out = {}
-    for path, e in tree.items():
-        if e.type == DIR:
-            out[path] = (DIR,)
-        elif e.type == SYMLINK:
-            out[path] = (SYMLINK, e.target)
-        else:
-            out[path] = (FILE, e.size, e.sha256, e.exec)
-    return out
-
-
-def expected(files: dict[str, bytes], dirs=(), links=None, execs=()) -> dict[str, tuple]:
-    """What ``described`` must give for a folder of ``files``, ``dirs``, ``links`` and executable ``execs``."""
-    out = {p: (FILE, len(d), hashlib.sha256(d).hexdigest() if d else None, p in execs) for p, d in files.items()}
-    out.update({p: (SYMLINK, t) for p, t in (links or {}).items()})
-    for p in [*files, *dirs, *(links or {})]:
-        parts = p.split("/")
-        for i in range(1, len(parts) + (p in dirs)):
-            out.setdefault("/".join(parts[:i]), (DIR,))
-    return out
-
-
-def file_rows(h) -> tuple[dict, dict]:
-    """The share's state rows (entries, and the stats of the files whose stat it trusts)."""
-    return h.share().state.load(h.share().name)
 
 
 def base_of(h) -> bytes | None:
@@ -101,12 +60,6 @@ def base_of(h) -> bytes | None:
 
 def head_of(h) -> bytes | None:
     return h.share().repo.read_head().root
-
-
-def on_store(share, store) -> object:
-    """``share`` with its repo on ``store`` instead (the same share, keys and spool)."""
-    repo = share.repo
-    return dataclasses.replace(share, repo=Repo(store, repo.keys, share.name, repo.spool_dir))
 
 
 def commit_files(h, files: dict[str, bytes]) -> None:

@@ -22,8 +22,12 @@ from helpers import (
     CountingState,
     Recorder,
     committed_tree,
+    described,
+    expected,
+    file_rows,
     folder_tree,
     nest_past_path_max,
+    on_store,
     remembered_scan_holds,
     settled,
 )
@@ -32,9 +36,8 @@ from fogsync.engine import first, restore
 from fogsync.engine.sync import sync_share
 from fogsync.errors import FogsyncError, StoreError
 from fogsync.folder.ignore import IGNORE_FILE
-from fogsync.format.tree import DIR, FILE, SYMLINK
+from fogsync.format.tree import FILE
 from fogsync.platform.processes import PROCESSES_MIN
-from fogsync.repo.repository import Repo
 from fogsync.store.faulty import FaultyStore
 from fogsync.store.local import LocalStore
 from fogsync.store.wrapper import Wrapper
@@ -43,54 +46,8 @@ NOW_NS = SETTLED + 3600 * 1_000_000_000  # the share's clock in the tests that s
 SECOND = 1_000_000_000
 
 
-@pytest.fixture
-def store_path(tmp_path) -> str:
-    return str(tmp_path / "store")
-
-
-@pytest.fixture
-def laptop(hosts, store_path):
-    return hosts("laptop", store_path)
-
-
-@pytest.fixture
-def desktop(hosts, store_path):
-    return hosts("desktop", store_path)
-
-
 def data(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def described(tree) -> dict[str, tuple]:
-    """A committed tree as what a folder shows of it: per path its type and, for files, size, sha256 and exec."""
-    out = {}
-    for path, e in tree.items():
-        if e.type == DIR:
-            out[path] = (DIR,)
-        elif e.type == SYMLINK:
-            out[path] = (SYMLINK, e.target)
-        else:
-            out[path] = (FILE, e.size, e.sha256, e.exec)
-    return out
-
-
-def expected(files: dict[str, bytes], dirs=(), links=None, execs=()) -> dict[str, tuple]:
-    """What ``described`` must give for a folder of ``files``, ``dirs``, ``links`` and executable ``execs``.
-
-    An empty file has no sha256 (FORMAT.md: sha256 for a file with size > 0)."""
-    out = {p: (FILE, len(d), hashlib.sha256(d).hexdigest() if d else None, p in execs) for p, d in files.items()}
-    out.update({p: (SYMLINK, t) for p, t in (links or {}).items()})
-    for p in [*files, *dirs, *(links or {})]:
-        parts = p.split("/")
-        for i in range(1, len(parts) + (p in dirs)):
-            out.setdefault("/".join(parts[:i]), (DIR,))
-    return out
-
-
-def file_rows(h) -> tuple[dict, dict]:
-    """The share's state rows (entries, and the stats of the files whose stat it trusts)."""
-    return h.share().state.load(h.share().name)
 
 
 def no_first_sync_left(h) -> None:
@@ -99,12 +56,6 @@ def no_first_sync_left(h) -> None:
     assert info is None or info.base is None
     assert file_rows(h) == ({}, {})
     assert h.share().repo.read_head().root is None
-
-
-def on_store(share, store) -> object:
-    """``share`` with its repo on ``store`` instead (the same share, keys and spool)."""
-    repo = share.repo
-    return dataclasses.replace(share, repo=Repo(store, repo.keys, share.name, repo.spool_dir))
 
 
 # --- 1. a varied tree ----------------------------------------------------------------------
