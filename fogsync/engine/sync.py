@@ -30,7 +30,7 @@ from fogsync.engine.first_pull import FirstPull, into_empty
 from fogsync.engine.gcrules import Rules, commit_keys, pruned_under
 from fogsync.engine.merge import Conflict, differs, merge
 from fogsync.engine.progress import SCANNING, UPLOADING
-from fogsync.engine.pull import Applied, apply
+from fogsync.engine.pull import apply
 from fogsync.engine.push import (
     Sealed,
     resolve_sealed,
@@ -352,7 +352,7 @@ class Pass:
         remember = contents_outside(final, base, self.sealed.entries, self.stored, rows, removed)
         remember = self.rules.to_remember(remember, self._uploaded())
         unsure = None  # the next pass compares the slow way, and vouches for what it finds unchanged
-        if self.vouch.can_vouch and _wrote_nothing(applied):
+        if self.vouch.can_vouch and not applied.left_alone:  # where the pass wrote or removed, unvouched
             unsure = unvouched(self.moved, self.last_seen, final, base, self.stats, self.changes.to_read, rows, removed)
         base_now = self.info.base if unsettled else self.new_root
         self.state.save(self.name, base_now, self.tag, rows, removed, remember,
@@ -440,10 +440,6 @@ def _as_read(snap: Snapshot, to_read: list[str], read: Mapping[str, Stat]) -> tu
             moved[path] = item
             items[path] = Scanned(FILE, s.size, s.mtime_ns, s.ino, item.exec)
     return moved, items
-
-
-def _wrote_nothing(applied: Applied) -> bool:
-    return not (applied.stats or applied.written or applied.removed or applied.left_alone)
 
 
 def _same_tree(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> bool:

@@ -6,8 +6,9 @@ found unchanged against the base, by the digest of its scan
 (``Snapshot.dir_digests``), sealed by one digest of them all. A later scan
 whose digests all match needs no comparing; otherwise only the directories
 whose digest moved, and those above them (their listings name them), are
-loaded and compared (``moved_dirs``). Only a scan made on the base can
-vouch, or be vouched for.
+loaded and compared (``moved_dirs``). Only a scan made on the base is
+vouched for; a pass that merged another host's commit vouches, after it,
+for each directory of its scan it left as it found it (``unvouched``).
 
 A partial pass (``Scope``, given ``DirHints``: where a watcher saw the
 folder change) goes one step further: it lists only the directories named,
@@ -290,10 +291,12 @@ class Vouch:
         """The shortcut for ``snap``; ``on_base``: the head is this folder's base; ``scope``: what
         ``snap`` covers, when not the whole folder; ``memo``: the digests kept since the last pass."""
         memo = memo or VouchMemo()
-        scanned = snap.dir_digests() if on_base else None
+        scanned = snap.dir_digests()
         if scope is not None and scope.partial and scanned is not None:
             return cls(state, name, scope.complete(scanned, snap), scope.vouched, memo)
-        vouched = memo.vouched(state, name, info) if scanned is not None else None
+        # Off the base, the state's digests vouch for rows the merge may change: none is trusted.
+        # The scan can still vouch, after the pass, for the directories the pass left as it found them.
+        vouched = memo.vouched(state, name, info) if scanned is not None and on_base else None
         return cls(state, name, scanned, vouched, memo)
 
     @property
@@ -303,7 +306,7 @@ class Vouch:
 
     @property
     def can_vouch(self) -> bool:
-        """The scan was made on the base: its directories can be vouched for after the pass."""
+        """The scan covers the folder's directories (none unreadable): they can be vouched for after the pass."""
         return self.scanned is not None
 
     def whole_folder(self) -> bool:

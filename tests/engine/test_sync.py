@@ -1140,21 +1140,27 @@ def test_directory_digests_no_seal_holds_are_not_trusted(make, loads, loaded_dir
     assert remembered_scan_holds(a.share())
 
 
-def test_a_pass_that_wrote_files_keeps_no_scan_and_the_next_finds_one(two, loads):
+def test_a_pass_that_pulled_vouches_for_the_directories_it_left_as_it_found_them(two, loads):
     a, b = two
-    settled(a, "e.txt", "from a")
+    settled(a, "kept/e.txt", "from a")
+    settled(a, "pulled/old.txt", "from a")
     a.sync_here()
     b.sync_here()  # a first pull into an empty folder: it vouches for what it wrote (``first_pull``)
-    assert remembered_scan_holds(b.share())
-    settled(a, "f.txt", "from a")
+    settled(a, "pulled/f.txt", "from a")
+    settled(a, "top.txt", "from a")
     a.sync_here()
-    b.sync_here()  # pulls f.txt: the folder is no longer as scanned
-    assert b.share().state.share(b.share().name).scan_digest is None
-    b.sync_here()  # compares the slow way, finds nothing to do, and keeps that scan
-    assert remembered_scan_holds(b.share())
+    n = len(loads)
+    b.sync_here()  # pulls f.txt into pulled/ and top.txt into the top
+    assert len(loads) == n + 1  # off its base, a pass loads the whole base
+    vouched = vouched_dirs(b.share())
+    assert "kept" in vouched and "pulled" not in vouched and "" not in vouched
+    assert not remembered_scan_holds(b.share())  # what it vouches for holds; not every directory
+    n = len(loads)
+    b.sync_here()  # loads only where it wrote, finds nothing to do, and vouches for it
+    assert len(loads) == n and remembered_scan_holds(b.share())
     n = len(loads)
     assert b.sync_here().written == 0 and len(loads) == n
-    assert b.read("f.txt") == b"from a"
+    assert b.read("pulled/f.txt") == b"from a" and b.read("top.txt") == b"from a"
 
 
 def test_a_pass_removes_the_temporary_files_of_a_killed_pull_a_day_on_and_commits_nothing(make):
