@@ -1,8 +1,9 @@
 """What a pass does: push, pull, merge, restore, check, status.
 
-``sync`` runs one pass for one ``share``, as named steps (``Pass``), and
+``sync`` runs one pass for one ``share``, as named steps (``Pass``),
 ``first`` a share's first sync into an empty store, and ``first_pull``
-its first pull into an empty folder, each a directory at a time; ``vouch`` is its directory-digest shortcut (look only where the
+its first pull into an empty folder, each a directory at a time;
+``vouch`` is the pass's directory-digest shortcut (look only where the
 folder moved), which ``status`` reuses to count what waits to sync;
 ``rows`` chooses what the pass saves to the state; ``push`` seals changed files and writes listings
 and roots; ``merge`` is a pure three-way merge of trees; ``pull`` makes
