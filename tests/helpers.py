@@ -140,8 +140,10 @@ def remembered_scan_holds(share) -> bool:
 
 def signalled_when(h, args: tuple[str, ...], ready, sig: int, timeout: float = 60) -> subprocess.CompletedProcess:
     """The CLI command ``args`` of host ``h`` on pipes, sent ``sig`` once ``ready(pid)`` holds (within 60 s)."""
+    # A shell runs a command it puts in the background with SIGINT ignored, and the CLI would inherit
+    # that: the signal sent here must find its default handling, as at a terminal.
     proc = subprocess.Popen(h.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=h.env())
+                            env=h.env(), preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not ready(proc.pid):
