@@ -25,7 +25,6 @@ unsettled.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from fogsync.engine.entry_checks import (
@@ -35,6 +34,7 @@ from fogsync.engine.entry_checks import (
     under_refused,
 )
 from fogsync.engine.excluded import outside_excluded
+from fogsync.engine.prepare import set_dir_mtimes
 from fogsync.engine.progress import PULLING
 from fogsync.engine.pull import Applied, apply
 from fogsync.engine.share import Share
@@ -147,9 +147,9 @@ class FirstPull:
         self.skipped = self.skipped or bool(applied.skipped)
         rows = self._rows(tree, writable, applied, dirs)
         share.state.stage(share.name, rows)
+        made = {d.path: d.entry for d in dirs if d.path and self._in_folder(d.path)}
+        set_dir_mtimes(share.folder, made, made)  # writing in them moved them
         for d in dirs:
-            if self._in_folder(d.path):
-                _set_mtime(share.folder, d.path, d.entry)  # writing in it moved it
             self._one_less(d)
             if d.path:
                 self._one_less(self.dirs[parent_of(d.path)])
@@ -203,14 +203,6 @@ class FirstPull:
         if not all(matches_base(item, *rows[p]) for p, item in items.items()):
             return UNSURE
         return dir_digest(d.path, list(items), list(items.values()))
-
-
-def _set_mtime(folder: str, path: str, entry: Entry | None) -> None:
-    if entry is not None:
-        try:
-            os.utime(os.path.join(folder, path), ns=(entry.mtime, entry.mtime), follow_symlinks=False)
-        except OSError:
-            pass  # gone or replaced since: the next scan finds what is there
 
 
 def _above(paths: set[str]) -> set[str]:
