@@ -65,9 +65,9 @@ class World:
     """Hosts A and B on one store, and B' once ``fork`` copied B's world: every write with an mtime
     of its own (settled, so no pass waits for it, and never the stat a file had before)."""
 
-    def __init__(self, hosts, tmp_path, hinted: bool, exclude: tuple[str, ...] = (),
-                 start: dict[str, str] | None = None, links: dict[str, str] | None = None,
-                 empty: tuple[str, ...] = (), execs: tuple[str, ...] = ()) -> None:
+    def __init__(self, hosts, tmp_path, hinted: bool, exclude: tuple[str, ...] = (), start: dict[str, str] = START,
+                 links: dict[str, str] = START_LINKS, empty: tuple[str, ...] = START_EMPTY,
+                 execs: tuple[str, ...] = START_EXEC) -> None:
         self.hosts, self.tmp_path, self.hinted, self.exclude = hosts, tmp_path, hinted, exclude
         self.ticks = 0
         self.store = str(tmp_path / f"store-{uuid.uuid4().hex[:8]}")
@@ -77,13 +77,13 @@ class World:
         self.b.share().exclude = exclude
         if hinted:
             self.b.share().memo = VouchMemo()  # as the daemon keeps one
-        for path, text in (START if start is None else start).items():
+        for path, text in start.items():
             self.put(self.a, path, text)
-        for path, target in (START_LINKS if links is None else links).items():
+        for path, target in links.items():
             self.link(self.a, path, target)
-        for path in START_EMPTY if start is None else empty:
+        for path in empty:
             os.makedirs(self.a.path(path))
-        for path in START_EXEC if start is None else execs:
+        for path in execs:
             self.chmod_x(self.a, path)
         self.a.sync_here()
         self.b.sync_here()
@@ -217,6 +217,8 @@ def differential(w: World, remote: Callable[[World], None], local: Callable[[Wor
     r = w.pass_b(hints)
     r2 = sync_share(w.b2.share())
     assert_same(w, r, r2)
+    for h in (w.b, w.b2):  # what each vouches for after the pull holds (where it wrote it vouches for nothing yet)
+        remembered_scan_holds(h.share())
     again, again2 = w.pass_b(DirHints()), sync_share(w.b2.share())
     assert again.committed is None and again.written == again.removed == 0 and not again.conflicts
     assert report_view(w.b, again) == report_view(w.b2, again2)
@@ -311,6 +313,8 @@ def check_excluded(w: World, r: Report) -> None:
 
 def check_nothing_written(w: World, r: Report) -> None:
     assert r.written == r.removed == 0 and w.b.read("a/f0.txt") == b"a 0\n"
+    repo = w.a.share().repo
+    assert repo.read_root(r.root).version >= 3  # B pulled from v1 (its base) past A's v2 and v3
 
 
 def check(cond: Callable[[World, Report], bool]) -> Callable[[World, Report], None]:
@@ -425,7 +429,7 @@ def do(w: World, h, op: tuple[str, str, str]) -> None:
 
 
 def run_property(hosts, tmp_path, hinted: bool, remote: list, local: list) -> None:
-    w = World(hosts, tmp_path, hinted, start=PROPERTY_START, links={})
+    w = World(hosts, tmp_path, hinted, start=PROPERTY_START, links={}, empty=(), execs=())
     try:
         differential(w, lambda w: [do(w, w.a, op) for op in remote], lambda w: [do(w, w.b, op) for op in local])
     finally:
