@@ -26,8 +26,11 @@ checkout) starts on it, and ``--saves`` saves of a new file in a directory
 four levels down are timed to the head, with the daemon's CPU (its
 process and children, from /proc) over the saves, per save; then
 ``--statuses`` status requests (what ``fogsync status`` and ``wait`` ask),
-and the daemon's resident memory (VmRSS) after its start pass and after
-the saves. ``--keep DIR`` builds the shares there and reuses them (a
+then ``--saves`` commits of another host ("beta", which excludes the share's
+bulk, ``top*``, so its own passes stay small) four levels down, each timed
+to the file in the daemon's folder, with the daemon's CPU per pull (the
+poll's wait is in the time, not in the CPU), and the daemon's resident
+memory (VmRSS) after its start pass, after the saves and after the pulls. ``--keep DIR`` builds the shares there and reuses them (a
 1,000,000-file share takes minutes to build and sync); ``--smoke`` is a
 run of seconds.
 """
@@ -142,10 +145,11 @@ def save_to_head(cfg: configmod.Config, saves: int, where: str = "", prefix: str
 
 def _idle(cfg: configmod.Config) -> bool:
     reply = control.request(cfg.state_dir, {"op": "status", "names": [SHARE]})
-    return bool(reply and reply["shares"][0]["state"] == "in step")
+    return bool(reply and reply["shares"][0].get("in_step"))
 
 
-def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int, poll: float) -> list[float]:
+def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int, poll: float,
+                     where: str = "", prefix: str = "") -> list[float]:
     state = open_state(beta)
     share = open_share(beta, SHARE, state)
     rng = random.Random(1)
@@ -158,7 +162,8 @@ def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int
             _wait(lambda: _idle(alpha), "alpha to be in step")
             time.sleep(rng.uniform(0, poll))
             data = secrets.token_bytes(2048) + b"from beta %d\n" % i
-            rel = f"beta-{i:03d}.txt"
+            rel = f"{where}/{prefix}beta-{i:03d}.txt".lstrip("/")
+            os.makedirs(os.path.dirname(os.path.join(share.folder, rel)), exist_ok=True)
             with open(os.path.join(share.folder, rel), "wb") as f:
                 f.write(data)
             report = sync_share(share)
@@ -182,6 +187,7 @@ def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int
 
 
 DEEP = "top3/mid1/deep/deeper"  # where the sizes mode saves: four levels down
+BETA_DEEP = "beta/mid/deep/deeper"  # where the other host commits: four levels down, outside what it excludes
 SETTLED_NS = 1_700_000_000_000_000_000
 
 
@@ -262,6 +268,21 @@ def _share_of(where: str, files: int) -> configmod.Config:
     return cfg
 
 
+def _beta_of(alpha: configmod.Config) -> configmod.Config:
+    """Another host of alpha's share, beside it, that excludes the share's bulk; its first pass pulls
+    nothing but the rows (``first_pull``)."""
+    base = os.path.dirname(os.path.dirname(alpha.path))
+    path = os.path.join(base, "beta", "config.toml")
+    if not os.path.exists(path):
+        with open(alpha.path, encoding="utf-8") as f:
+            text = f.read().replace(f"{os.sep}alpha{os.sep}", f"{os.sep}beta{os.sep}")
+        os.makedirs(os.path.join(base, "beta", "folder"))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace('host = "alpha"', 'host = "beta"') + 'exclude = ["top*"]\n')
+        os.chmod(path, 0o600)
+    return configmod.load(path)
+
+
 def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     """A process's resident set (or, with ``VmHWM``, its peak), in MB, from /proc."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
@@ -319,6 +340,10 @@ def _saves_on(cfg: configmod.Config, base: str, source: str | None, args, tag: s
         time.sleep(2 * args.poll)
         out["rss_saves"] = _rss_mb(daemon.pid)
         out["status"], out["status_cpu"] = _statuses(cfg, daemon.pid, args.statuses)
+        before = _tree_cpu(daemon.pid)
+        out["pulled"] = commit_to_folder(cfg, _beta_of(cfg), args.saves, args.poll, BETA_DEEP, f"{tag}-")
+        out["pull_cpu"] = (_tree_cpu(daemon.pid) - before) / args.saves
+        out["rss_pulls"] = _rss_mb(daemon.pid)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=TIMEOUT)
@@ -347,18 +372,21 @@ def sizes(args) -> int:
                   f"{m['cpu'] * 1000:6.0f} ms; status {statistics.median(m['status']):.3f} s; RSS after the start "
                   f"pass {m['rss_start']:.0f} MB (peak {m['hwm_start']:.0f}), after the saves {m['rss_saves']:.0f} MB"
                   f" (load {_load()})", flush=True)
+            print(f"{files:>9}  {label:<22} {_stats('commit -> folder', m['pulled'])}  daemon CPU/pull "
+                  f"{m['pull_cpu'] * 1000:6.0f} ms; RSS after the pulls {m['rss_pulls']:.0f} MB", flush=True)
         if not args.keep:
             shutil.rmtree(where, ignore_errors=True)
     print(f"load after: {_load()}")
     print("\n| files | daemon | save -> head median | p95 | daemon CPU per save | status median | CPU per status "
-          "| RSS after start pass | peak by then | RSS after saves |\n| --- | --- | --- | --- | --- | --- | --- | --- "
-          "| --- | --- |")
+          "| RSS after start pass | peak by then | RSS after saves | commit -> folder median | daemon CPU per pull "
+          "| RSS after pulls |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for files, label, m in rows:
         ordered = sorted(m["took"])
         p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
         print(f"| {files:,} | {label} | {statistics.median(ordered):.3f} s | {p95:.3f} s | {m['cpu'] * 1000:.0f} ms "
               f"| {statistics.median(m['status']):.3f} s | {m['status_cpu'] * 1000:.0f} ms | {m['rss_start']:.0f} MB "
-              f"| {m['hwm_start']:.0f} MB | {m['rss_saves']:.0f} MB |")
+              f"| {m['hwm_start']:.0f} MB | {m['rss_saves']:.0f} MB | {statistics.median(m['pulled']):.3f} s "
+              f"| {m['pull_cpu'] * 1000:.0f} ms | {m['rss_pulls']:.0f} MB |")
     print("\nratios, after / before (same run):")
     by = {(f, i % 2): m for i, (f, _, m) in enumerate(rows)}
     for files in sorted({f for f, _, _ in rows}):
@@ -366,7 +394,9 @@ def sizes(args) -> int:
         print(f"{files:>9} files: save -> head {statistics.median(new['took']) / statistics.median(old['took']):.2f}x, "
               f"CPU per save {new['cpu'] / max(old['cpu'], 1e-9):.2f}x, status "
               f"{statistics.median(new['status']) / statistics.median(old['status']):.3f}x, RSS after the start pass "
-              f"{new['rss_start'] / old['rss_start']:.2f}x")
+              f"{new['rss_start'] / old['rss_start']:.2f}x, commit -> folder "
+              f"{statistics.median(new['pulled']) / statistics.median(old['pulled']):.2f}x, CPU per pull "
+              f"{new['pull_cpu'] / max(old['pull_cpu'], 1e-9):.2f}x")
     shutil.rmtree(scratch, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)

@@ -191,12 +191,18 @@ class CountingState(State):
 
     loads = dir_loads = digest_reads = 0
 
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.dirs_loaded: set[str] = set()  # every directory ``load_dirs`` was asked for
+
     def load(self, name):
         self.loads += 1
         return super().load(name)
 
     def load_dirs(self, name, dirs):
         self.dir_loads += 1
+        dirs = set(dirs)
+        self.dirs_loaded |= dirs
         return super().load_dirs(name, dirs)
 
     def scan_dirs(self, name):

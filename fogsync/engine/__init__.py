@@ -4,7 +4,8 @@
 ``first`` a share's first sync into an empty store, and ``first_pull``
 its first pull into an empty folder, each a directory at a time;
 ``vouch`` is the pass's directory-digest shortcut (look only where the
-folder moved), which ``status`` reuses to count what waits to sync;
+folder moved), which ``status`` reuses to count what waits to sync, and
+``remote`` its other half for a pull (look only where the head moved);
 ``rows`` chooses what the pass saves to the state; ``push`` seals changed files and writes listings
 and roots; ``merge`` is a pure three-way merge of trees; ``pull`` makes
 the folder hold a tree, placing batches through ``place``; ``prepare``

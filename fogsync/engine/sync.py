@@ -7,9 +7,11 @@ merged tree to the folder (``pull.apply``), commits it as a new root on
 top of the head where it differs, and saves the new base in the state.
 A lost head swap, or a file that changed under the pass, starts the pass
 again; the state database advances only when a pass completes, so a crash
-at any point is safe. A pass on its base looks only where the folder moved
-(``vouch``). A share's first pass into an empty store (``first``) or into
-an empty folder (``first_pull``) works a directory at a time instead.
+at any point is safe. A pass looks only where the folder moved (``vouch``)
+and, pulling, where the head's tree moved since the base (``remote``),
+when the state vouches for its last scan. A share's first pass into an
+empty store (``first``) or into an empty folder (``first_pull``) works a
+directory at a time instead.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from fogsync.engine.refusals import (
     check_namesake,
     remember_seen,
 )
+from fogsync.engine.remote import remote_moves
 from fogsync.engine.rows import contents_outside, keep_base_for, state_rows
 from fogsync.engine.share import Share
 from fogsync.engine.vouch import (
@@ -147,8 +150,9 @@ class Pass:
             self.ignore = Ignore.for_folder(self.share.folder, self.share.exclude)
             if into_empty(self.share, self.ignore):
                 return self.first_pull()
+        self.find_remote_moves()
         self.scan()
-        if self.vouch.whole_folder():  # the folder is as a scan that matched the base: no need to load it
+        if self.on_base and self.vouch.whole_folder():  # the folder is as a scan that matched the base
             return self.in_step()
         self.compare()
         if self.on_base and _untouched(self.changes, self.base_tree):
@@ -228,33 +232,44 @@ class Pass:
             self.info, self.on_base = self.state.share(self.name), True
         check_namesake(self.share, self.info.base, self.head.root)
 
+    def find_remote_moves(self) -> None:
+        """Off the base, where the head's tree moved since it (``remote``), when the state vouches for a
+        scan: the pass then looks only there and where the folder moved. Else it loads everything."""
+        self.remote_root, self.moves = None, None
+        if self.on_base:
+            return
+        self.remote_root = self.repo.read_root(self.head.root)
+        if self.info.base is not None and self.memo.vouched(self.state, self.name, self.info) is not None:
+            self.moves = remote_moves(self.repo, self.state, self.name, self.remote_root.root)
+
     def scan(self) -> None:
         """The folder's stats, and what the state vouches for of them."""
         share = self.share
         share.progress.phase(SCANNING)
         self.ignore = Ignore.for_folder(share.folder, share.exclude)
-        scope = Scope.of(self.memo, self.state, self.name, self.info, self.only_dirs, self.on_base)
+        trusted, also = self.on_base or self.moves is not None, self.moves.dirs if self.moves else ()
+        scope = Scope.of(self.memo, self.state, self.name, self.info, self.only_dirs, trusted, also)
         self.snap = scope.scan(share.folder, self.ignore, share.clock_ns)
         self.report.problems = list(self.snap.problems)
         self.report.listed_dirs = len(self.snap.listed) if scope.partial else None
         _remove_stale_temps(share, self.snap)
-        # Only a pass on its base can vouch for directories of its scan, or trust those vouched for.
-        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, self.on_base, scope, self.memo)
+        self.vouch = Vouch.of(self.state, self.name, self.info, self.snap, trusted, scope, self.memo, also)
 
     def compare(self) -> None:
         """The base rows where the folder may have moved, and the files to read there."""
         self.snap = self.vouch.narrow(self.snap)  # the whole scan goes before the rows load
-        self.base_tree, self.stats = self.vouch.load_base()
+        self.base_tree, self.stats = self.vouch.load_base(self.moves and self.moves.rows())
         self.changes = compare(self.snap, self.base_tree, self.stats, self.share.host)
         keep_excluded(self.changes.tree, self.changes.to_read, self.base_tree, self.ignore)
         self.report.deferred = _settling(self.snap, self.changes.to_read, self.share.settle_ns)
         self.to_read = [p for p in self.changes.to_read if p not in self.report.deferred]
 
     def read_remote_tree(self) -> None:
-        """The head's tree, where another host committed since the base."""
-        self.remote_root, self.remote_tree, self.refused = None, self.base_tree, {}
-        if not self.on_base:
-            self.remote_root = self.repo.read_root(self.head.root)
+        """The head's tree, where another host committed since the base: where the pass loaded the base."""
+        self.remote_tree, self.refused = self.base_tree, {}
+        if self.moves is not None:
+            self.remote_tree, self.refused = self.moves.head_tree(self.base_tree), self.moves.refused
+        elif not self.on_base:
             self.remote_tree, self.refused = load_checked_tree(self.repo, self.remote_root.root, self.base_tree)
         check_deletions(self.share, self.base_tree, self.changes, self.remote_tree)
 

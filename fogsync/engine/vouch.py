@@ -1,4 +1,4 @@
-"""Vouch: a pass on its base looks only where the folder moved.
+"""Vouch: a pass looks only where the folder moved.
 
 This module adds the directory-digest shortcut of a pass (and of
 ``status``). The state vouches for each directory whose entries a pass
@@ -6,13 +6,17 @@ found unchanged against the base, by the digest of its scan
 (``Snapshot.dir_digests``), sealed by one digest of them all. A later scan
 whose digests all match needs no comparing; otherwise only the directories
 whose digest moved, and those above them (their listings name them), are
-loaded and compared (``moved_dirs``). Only a scan made on the base is
-vouched for; a pass that merged another host's commit vouches, after it,
-for each directory of its scan it left as it found it (``unvouched``).
+loaded and compared (``moved_dirs``). A pass off its base (pulling another
+host's commit) trusts the digests too, but only once it knows every
+directory where the head moved since the base (``remote``), and loads those
+whatever their digest (``also``): the merge changes the base nowhere else.
+After any pass, each directory of its scan it left as it found it is
+vouched for (``unvouched``).
 
 A partial pass (``Scope``, given ``DirHints``: where a watcher saw the
 folder change) goes one step further: it lists only the directories named,
-those above them and those the state does not vouch for, and takes every
+those where the head moved, those above them and those the state does not
+vouch for, and takes every
 other directory's digest from the state, as the scan would have found it.
 It falls back to a full scan whenever the state vouches for no scan, or
 the partial one cannot vouch (part of it unreadable). A directory a pass
@@ -204,10 +208,11 @@ class Scope:
     """
 
     def __init__(self, vouched: Vouched | None = None, listed: Collection[str] = (),
-                 trees: tuple[str, ...] = (), known: Vouched | None = None) -> None:
+                 trees: tuple[str, ...] = (), known: Vouched | None = None, keep: Collection[str] = ()) -> None:
         self.vouched = vouched  # the state's digests; None for a full scan
         self.skip = _Skipped(vouched.dirs, listed, trees) if vouched is not None else ()
-        self.known = known  # the state's digests, for a full scan on the base to trust (``scan``'s ``vouched``)
+        self.known = known  # the state's digests, for a full scan to trust (``scan``'s ``vouched``)
+        self.keep = keep  # directories whose entries a full scan keeps whatever their digest
 
     @property
     def partial(self) -> bool:
@@ -215,20 +220,22 @@ class Scope:
 
     @classmethod
     def of(cls, memo: VouchMemo, state: State, name: str, info: ShareState | None,
-           hints: DirHints | None, on_base: bool = True) -> "Scope":
+           hints: DirHints | None, trusted: bool = True, also: Collection[str] = ()) -> "Scope":
         """A partial scope for ``hints`` if the state vouches for a whole scan; else a full one, which
-        trusts the state's digests (``known``) when there are any and the pass is on its base.
+        trusts the state's digests (``known``) when there are any and the pass may (``trusted``: on its
+        base, or pulling only where the head moved). ``also``: directories the pass loads whatever
+        their digest (where the head moved), which any scope lists.
 
         Pass None as ``hints`` for a full scan.
         """
         # Read before any scan, also for a full one: what the memo keeps between passes then lies
         # apart from what the scan frees, which the process can give back.
         vouched = memo.vouched(state, name, info)
-        if vouched is None or not on_base:
+        if vouched is None or not trusted:
             return cls()
         if hints is None or "" in hints.trees or not vouched.whole:
-            return cls(known=vouched)
-        listed = _with_parents(itertools.chain(hints.dirs, hints.trees, vouched.unsure))
+            return cls(known=vouched, keep=also)
+        listed = _with_parents(itertools.chain(hints.dirs, hints.trees, vouched.unsure, also))
         return cls(vouched, listed, tuple(t + "/" for t in hints.trees))
 
     def scan(self, folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns) -> Snapshot:
@@ -239,7 +246,7 @@ class Scope:
                 return snap
             self.vouched, self.skip = None, ()
         elif self.known is not None:
-            snap = scan(folder, ignore, clock, vouched=self.known.dirs)
+            snap = scan(folder, ignore, clock, vouched=self.known.dirs, keep=self.keep)
             if not snap.unreadable:
                 return snap
             # Part of the folder unreadable: no digest vouches, and the pass compares every entry.
@@ -278,26 +285,29 @@ class Vouch:
     """What the state vouches for of one scan: which directories need loading, and what to remember."""
 
     def __init__(self, state: State, name: str, scanned: Mapping[str, bytes] | None, vouched: Vouched | None,
-                 memo: VouchMemo) -> None:
+                 memo: VouchMemo, also: Collection[str] = ()) -> None:
         self.state, self.name, self.memo = state, name, memo
         self.scanned = scanned  # the scan's directory digests; None when it cannot vouch
         self.vouched = vouched  # the digests the state vouches for; None when it vouches for none
+        self.also = also  # directories to load whatever their digest (where the head moved)
         self.loaded: set[str] | None = None  # the directories loaded, when not the whole base
         self._saving: tuple | None = None  # what ``to_save`` gave the state, for ``saved``
 
     @classmethod
-    def of(cls, state: State, name: str, info: ShareState | None, snap: Snapshot, on_base: bool,
-           scope: Scope | None = None, memo: VouchMemo | None = None) -> "Vouch":
-        """The shortcut for ``snap``; ``on_base``: the head is this folder's base; ``scope``: what
-        ``snap`` covers, when not the whole folder; ``memo``: the digests kept since the last pass."""
+    def of(cls, state: State, name: str, info: ShareState | None, snap: Snapshot, trusted: bool,
+           scope: Scope | None = None, memo: VouchMemo | None = None, also: Collection[str] = ()) -> "Vouch":
+        """The shortcut for ``snap``; ``trusted``: the state's digests may vouch (``Scope.of``);
+        ``scope``: what ``snap`` covers, when not the whole folder; ``memo``: the digests kept since the
+        last pass; ``also``: directories to load whatever their digest (``Scope.of``)."""
         memo = memo or VouchMemo()
         scanned = snap.dir_digests()
         if scope is not None and scope.partial and scanned is not None:
-            return cls(state, name, scope.complete(scanned, snap), scope.vouched, memo)
-        # Off the base, the state's digests vouch for rows the merge may change: none is trusted.
+            return cls(state, name, scope.complete(scanned, snap), scope.vouched, memo, also)
+        # A merge may change rows the state's digests vouch for anywhere, unless the pass loads
+        # every directory where the head moved (``remote``): untrusted, none is.
         # The scan can still vouch, after the pass, for the directories the pass left as it found them.
-        vouched = memo.vouched(state, name, info) if scanned is not None and on_base else None
-        return cls(state, name, scanned, vouched, memo)
+        vouched = memo.vouched(state, name, info) if scanned is not None and trusted else None
+        return cls(state, name, scanned, vouched, memo, also)
 
     @property
     def partial(self) -> bool:
@@ -325,16 +335,20 @@ class Vouch:
         the scan does not list, so the cut would be the same after it.
         """
         if self.partial:  # its snapshot lacks what it skipped: never the whole base
-            self.loaded = _with_parents(self.scanned.moved())
+            self.loaded = _with_parents(itertools.chain(self.scanned.moved(), self.also))
         elif self.vouched is not None:
             self.loaded = moved_dirs(self.scanned, self.vouched.dirs)
+            if self.loaded is not None:
+                self.loaded |= _with_parents(self.also)
         return snap.only(self.loaded) if self.loaded is not None else snap
 
-    def load_base(self) -> tuple[dict[str, Entry], dict[str, Stat]]:
-        """The base rows and their stats, where ``narrow`` said to look."""
+    def load_base(self, have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
+                  ) -> tuple[dict[str, Entry], dict[str, Stat]]:
+        """The base rows and their stats, where ``narrow`` said to look; ``have``: (rows, stats,
+        directories) already loaded, not loaded again."""
         if self.loaded is None:
             return self.state.load(self.name)
-        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded)
+        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded, have)
         return tree, stats
 
     def remember_unchanged(self) -> None:
@@ -412,13 +426,18 @@ def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> se
 
 def load_moved(
     state: State, name: str, scanned: Mapping[str, bytes], dirs: set[str],
+    have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
 ) -> tuple[dict[str, Entry], dict[str, Stat], set[str]]:
     """The base rows in ``dirs``, and in every base directory below them that the scan no longer
-    lists (a directory removed or retyped while no digest vouched for it: its rows go too).
+    lists (a directory removed or retyped while no digest vouched for it: its rows go too);
+    ``have``: (rows, stats, directories among ``dirs``) already loaded, taken as they are.
 
     Returns the rows, their stats and all the directories loaded.
     """
-    tree, stats = state.load_dirs(name, dirs)
+    had_rows, had_stats, had = have or ({}, {}, set())
+    tree, stats = state.load_dirs(name, dirs - had)
+    tree.update(had_rows)
+    stats.update(had_stats)
     loaded = set(dirs)
     gone = _gone_dirs(tree, scanned, loaded)
     while gone:

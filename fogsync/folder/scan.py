@@ -173,7 +173,7 @@ def _seal(count: int, total: int) -> str:
 
 def scan(
     folder: str, ignore: Ignore, clock: Callable[[], int] = time.time_ns, skip: Container[str] = (),
-    vouched: Mapping[str, bytes] | None = None,
+    vouched: Mapping[str, bytes] | None = None, keep: Container[str] = (),
 ) -> Snapshot:
     """Every syncable path under ``folder`` (relative POSIX paths).
 
@@ -186,7 +186,8 @@ def scan(
     and keeps the entries of a directory only if its digest moved or it
     holds a subdirectory: a pass loads a directory whose digest did not
     move only as the parent of one that did, so the others' entries would
-    only be dropped later, and they are most of a big share's scan.
+    only be dropped later, and they are most of a big share's scan. It
+    keeps those of the directories in ``keep`` too (a pass loads them anyway).
 
     Each directory is listed through a file descriptor where the platform
     allows, so each entry's lstat is an fstatat on its name rather than a
@@ -194,7 +195,7 @@ def scan(
     directory below the folder that became a symlink is not followed.
     """
     if vouched is not None:
-        return _scan_trusting(folder, ignore, clock(), vouched)
+        return _scan_trusting(folder, ignore, clock(), vouched, keep)
     _check_folder(folder)
     snap = Snapshot(taken_ns=clock(), listed=[])
     stack = [""]
@@ -228,14 +229,17 @@ def listed(folder: str, rel: str, ignore: Ignore, snap: Snapshot) -> dict[str, S
     return items if _list_dir(snap, items, folder, rel, ignore, []) else None
 
 
-def _scan_trusting(folder: str, ignore: Ignore, taken_ns: int, vouched: Mapping[str, bytes]) -> Snapshot:
-    """``scan`` with ``vouched``: every directory's digest, the entries of those that moved or hold a subdirectory."""
+def _scan_trusting(
+    folder: str, ignore: Ignore, taken_ns: int, vouched: Mapping[str, bytes], keep: Container[str],
+) -> Snapshot:
+    """``scan`` with ``vouched``: every directory's digest, the entries of those that moved, hold a
+    subdirectory or are to be kept."""
     snap = Snapshot(taken_ns=taken_ns, listed=[], digests={})
     for where, items in walk(folder, ignore, snap):
         if items is None:
             continue
         digest = snap.digests[where] = dir_digest(where, list(items), list(items.values()))
-        if digest != vouched.get(where) or any(item.type == DIR for item in items.values()):
+        if digest != vouched.get(where) or where in keep or any(item.type == DIR for item in items.values()):
             snap.items.update(items)
             snap.listed.append((where, len(items)))
     return snap

@@ -70,6 +70,15 @@ class HistoryItem:
     root: Root | None
 
 
+@dataclass
+class Walked:
+    """What ``Repo.walk_changed`` found under a top listing."""
+
+    tree: dict[str, Entry]  # the entries of each listing fetched, by path
+    fetched: list[str]  # the directories whose listings were fetched, the top ('') first
+    same: set[str]  # the directories not fetched: their bptr is the known one (so is all below them)
+
+
 def _block_of(p: Bptr) -> bytes:
     return p.hash
 
@@ -306,11 +315,29 @@ class Repo:
 
         A directory whose bptr equals the one at the same path in ``known``
         is not fetched: its entries are copied from ``known``. ``inspect``
-        sees each listing fetched: its path, the entry that named it (None
-        for the top), its JSON and its entries.
+        sees each listing fetched (``walk_changed``).
         """
         known = known or {}
-        tree: dict[str, Entry] = {}
+        walked = self.walk_changed(listing, lambda _: known, inspect)
+        tree = walked.tree
+        for d in walked.same:
+            prefix = d + "/"
+            tree.update((p, e) for p, e in known.items() if p.startswith(prefix))
+        return tree
+
+    def walk_changed(
+        self, listing: bytes, known_in: Callable[[str], Mapping[str, Entry]],
+        inspect: Callable[[str, Entry | None, bytes, list[tuple[str, Entry]]], None] | None = None,
+    ) -> "Walked":
+        """The listings under a top listing that differ from known ones, fetched; the others named.
+
+        ``known_in(path)``, asked once a directory's listing is fetched, gives
+        the known entries directly in it (by full path). A subdirectory whose
+        bptr equals the known entry's is not fetched, nor anything below it
+        (``Walked.same``). ``inspect`` sees each listing fetched: its path, the
+        entry that named it (None for the top), its JSON and its entries.
+        """
+        walked = Walked({}, [], set())
         stack: list[tuple[str, bytes, Entry | None]] = [("", listing, None)]
         while stack:
             path, ref, named_by = stack.pop()
@@ -318,17 +345,18 @@ class Repo:
             entries = decode_listing(data)
             if inspect is not None:
                 inspect(path, named_by, data, entries)
+            walked.fetched.append(path)
+            known = known_in(path)
             for name, entry in entries:
                 child = join(path, name)
-                tree[child] = entry
+                walked.tree[child] = entry
                 if entry.type == DIR and entry.bptr is not None:
                     old = known.get(child)
                     if old is not None and old.type == DIR and old.bptr == entry.bptr:
-                        prefix = child + "/"
-                        tree.update((p, e) for p, e in known.items() if p.startswith(prefix))
+                        walked.same.add(child)
                     else:
                         stack.append((child, entry.bptr, entry))
-        return tree
+        return walked
 
     def sealed_chunks(self, pieces: list[Bptr]) -> Iterator[bytes | bytearray]:
         """A sealed blob's bytes in READ_CHUNK chunks, each fetched by one task.

@@ -123,15 +123,21 @@ def test_without_a_vouched_scan_a_partial_pass_scans_everything(host, scandirs):
     assert head(host)["d3/e2/f4.txt"][1] == sha("elsewhere\n")
 
 
-def test_when_another_host_committed_a_partial_pass_scans_everything(host, hosts, tmp_path, scandirs):
+def test_when_another_host_committed_a_partial_pass_lists_where_the_head_moved_too(host, hosts, tmp_path, scandirs):
     other = hosts("desktop", str(tmp_path / "store"))
     sync_share(other.share())
     settled(other, "d1/e1/from-desktop.txt", "hello\n")
     sync_share(other.share())
+    settled(host, "d0/e0/f0.txt", "named\n")
     settled(host, "d3/e2/f4.txt", "not named\n")
     report = scandirs.during(lambda: sync_share(host.share(), DirHints({"d0/e0"})))
-    assert scandirs.calls == all_dirs(host) and report.listed_dirs is None
+    assert scandirs.calls == report.listed_dirs == 5  # '', d0, d0/e0 (named), d1, d1/e1 (the head moved)
     assert host.read("d1/e1/from-desktop.txt") == b"hello\n"
+    assert head(host)["d0/e0/f0.txt"][1] == sha("named\n")
+    assert head(host)["d3/e2/f4.txt"][1] == sha("d3/e2 4\n")  # trusted to the state, as on the base
+    assert remembered_scan_holds(host.share()) is False  # d3/e2 hides a change: the vouch is for the rest
+    full = scandirs.during(lambda: sync_share(host.share()))  # the safety net takes it
+    assert scandirs.calls == all_dirs(host) and full.committed is not None
     assert head(host)["d3/e2/f4.txt"][1] == sha("not named\n")
 
 
