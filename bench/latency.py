@@ -149,11 +149,13 @@ def _idle(cfg: configmod.Config) -> bool:
 
 
 def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int, poll: float,
-                     where: str = "", prefix: str = "") -> list[float]:
+                     where: str = "", prefix: str = "", cpu=lambda: 0.0) -> tuple[list[float], float]:
+    """The times from beta's commits to the files in alpha's folder, and ``cpu()``'s growth from each
+    commit to its file's arrival (the daemon's, not what the bench's waits for idleness cost it)."""
     state = open_state(beta)
     share = open_share(beta, SHARE, state)
     rng = random.Random(1)
-    out = []
+    out, spent = [], 0.0
     try:
         sync_share(share)  # beta catches up with alpha's saves first
         for i in range(saves):
@@ -167,7 +169,7 @@ def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int
             with open(os.path.join(share.folder, rel), "wb") as f:
                 f.write(data)
             report = sync_share(share)
-            committed = time.monotonic()
+            committed, cpu_then = time.monotonic(), cpu()
             assert report.committed is not None
             target = os.path.join(alpha.share(SHARE).path, rel)
 
@@ -180,10 +182,11 @@ def commit_to_folder(alpha: configmod.Config, beta: configmod.Config, saves: int
 
             _wait(arrived, f"{rel} in alpha's folder")
             out.append(time.monotonic() - committed)
+            spent += cpu() - cpu_then
     finally:
         share.repo.close()
         state.close()
-    return out
+    return out, spent
 
 
 DEEP = "top3/mid1/deep/deeper"  # where the sizes mode saves: four levels down
@@ -340,9 +343,9 @@ def _saves_on(cfg: configmod.Config, base: str, source: str | None, args, tag: s
         time.sleep(2 * args.poll)
         out["rss_saves"] = _rss_mb(daemon.pid)
         out["status"], out["status_cpu"] = _statuses(cfg, daemon.pid, args.statuses)
-        before = _tree_cpu(daemon.pid)
-        out["pulled"] = commit_to_folder(cfg, _beta_of(cfg), args.saves, args.poll, BETA_DEEP, f"{tag}-")
-        out["pull_cpu"] = (_tree_cpu(daemon.pid) - before) / args.saves
+        out["pulled"], spent = commit_to_folder(cfg, _beta_of(cfg), args.saves, args.poll, BETA_DEEP, f"{tag}-",
+                                                lambda: _tree_cpu(daemon.pid))
+        out["pull_cpu"] = spent / args.saves
         out["rss_pulls"] = _rss_mb(daemon.pid)
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -431,7 +434,7 @@ def main() -> int:
     try:
         _wait(lambda: _started(alpha, daemon), "the daemon to start")
         saved = save_to_head(alpha, args.saves)
-        pulled = commit_to_folder(alpha, beta, args.saves, args.poll)
+        pulled, _ = commit_to_folder(alpha, beta, args.saves, args.poll)
     finally:
         daemon.send_signal(signal.SIGTERM)
         status = daemon.wait(timeout=TIMEOUT)

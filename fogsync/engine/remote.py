@@ -50,9 +50,10 @@ class RemoteMoves:
         A directory not fetched holds the base's entries if it lies at or
         below one whose listing is the base's (``Walked.same``); otherwise
         the head does not hold it (the base's was removed, or is another
-        type or empty now).
+        type or empty now). Built in the walk's own dict, once: a big remote
+        change's entries are not copied.
         """
-        tree = dict(self.walked.tree)
+        tree = self.walked.tree
         fetched = set(self.walked.fetched)
         held: dict[str, bool] = {}
         for path, entry in base.items():

@@ -343,12 +343,13 @@ class Vouch:
         return snap.only(self.loaded) if self.loaded is not None else snap
 
     def load_base(self, have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
-                  ) -> tuple[dict[str, Entry], dict[str, Stat]]:
+                  excluded: Callable[[str], bool] = lambda _: False) -> tuple[dict[str, Entry], dict[str, Stat]]:
         """The base rows and their stats, where ``narrow`` said to look; ``have``: (rows, stats,
-        directories) already loaded, not loaded again."""
+        directories) already loaded, not loaded again; ``excluded``: whether the share's exclude rules
+        leave a directory out (``load_moved``)."""
         if self.loaded is None:
             return self.state.load(self.name)
-        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded, have)
+        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded, have, excluded)
         return tree, stats
 
     def remember_unchanged(self) -> None:
@@ -411,9 +412,15 @@ def sizes_worth_finding(sizes: Iterable[int]) -> list[int]:
     return [s for s in sizes if s >= BLOCK_SIZE]
 
 
+# Fewer directories than this, all moved, still load one by one: the base may hold many more that
+# the scan does not see (a host that excludes most of its share), and a few queries cost little.
+WHOLE_LOAD_MIN = 256
+
+
 def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> set[str] | None:
     """The directories a pass must load: each whose digest moved, and each above one (their listings
-    name it); None when that is every directory, and the base is loaded whole."""
+    name it); None when that is every directory, at least ``WHOLE_LOAD_MIN`` of them, and the base is
+    loaded whole."""
     every = scanned.keys() | vouched.keys()
     out = {""}
     for d in every:
@@ -421,15 +428,17 @@ def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> se
             while d not in out:
                 out.add(d)
                 d = parent_of(d)
-    return out if len(out) < len(every) else None
+    return out if len(out) < len(every) or len(out) < WHOLE_LOAD_MIN else None
 
 
 def load_moved(
     state: State, name: str, scanned: Mapping[str, bytes], dirs: set[str],
     have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
+    excluded: Callable[[str], bool] = lambda _: False,
 ) -> tuple[dict[str, Entry], dict[str, Stat], set[str]]:
     """The base rows in ``dirs``, and in every base directory below them that the scan no longer
-    lists (a directory removed or retyped while no digest vouched for it: its rows go too);
+    lists (a directory removed or retyped while no digest vouched for it: its rows go too), but
+    for those ``excluded`` (the scan leaves them out; their rows stay as they are, ``excluded.py``);
     ``have``: (rows, stats, directories among ``dirs``) already loaded, taken as they are.
 
     Returns the rows, their stats and all the directories loaded.
@@ -439,18 +448,19 @@ def load_moved(
     tree.update(had_rows)
     stats.update(had_stats)
     loaded = set(dirs)
-    gone = _gone_dirs(tree, scanned, loaded)
+    gone = _gone_dirs(tree, scanned, loaded, excluded)
     while gone:
         more, more_stats = state.load_dirs(name, gone)
         tree.update(more)
         stats.update(more_stats)
         loaded |= gone
-        gone = _gone_dirs(more, scanned, loaded)
+        gone = _gone_dirs(more, scanned, loaded, excluded)
     return tree, stats, loaded
 
 
-def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str]) -> set[str]:
-    return {p for p, e in tree.items() if e.type == DIR and p not in scanned and p not in loaded}
+def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str],
+               excluded: Callable[[str], bool]) -> set[str]:
+    return {p for p, e in tree.items() if e.type == DIR and p not in scanned and p not in loaded and not excluded(p)}
 
 
 def unvouched(

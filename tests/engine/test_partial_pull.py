@@ -515,3 +515,36 @@ def test_the_pass_after_a_pull_loads_only_where_it_wrote_and_the_next_nothing(wi
         assert report.committed is None and report.written == report.removed == 0
         assert counting.state.loads == 0 and counting.state.dirs_loaded == loaded
     assert remembered_scan_holds(desktop.share())
+
+
+def test_a_host_that_excludes_most_of_the_share_loads_only_what_it_syncs(laptop, desktop):
+    """B syncs only ``mine/`` of a share whose bulk (``s*``) it excludes: its passes, saving or pulling,
+    load the rows of what it syncs and of where the head moved, never the excluded subtrees'."""
+    for h in (laptop, desktop):
+        pin(h)
+    desktop.share().exclude = ("s*",)
+    for d in WIDE_DIRS:
+        settled(laptop, f"{d}/f.txt", f"{d}\n")
+    settled(laptop, "mine/notes.txt", "A's notes\n")
+    laptop.sync_here()
+    desktop.sync_here()
+    assert desktop.tree() == {"mine": ("dir",), "mine/notes.txt": ("file", b"A's notes\n", False)}
+    state = CountingState(desktop.share().state.path)
+    counting = dataclasses.replace(desktop.share(), state=state)
+    try:
+        settled(desktop, "mine/notes.txt", "B's notes\n", SETTLED + SECOND)
+        assert sync_share(counting).committed is not None
+        assert state.loads == 0 and state.dirs_loaded == {"", "mine"}
+        settled(laptop, DEEP, "edited by A\n", SETTLED + 2 * SECOND)  # in what B excludes
+        laptop.sync_here()
+        state.dirs_loaded = set()
+        report = sync_share(counting)
+        assert report.committed is None and report.written == 0
+        assert state.loads == 0 and state.dirs_loaded == {"", "s2", "s2/t1", "s2/t1/u0"}  # where the head moved
+    finally:
+        state.close()
+    rows, _ = file_rows(desktop)
+    assert rows[DEEP].sha256 == committed_tree(laptop.share().repo)[DEEP].sha256  # in its rows, not its folder
+    assert not desktop.path("s2").exists()
+    laptop.sync_here()
+    assert laptop.read("mine/notes.txt") == b"B's notes\n"
