@@ -7,7 +7,9 @@ keeps, for every excluded path of the base, the base's entry in the local
 tree: the excluding host changes nothing there, its commits hold the entry
 as the last root it merged had it, and another host's change to the path
 is taken into its trees by the merge without being written into (or
-removed from) its folder.
+removed from) its folder. Below an excluded directory the folder does
+not show, a pass loads no rows unless the head moved there
+(``vouch.load_moved``, ``remote``): they stay as they are.
 """
 
 from __future__ import annotations
