@@ -26,7 +26,7 @@ from typing import Mapping
 from fogsync.engine.entry_checks import listing_refusals
 from fogsync.folder.scan import Stat
 from fogsync.folder.state import State
-from fogsync.format.tree import DIR, Entry, parent_of
+from fogsync.format.tree import DIR, Entry
 from fogsync.repo.repository import Repo, Walked
 
 
@@ -45,37 +45,12 @@ class RemoteMoves:
         return self.base, self.stats, self.dirs
 
     def head_tree(self, base: Mapping[str, Entry]) -> dict[str, Entry]:
-        """The head's tree in the directories whose rows ``base`` holds, and in those fetched.
-
-        A directory not fetched holds the base's entries if it lies at or
-        below one whose listing is the base's (``Walked.same``); otherwise
-        the head does not hold it (the base's was removed, or is another
-        type or empty now). Built in the walk's own dict, once: a big remote
-        change's entries are not copied.
-        """
-        tree = self.walked.tree
-        fetched = set(self.walked.fetched)
-        held: dict[str, bool] = {}
-        for path, entry in base.items():
-            where = parent_of(path)
-            if where not in fetched and self._holds(where, fetched, held):
-                tree[path] = entry
-        return tree
-
-    def _holds(self, where: str, fetched: set[str], held: dict[str, bool]) -> bool:
-        """Whether the head holds the base's directory ``where`` (not fetched) as the base does."""
-        chain, d = [], where
-        while d not in held:
-            if d in self.walked.same:
-                held[d] = True
-            elif d in fetched:  # below a fetched directory, not through one the base's: gone from the head
-                held[d] = False
-            else:
-                chain.append(d)
-                d = parent_of(d)
-        for c in chain:
-            held[c] = held[d]
-        return held[where]
+        """The head's tree in the directories whose rows ``base`` holds, and in those fetched: a
+        directory not fetched holds the base's entries if it lies at or below one whose listing is the
+        base's (``Walked.with_known``); otherwise the head does not hold it (the base's was removed, or
+        is another type or empty now). Built in the walk's own dict, once: a big remote change's
+        entries are not copied."""
+        return self.walked.with_known(base)
 
 
 def remote_moves(repo: Repo, state: State, name: str, listing: bytes) -> RemoteMoves:

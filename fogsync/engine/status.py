@@ -58,7 +58,7 @@ def _count(folder: str, ignore: Ignore, state: State, name: str, hints: DirHints
     if vouch.whole_folder():
         return 0, 0
     snap = vouch.narrow(snap)
-    base, stats = vouch.load_base(excluded=lambda p: ignore.ignored(p, True))
+    base, stats = vouch.load_base(ignore)
     changes = compare(snap, base, stats, "")
     keep_excluded(changes.tree, changes.to_read, base, ignore)
     changed = [p for p in changes.to_read if not _same_as_base(folder, p, base.get(p), stats.get(p), snap.items[p])]

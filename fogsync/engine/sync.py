@@ -258,14 +258,11 @@ class Pass:
     def compare(self) -> None:
         """The base rows where the folder may have moved, and the files to read there."""
         self.snap = self.vouch.narrow(self.snap)  # the whole scan goes before the rows load
-        self.base_tree, self.stats = self.vouch.load_base(self.moves and self.moves.rows(), self._excluded_dir)
+        self.base_tree, self.stats = self.vouch.load_base(self.ignore, self.moves and self.moves.rows())
         self.changes = compare(self.snap, self.base_tree, self.stats, self.share.host)
         keep_excluded(self.changes.tree, self.changes.to_read, self.base_tree, self.ignore)
         self.report.deferred = _settling(self.snap, self.changes.to_read, self.share.settle_ns)
         self.to_read = [p for p in self.changes.to_read if p not in self.report.deferred]
-
-    def _excluded_dir(self, path: str) -> bool:
-        return self.ignore.ignored(path, True)
 
     def read_remote_tree(self) -> None:
         """The head's tree, where another host committed since the base: where the pass loaded the base."""

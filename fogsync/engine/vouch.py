@@ -342,14 +342,13 @@ class Vouch:
                 self.loaded |= _with_parents(self.also)
         return snap.only(self.loaded) if self.loaded is not None else snap
 
-    def load_base(self, have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
-                  excluded: Callable[[str], bool] = lambda _: False) -> tuple[dict[str, Entry], dict[str, Stat]]:
-        """The base rows and their stats, where ``narrow`` said to look; ``have``: (rows, stats,
-        directories) already loaded, not loaded again; ``excluded``: whether the share's exclude rules
-        leave a directory out (``load_moved``)."""
+    def load_base(self, ignore: Ignore, have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
+                  ) -> tuple[dict[str, Entry], dict[str, Stat]]:
+        """The base rows and their stats, where ``narrow`` said to look; ``ignore``: the share's exclude
+        rules (``load_moved``); ``have``: (rows, stats, directories) already loaded, not loaded again."""
         if self.loaded is None:
             return self.state.load(self.name)
-        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded, have, excluded)
+        tree, stats, self.loaded = load_moved(self.state, self.name, self.scanned, self.loaded, ignore, have)
         return tree, stats
 
     def remember_unchanged(self) -> None:
@@ -433,12 +432,11 @@ def moved_dirs(scanned: Mapping[str, bytes], vouched: Mapping[str, bytes]) -> se
 
 def load_moved(
     state: State, name: str, scanned: Mapping[str, bytes], dirs: set[str],
-    have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
-    excluded: Callable[[str], bool] = lambda _: False,
+    ignore: Ignore, have: tuple[dict[str, Entry], dict[str, Stat], set[str]] | None = None,
 ) -> tuple[dict[str, Entry], dict[str, Stat], set[str]]:
     """The base rows in ``dirs``, and in every base directory below them that the scan no longer
     lists (a directory removed or retyped while no digest vouched for it: its rows go too), but
-    for those ``excluded`` (the scan leaves them out; their rows stay as they are, ``excluded.py``);
+    for those ``ignore`` excludes (the scan leaves them out; their rows stay as they are, ``excluded.py``);
     ``have``: (rows, stats, directories among ``dirs``) already loaded, taken as they are.
 
     Returns the rows, their stats and all the directories loaded.
@@ -448,19 +446,19 @@ def load_moved(
     tree.update(had_rows)
     stats.update(had_stats)
     loaded = set(dirs)
-    gone = _gone_dirs(tree, scanned, loaded, excluded)
+    gone = _gone_dirs(tree, scanned, loaded, ignore)
     while gone:
         more, more_stats = state.load_dirs(name, gone)
         tree.update(more)
         stats.update(more_stats)
         loaded |= gone
-        gone = _gone_dirs(more, scanned, loaded, excluded)
+        gone = _gone_dirs(more, scanned, loaded, ignore)
     return tree, stats, loaded
 
 
-def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str],
-               excluded: Callable[[str], bool]) -> set[str]:
-    return {p for p, e in tree.items() if e.type == DIR and p not in scanned and p not in loaded and not excluded(p)}
+def _gone_dirs(tree: Mapping[str, Entry], scanned: Mapping[str, bytes], loaded: set[str], ignore: Ignore) -> set[str]:
+    return {p for p, e in tree.items()
+            if e.type == DIR and p not in scanned and p not in loaded and not ignore.ignored(p, True)}
 
 
 def unvouched(

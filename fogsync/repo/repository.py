@@ -41,7 +41,7 @@ from fogsync.format.roots import (
     decode_kept,
     parse_date,
 )
-from fogsync.format.tree import DIR, Entry, decode_listing, join
+from fogsync.format.tree import DIR, Entry, decode_listing, join, parent_of
 from fogsync.platform.private import private_dir
 from fogsync.repo import bigblob
 from fogsync.repo.transfer import BlockCache, Uploads, fetched_ahead
@@ -77,6 +77,32 @@ class Walked:
     tree: dict[str, Entry]  # the entries of each listing fetched, by path
     fetched: list[str]  # the directories whose listings were fetched, the top ('') first
     same: set[str]  # the directories not fetched: their bptr is the known one (so is all below them)
+
+    def with_known(self, known: Mapping[str, Entry]) -> dict[str, Entry]:
+        """``tree`` (in place) with each entry of ``known`` that lies in a directory at or below one of
+        ``same``: the whole tree under the top, as far as ``known`` holds it. A known directory
+        reached through a fetched one but not through ``same`` is not under the top any more."""
+        fetched = set(self.fetched)
+        held: dict[str, bool] = {}
+        for path, entry in known.items():
+            where = parent_of(path)
+            if where not in fetched and self._held(where, fetched, held):
+                self.tree[path] = entry
+        return self.tree
+
+    def _held(self, where: str, fetched: set[str], held: dict[str, bool]) -> bool:
+        chain, d = [], where
+        while d not in held:
+            if d in self.same:
+                held[d] = True
+            elif d in fetched:  # reached through a fetched directory alone: gone from the top's tree
+                held[d] = False
+            else:
+                chain.append(d)
+                d = parent_of(d)
+        for c in chain:
+            held[c] = held[d]
+        return held[where]
 
 
 def _block_of(p: Bptr) -> bytes:
@@ -318,12 +344,7 @@ class Repo:
         sees each listing fetched (``walk_changed``).
         """
         known = known or {}
-        walked = self.walk_changed(listing, lambda _: known, inspect)
-        tree = walked.tree
-        for d in walked.same:
-            prefix = d + "/"
-            tree.update((p, e) for p, e in known.items() if p.startswith(prefix))
-        return tree
+        return self.walk_changed(listing, lambda _: known, inspect).with_known(known)
 
     def walk_changed(
         self, listing: bytes, known_in: Callable[[str], Mapping[str, Entry]],
